@@ -1,0 +1,1 @@
+"""Storage and messaging backends behind small contracts (see base.py)."""

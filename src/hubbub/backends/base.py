@@ -1,0 +1,103 @@
+"""Contracts every backend implements, so memory, SQLite and Redis are interchangeable.
+
+Backends never import the hub: the hub registers a handler with the broker, as
+centrifuge's node does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPublication:
+    """A publication as history keeps it: raw JSON data and optional raw JSON publisher info."""
+
+    offset: int
+    data: bytes
+    info: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTop:
+    """Where a channel's stream stands: offset of its newest publication (0 = none) and epoch."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    publications: list[StoredPublication]
+    top: StreamTop
+
+
+class HistoryStore(Protocol):
+    """Bounded, expiring publication history per channel.
+
+    Guarantees: offsets of a channel increase by exactly one per `append`, starting at 1, and
+    appends on one channel are applied in call order. The `epoch` changes whenever offsets
+    could repeat (the stream was lost or recreated), so (offset, epoch) names one publication.
+    `append` returns once the publication is stored (durably, for durable stores).
+    """
+
+    async def append(
+        self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float
+    ) -> StreamTop: ...
+
+    async def read(
+        self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False
+    ) -> HistoryPage:
+        """Publications still kept, oldest first (newest first when `reverse`).
+
+        `after` keeps only offsets greater than it (or, when `reverse`, smaller than it).
+        """
+        ...
+
+    async def top(self, channel: str) -> StreamTop: ...
+
+    async def channels(self) -> list[str]: ...
+
+    async def close(self) -> None: ...
+
+
+class BrokerHandler(Protocol):
+    """What a broker calls when a message arrives. Calls are synchronous and in order."""
+
+    def on_channel_message(self, channel: str, offset: int | None, frame: bytes) -> None: ...
+
+    def on_control(self, message: bytes) -> None: ...
+
+
+class Broker(Protocol):
+    """Fan-out between nodes.
+
+    Messages published to one channel reach every node subscribed to it, once, in publish
+    order. `frame` is the push already encoded for clients: nodes forward it untouched.
+    Delivery is at-most-once; history (with offsets) is what makes gaps recoverable.
+    """
+
+    def set_handler(self, handler: BrokerHandler) -> None: ...
+
+    async def publish(self, channel: str, offset: int | None, frame: bytes) -> None: ...
+
+    async def publish_control(self, message: bytes) -> None: ...
+
+    async def subscribe(self, channel: str) -> None: ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class PresenceStore(Protocol):
+    """Who is subscribed to a channel: connection id -> raw JSON ClientInfo."""
+
+    async def add(self, channel: str, client_id: str, info: bytes) -> None: ...
+
+    async def remove(self, channel: str, client_id: str) -> None: ...
+
+    async def get(self, channel: str) -> dict[str, bytes]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,131 @@
+"""Zero-setup backends for one process: everything lives in this process's memory."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hubbub.backends.base import BrokerHandler, HistoryPage, StoredPublication, StreamTop
+
+Clock = Callable[[], float]
+
+
+def new_epoch() -> str:
+    return secrets.token_urlsafe(6)
+
+
+class MemoryBroker:
+    """Delivers to the local hub synchronously: one node, nothing to cross."""
+
+    def __init__(self) -> None:
+        self._handler: BrokerHandler | None = None
+
+    def set_handler(self, handler: BrokerHandler) -> None:
+        self._handler = handler
+
+    async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
+        if self._handler is not None:
+            self._handler.on_channel_message(channel, offset, frame)
+
+    async def publish_control(self, message: bytes) -> None:
+        if self._handler is not None:
+            self._handler.on_control(message)
+
+    async def subscribe(self, channel: str) -> None:
+        """Every channel reaches the only node; nothing to do."""
+
+    async def unsubscribe(self, channel: str) -> None:
+        """See subscribe."""
+
+    async def close(self) -> None:
+        self._handler = None
+
+
+@dataclass
+class _Stream:
+    epoch: str
+    offset: int = 0
+    ttl: float = 0.0
+    entries: deque[tuple[float, StoredPublication]] = field(default_factory=deque)
+
+
+class MemoryHistory:
+    """History kept in a dict of deques; lost on restart (the epoch then changes)."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._streams: dict[str, _Stream] = {}
+
+    def _stream(self, channel: str) -> _Stream:
+        stream = self._streams.get(channel)
+        if stream is None:
+            stream = self._streams[channel] = _Stream(epoch=new_epoch())
+        return stream
+
+    def _expire(self, stream: _Stream) -> None:
+        deadline = self._clock() - stream.ttl
+        entries = stream.entries
+        while entries and entries[0][0] <= deadline:
+            entries.popleft()
+
+    async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop:
+        stream = self._stream(channel)
+        stream.offset += 1
+        stream.ttl = ttl
+        stream.entries.append((self._clock(), StoredPublication(stream.offset, data, info)))
+        while len(stream.entries) > size:
+            stream.entries.popleft()
+        self._expire(stream)
+        return StreamTop(stream.offset, stream.epoch)
+
+    async def read(
+        self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False
+    ) -> HistoryPage:
+        stream = self._stream(channel)
+        self._expire(stream)
+        publications = [entry for _, entry in stream.entries]
+        if reverse:
+            publications.reverse()
+            if after is not None:
+                publications = [p for p in publications if p.offset < after]
+        elif after is not None:
+            publications = [p for p in publications if p.offset > after]
+        if limit is not None:
+            publications = publications[:limit]
+        return HistoryPage(publications, StreamTop(stream.offset, stream.epoch))
+
+    async def top(self, channel: str) -> StreamTop:
+        stream = self._stream(channel)
+        return StreamTop(stream.offset, stream.epoch)
+
+    async def channels(self) -> list[str]:
+        return [name for name, stream in self._streams.items() if stream.offset > 0]
+
+    async def close(self) -> None:
+        """Nothing to flush."""
+
+
+class MemoryPresence:
+    """Presence for one process: entries go when their connection unsubscribes or closes."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, dict[str, bytes]] = {}
+
+    async def add(self, channel: str, client_id: str, info: bytes) -> None:
+        self._channels.setdefault(channel, {})[client_id] = info
+
+    async def remove(self, channel: str, client_id: str) -> None:
+        clients = self._channels.get(channel)
+        if clients is not None:
+            clients.pop(client_id, None)
+            if not clients:
+                del self._channels[channel]
+
+    async def get(self, channel: str) -> dict[str, bytes]:
+        return dict(self._channels.get(channel, {}))
+
+    async def close(self) -> None:
+        self._channels.clear()

@@ -1,0 +1,169 @@
+"""`hubbub` command line: a thin shell over Settings, Server and Client.
+
+Flags of `serve` are derived from the Settings table, so a new setting gets its flag,
+its HUBBUB_* variable and its TOML key at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hubbub import config
+from hubbub.errors import ConfigError, HubbubError
+
+DEFAULT_API_URL = "http://127.0.0.1:8001"
+DEFAULT_WS_URL = "ws://127.0.0.1:8000"
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    for field in config.setting_fields():
+        flag = "--" + field.name.replace("_", "-")
+        default_text = field.default if field.default is not None else "none"
+        parser.add_argument(flag, dest=field.name, default=None, metavar="VALUE",
+                            help=f"{field.metadata['help']} (default: {default_text})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hubbub", description="Real-time messaging server and tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--config", metavar="FILE", help="TOML settings file")
+    _add_setting_flags(serve)
+
+    publish = commands.add_parser("publish", help="publish JSON to a channel through the HTTP API")
+    publish.add_argument("channel")
+    publish.add_argument("data", help="JSON value, e.g. '{\"text\": \"hi\"}'")
+    publish.add_argument("--url", default=DEFAULT_API_URL, help=f"server API URL (default: {DEFAULT_API_URL})")
+    publish.add_argument("--api-key", default=os.environ.get("HUBBUB_API_KEY"), help="API key")
+
+    subscribe = commands.add_parser("subscribe", help="print a channel's publications as JSON lines")
+    subscribe.add_argument("channel")
+    subscribe.add_argument("--url", default=DEFAULT_WS_URL, help=f"server URL (default: {DEFAULT_WS_URL})")
+    subscribe.add_argument("--token", help="connection JWT")
+    subscribe.add_argument("--since", type=int, metavar="OFFSET", help="first replay publications after OFFSET")
+    subscribe.add_argument("--epoch", help="epoch of --since (default: the stream's current epoch)")
+
+    token = commands.add_parser("token", help="mint a development JWT with the configured secret")
+    token.add_argument("user")
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires (default: 3600)")
+    token.add_argument("--secret", help="HS256 secret (default: token_secret from --config or HUBBUB_TOKEN_SECRET)")
+    token.add_argument("--config", metavar="FILE", help="TOML settings file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "publish":
+            return asyncio.run(_publish(args))
+        if args.command == "subscribe":
+            return asyncio.run(_subscribe(args))
+        if args.command == "token":
+            return _token(args)
+    except HubbubError as exc:
+        print(f"hubbub: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _serve(args: argparse.Namespace) -> int:
+    flags = {field.name: getattr(args, field.name) for field in config.setting_fields()}
+    settings = config.load(flags, args.config, os.environ)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return asyncio.run(_run_server(settings))
+
+
+async def _run_server(settings: config.Settings) -> int:
+    from hubbub.server import Server
+
+    server = Server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"hubbub: cannot listen: {exc}", file=sys.stderr)
+        await server.close()
+        return 1
+    print(f"hubbub serving WebSocket on {server.url}", flush=True)
+    print(f"hubbub serving server API on {server.api_url}/api/ (health: {server.api_url}/health)", flush=True)
+    if settings.development_mode:
+        print("hubbub: DEVELOPMENT MODE: no token_secret set, anonymous clients may connect", flush=True)
+    history = settings.history_path or "memory"
+    print(f"hubbub: history in {history}; namespaces: {', '.join(sorted(settings.namespaces))}", flush=True)
+    await stop.wait()
+    print("hubbub: shutting down", flush=True)
+    await server.close()
+    print("hubbub: stopped", flush=True)
+    return 0
+
+
+async def _publish(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"data is not valid JSON: {exc}") from None
+    headers = {"Authorization": f"apikey {args.api_key}"} if args.api_key else {}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            args.url.rstrip("/") + "/api/publish", json={"channel": args.channel, "data": data}, headers=headers
+        ) as response:
+            body = await response.text()
+    print(body, flush=True)
+    return 0 if response.status == 200 else 1
+
+
+async def _subscribe(args: argparse.Namespace) -> int:
+    from hubbub.client import Client
+
+    url = args.url
+    if not url.rstrip("/").endswith("/connection/websocket"):
+        url = url.rstrip("/") + "/connection/websocket"
+    since: dict[str, Any] | None = None
+    async with Client(url, token=args.token) as client:
+        if args.since is not None:
+            epoch = args.epoch
+            if epoch is None:
+                epoch = (await client.history(args.channel, limit=0))["epoch"]
+            since = {"offset": args.since, "epoch": epoch}
+        subscription = await client.subscribe(args.channel, since=since)
+        async for publication in subscription:
+            sys.stdout.write(json.dumps(publication.data, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from hubbub.core.auth import mint_token
+
+    secret = args.secret
+    if secret is None:
+        settings = config.load({}, args.config, os.environ)
+        secret = settings.token_secret
+    if not secret:
+        raise ConfigError("no token secret: pass --secret, set HUBBUB_TOKEN_SECRET or token_secret in --config")
+    print(mint_token(secret, args.user, ttl=args.ttl), flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

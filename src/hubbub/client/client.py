@@ -1,0 +1,412 @@
+"""A reconnecting asyncio client.
+
+After a dropped connection it reconnects with exponential backoff and full jitter
+(delay = uniform(0, min(max_delay, min_delay * 2**attempt))), connects again, and
+resubscribes every channel from the last offset it saw, so publications missed while away
+arrive once, in order, before new ones. When the server cannot recover the gap
+(`recovered: false`) the subscription's `on_unrecovered` callback runs so the app can
+reload its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
+
+from hubbub.errors import ClientError, ConnectionLost, ReplyError, close_code_allows_reconnect
+from hubbub.protocol import SUBPROTOCOL_JSON
+
+log = logging.getLogger("hubbub.client")
+
+TokenSource = str | Callable[[], str | Awaitable[str]] | None
+PublicationCallback = Callable[["ClientPublication"], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientPublication:
+    channel: str
+    data: Any
+    offset: int | None = None
+    info: dict[str, Any] | None = None
+
+
+class Subscription:
+    """A channel subscription that survives reconnects. Iterate it, or pass a callback."""
+
+    def __init__(
+        self,
+        client: Client,
+        channel: str,
+        callback: PublicationCallback | None,
+        on_unrecovered: Callable[[Subscription], Any] | None,
+    ) -> None:
+        self.client = client
+        self.channel = channel
+        self.offset: int | None = None
+        self.epoch: str | None = None
+        self.recovered: bool | None = None
+        self._callback = callback
+        self._on_unrecovered = on_unrecovered
+        self._queue: asyncio.Queue[ClientPublication | None] = asyncio.Queue()
+        self.active = True
+
+    def _apply_position(self, result: dict[str, Any]) -> None:
+        if result.get("was_recovering"):
+            self.recovered = bool(result.get("recovered"))
+        if "epoch" in result:
+            self.epoch = result["epoch"]
+            if not result.get("was_recovering") or not self.recovered:
+                self.offset = result.get("offset", 0)
+        for publication in result.get("publications") or ():
+            self._deliver(publication)
+        if result.get("was_recovering") and not self.recovered and self._on_unrecovered is not None:
+            self._on_unrecovered(self)
+
+    def _deliver(self, publication: dict[str, Any]) -> None:
+        offset = publication.get("offset")
+        if offset is not None:
+            if self.offset is not None and offset <= self.offset:
+                return  # already seen (a replay overlapping the live stream)
+            self.offset = offset
+        item = ClientPublication(self.channel, publication.get("data"), offset, publication.get("info"))
+        if self._callback is not None:
+            result = self._callback(item)
+            if inspect.isawaitable(result):
+                self.client._spawn(result)
+        else:
+            self._queue.put_nowait(item)
+
+    def __aiter__(self) -> AsyncIterator[ClientPublication]:
+        return self
+
+    async def __anext__(self) -> ClientPublication:
+        item = await self._queue.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    def _end(self) -> None:
+        self.active = False
+        self._queue.put_nowait(None)
+
+    async def unsubscribe(self) -> None:
+        await self.client.unsubscribe(self.channel)
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[dict[str, Any]]
+    on_result: Callable[[dict[str, Any]], None] | None
+
+
+class Client:
+    """Connects to `url` (ws://host:port/connection/websocket) and keeps connecting."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: TokenSource = None,
+        name: str = "hubbub-python",
+        min_reconnect_delay: float = 0.2,
+        max_reconnect_delay: float = 20.0,
+        command_timeout: float = 10.0,
+        on_message: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.min_reconnect_delay = min_reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self.command_timeout = command_timeout
+        self.client_id: str | None = None
+        self.state = "disconnected"
+        self.last_close_code: int | None = None
+        self._token = token
+        self._on_message = on_message
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._ws: ClientConnection | None = None
+        self._connected = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._fatal: BaseException | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._decoder = msgspec.json.Decoder()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect and wait until the server accepted `connect` (raises if it refuses)."""
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run())
+        await self._wait_connected(None)
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        for subscription in self._subscriptions.values():
+            subscription._end()
+        self.state = "closed"
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _wait_connected(self, within: float | None) -> None:
+        waiter = asyncio.ensure_future(self._connected.wait())
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            done, _ = await asyncio.wait({waiter, closing}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            closing.cancel()
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closing.is_set():
+            raise ClientError("client is closed")
+        if not done:
+            raise TimeoutError("not connected")
+
+    def _spawn(self, awaitable: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing.is_set():
+            self.state = "connecting"
+            try:
+                subprotocols = [Subprotocol(SUBPROTOCOL_JSON)]
+                async with connect(self.url, subprotocols=subprotocols, max_size=2**26, open_timeout=10) as ws:
+                    self._ws = ws
+                    reader = asyncio.create_task(self._read(ws))
+                    try:
+                        await self._handshake()
+                        attempt = 0
+                        await reader
+                    finally:
+                        reader.cancel()
+                        await asyncio.gather(reader, return_exceptions=True)
+                self.last_close_code = ws.close_code
+            except ReplyError as exc:
+                if not exc.temporary:
+                    self._fatal = exc  # a refused token will be refused again
+                    break
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, ConnectionLost) as exc:
+                log.info("connection to %s lost: %s", self.url, exc)
+                if isinstance(exc, ConnectionClosed):
+                    self.last_close_code = exc.rcvd.code if exc.rcvd is not None else None
+            except InvalidURI as exc:
+                self._fatal = ClientError(str(exc))
+                break
+            finally:
+                self._ws = None
+                self._connected.clear()
+                self._fail_pending()
+            if self._closing.is_set():
+                break
+            if not close_code_allows_reconnect(self.last_close_code):
+                self._fatal = ClientError(f"server closed the connection with code {self.last_close_code}")
+                break
+            self.state = "disconnected"
+            delay = random.uniform(0, min(self.max_reconnect_delay, self.min_reconnect_delay * 2**attempt))
+            attempt += 1
+            try:
+                await asyncio.wait_for(self._closing.wait(), delay)
+            except TimeoutError:
+                pass
+        self.state = "closed" if self._closing.is_set() else "failed"
+        self._closing.set()  # wake anyone waiting for a connection that will not come
+
+    async def _token_value(self) -> str | None:
+        token = self._token
+        if token is None or isinstance(token, str):
+            return token
+        value = token()
+        return await value if inspect.isawaitable(value) else value
+
+    async def _handshake(self) -> None:
+        params: dict[str, Any] = {"name": self.name}
+        token = await self._token_value()
+        if token is not None:
+            params["token"] = token
+        result = await self._command("connect", params, require_connected=False)
+        self.client_id = result["client"]
+        if result.get("expires") and not isinstance(self._token, str) and self._token is not None:
+            self._schedule_refresh(result.get("ttl", 0))
+        for subscription in list(self._subscriptions.values()):
+            await self._send_subscribe(subscription, require_connected=False)
+        self.state = "connected"
+        self._connected.set()
+
+    def _schedule_refresh(self, ttl: float) -> None:
+        async def refresh() -> None:
+            await asyncio.sleep(max(0.0, ttl * 0.8))  # a timer, not synchronisation
+            token = await self._token_value()
+            result = await self._command("refresh", {"token": token})
+            if result.get("expires"):
+                self._schedule_refresh(result.get("ttl", 0))
+
+        self._spawn(refresh())
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for entry in pending.values():
+            if not entry.future.done():
+                entry.future.set_exception(ConnectionLost("connection lost before the reply"))
+
+    # ---- wire ----------------------------------------------------------------------------
+
+    async def _read(self, ws: ClientConnection) -> None:
+        async for frame in ws:
+            for line in frame.splitlines() if isinstance(frame, str) else frame.split(b"\n"):
+                if line.strip():
+                    self._dispatch(self._decoder.decode(line))
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        command_id = message.get("id")
+        if command_id is not None:
+            entry = self._pending.pop(command_id, None)
+            if entry is None or entry.future.done():
+                return
+            error = message.get("error")
+            if error is not None:
+                entry.future.set_exception(
+                    ReplyError(error.get("code", 0), error.get("message", ""), error.get("temporary", False))
+                )
+                return
+            result: dict[str, Any] = next((value for key, value in message.items() if key != "id"), {})
+            if entry.on_result is not None:
+                entry.on_result(result)  # in order with the pushes that follow in the stream
+            entry.future.set_result(result)
+            return
+        push = message.get("push")
+        if push is None:
+            return
+        channel = push.get("channel")
+        if "pub" in push:
+            subscription = self._subscriptions.get(channel)
+            if subscription is not None:
+                subscription._deliver(push["pub"])
+        elif "message" in push and self._on_message is not None:
+            outcome = self._on_message(push["message"].get("data"))
+            if inspect.isawaitable(outcome):
+                self._spawn(outcome)
+        elif "disconnect" in push:
+            self.last_close_code = push["disconnect"].get("code")
+
+    async def _command(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        require_connected: bool = True,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        if require_connected and not self._connected.is_set():
+            if self._runner is None:
+                raise ClientError("call connect() first")
+            await self._wait_connected(self.command_timeout)
+        ws = self._ws
+        if ws is None:
+            raise ConnectionLost("not connected")
+        command_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[command_id] = _Pending(future, on_result)
+        try:
+            await ws.send(msgspec.json.encode({"id": command_id, method: params}).decode())
+            return await asyncio.wait_for(asyncio.shield(future), self.command_timeout)
+        except ConnectionClosed:
+            raise ConnectionLost("connection lost while sending") from None
+        finally:
+            self._pending.pop(command_id, None)
+
+    # ---- API -----------------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        channel: str,
+        callback: PublicationCallback | None = None,
+        *,
+        since: dict[str, Any] | None = None,
+        on_unrecovered: Callable[[Subscription], Any] | None = None,
+    ) -> Subscription:
+        """Subscribe; with `since={"offset", "epoch"}` first replay what came after it."""
+        if channel in self._subscriptions:
+            raise ClientError(f"already subscribed to {channel!r}")
+        subscription = Subscription(self, channel, callback, on_unrecovered)
+        if since is not None:
+            subscription.offset = since["offset"]
+            subscription.epoch = since["epoch"]
+        self._subscriptions[channel] = subscription
+        try:
+            await self._send_subscribe(subscription, require_connected=True)
+        except BaseException:
+            self._subscriptions.pop(channel, None)
+            raise
+        return subscription
+
+    async def _send_subscribe(self, subscription: Subscription, *, require_connected: bool) -> None:
+        params: dict[str, Any] = {"channel": subscription.channel}
+        if subscription.offset is not None and subscription.epoch is not None:
+            params["since"] = {"offset": subscription.offset, "epoch": subscription.epoch}
+        await self._command(
+            "subscribe", params, require_connected=require_connected, on_result=subscription._apply_position
+        )
+
+    async def unsubscribe(self, channel: str) -> None:
+        subscription = self._subscriptions.pop(channel, None)
+        if subscription is None:
+            return
+        subscription._end()
+        await self._command("unsubscribe", {"channel": channel})
+
+    async def publish(self, channel: str, data: Any) -> dict[str, Any]:
+        return await self._command("publish", {"channel": channel, "data": data})
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        limit: int | None = None,
+        since: dict[str, Any] | None = None,
+        reverse: bool = False,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"channel": channel}
+        if limit is not None:
+            params["limit"] = limit
+        if since is not None:
+            params["since"] = since
+        if reverse:
+            params["reverse"] = True
+        return await self._command("history", params)
+
+    async def presence(self, channel: str) -> dict[str, Any]:
+        return await self._command("presence", {"channel": channel})
+
+    async def send(self, user: str, data: Any) -> None:
+        await self._command("send", {"user": user, "data": data})
+
+    async def ping(self) -> None:
+        await self._command("ping", {})

@@ -1,0 +1,223 @@
+"""Settings: one frozen table with documented defaults, loaded in one explicit step.
+
+Sources, highest precedence first: command-line flags, the TOML file named by
+`--config`, then `HUBBUB_*` environment variables, then the defaults below. Unknown keys
+and bad values raise ConfigError naming the key. Limits accept the string "none" to
+disable them where the table says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from hubbub.errors import ConfigError
+
+ENV_PREFIX = "HUBBUB_"
+NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+DEFAULT_NAMESPACE = "default"
+
+
+@dataclass(frozen=True)
+class NamespaceOptions:
+    """Rules for every channel `ns:name` of one namespace (channels without `:` use `default`)."""
+
+    history_size: int = field(default=0, metadata={"help": "publications kept per channel; 0 = no history"})
+    history_ttl: float = field(default=300.0, metadata={"help": "seconds a publication stays in history"})
+    presence: bool = field(default=False, metadata={"help": "track who is subscribed"})
+    join_leave: bool = field(default=False, metadata={"help": "push join/leave events to subscribers"})
+    allow_publish: bool = field(default=False, metadata={"help": "clients may publish (else server API only)"})
+    conflate: bool = field(default=False, metadata={"help": "slow readers get the newest message only"})
+
+    @property
+    def keeps_history(self) -> bool:
+        return self.history_size > 0 and self.history_ttl > 0
+
+
+def _default_namespaces() -> dict[str, NamespaceOptions]:
+    return {
+        DEFAULT_NAMESPACE: NamespaceOptions(
+            history_size=100, history_ttl=3600.0, presence=True, join_leave=False, allow_publish=True
+        )
+    }
+
+
+def _setting(default: Any, help: str, *, flag: bool = True) -> Any:
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of `hubbub serve`. `None` disables a limit where its type allows it."""
+
+    host: str = _setting("127.0.0.1", "public interface (WebSocket, pages)")
+    port: int = _setting(8000, "public port; 0 picks a free one")
+    api_host: str = _setting("127.0.0.1", "internal interface (server API, health)")
+    api_port: int = _setting(8001, "internal port; 0 picks a free one")
+    token_secret: str | None = _setting(None, "HS256 secret for connection JWTs; unset = development mode")
+    api_key: str | None = _setting(None, "key for the HTTP API; unset = loopback clients only")
+    history_path: str | None = _setting("hubbub-history.db", "SQLite history file; none = in memory")
+    ping_interval: float | None = _setting(25.0, "seconds between server pings")
+    ping_timeout: float | None = _setting(10.0, "seconds to wait for a pong before closing")
+    connect_timeout: float | None = _setting(10.0, "seconds a client has to send connect")
+    max_message_bytes: int | None = _setting(65536, "largest incoming frame; larger closes with 1009")
+    max_outbox_bytes: int = _setting(1048576, "bytes queued per connection before it is cut as slow (3008)")
+    max_batch_bytes: int = _setting(65536, "largest frame the server builds when coalescing messages")
+    max_channels_per_connection: int = _setting(128, "subscriptions one connection may hold")
+    max_channel_name_bytes: int = _setting(255, "longest channel name")
+    recovery_max_publications: int = _setting(300, "most publications a recovery may replay")
+    history_max_limit: int = _setting(1000, "most publications one history request returns")
+    shutdown_timeout: float = _setting(10.0, "seconds to drain connections on SIGINT/SIGTERM")
+    log_level: str = _setting("info", "debug, info, warning or error")
+    namespaces: Mapping[str, NamespaceOptions] = field(
+        default_factory=_default_namespaces, metadata={"help": "per-namespace rules (TOML only)", "flag": False}
+    )
+
+    @property
+    def development_mode(self) -> bool:
+        """With no token secret, anonymous clients may connect and subscribe."""
+        return self.token_secret is None
+
+    def namespace(self, name: str) -> NamespaceOptions | None:
+        return self.namespaces.get(name)
+
+
+def setting_fields() -> list[dataclasses.Field[Any]]:
+    """The settings that have a flag and an environment variable."""
+    return [f for f in dataclasses.fields(Settings) if f.metadata.get("flag", True)]
+
+
+_HINTS: dict[str, Any] = get_type_hints(Settings)
+_NS_HINTS: dict[str, Any] = get_type_hints(NamespaceOptions)
+
+
+def _is_optional(hint: Any) -> bool:
+    return get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
+
+
+def _base_type(hint: Any) -> Any:
+    if _is_optional(hint):
+        return next(arg for arg in get_args(hint) if arg is not type(None))
+    return hint
+
+
+def coerce(key: str, hint: Any, value: Any) -> Any:
+    """Turn a raw value (string from flag/env, or TOML value) into the setting's type."""
+    if isinstance(value, str) and value.strip().lower() == "none" and _is_optional(hint):
+        return None
+    base = _base_type(hint)
+    result: int | float
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            result = int(value)
+        elif base is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            result = float(value)
+        elif base is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+        else:  # pragma: no cover - every setting has one of the types above
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {key!r}: {value!r} is not a valid {base.__name__}") from None
+    if result < 0:
+        raise ConfigError(f"setting {key!r}: {value!r} must not be negative")
+    return result
+
+
+def _namespaces_from(raw: Any) -> dict[str, NamespaceOptions]:
+    if not isinstance(raw, dict):
+        raise ConfigError("setting 'namespaces' must be a table of tables")
+    result = {}
+    for name, options in raw.items():
+        if not NAMESPACE_NAME.match(name):
+            raise ConfigError(f"namespace {name!r}: names use letters, digits, '_' and '-' (1-64)")
+        if not isinstance(options, dict):
+            raise ConfigError(f"namespace {name!r} must be a table")
+        values = {}
+        for key, value in options.items():
+            if key not in _NS_HINTS:
+                raise ConfigError(f"unknown setting 'namespaces.{name}.{key}'")
+            values[key] = coerce(f"namespaces.{name}.{key}", _NS_HINTS[key], value)
+        result[name] = NamespaceOptions(**values)
+    return result
+
+
+def _validate(values: dict[str, Any]) -> None:
+    level = values.get("log_level")
+    if level is not None and level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"setting 'log_level': {level!r} is not one of debug, info, warning, error")
+
+
+def from_mapping(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check and coerce a table of settings (from TOML or tests)."""
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "namespaces":
+            values[key] = _namespaces_from(value)
+        elif key in _HINTS:
+            values[key] = coerce(key, _HINTS[key], value)
+        else:
+            raise ConfigError(f"unknown setting {key!r} in {source}")
+    _validate(values)
+    return values
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    names = {f.name for f in setting_fields()}
+    for variable, value in environ.items():
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        key = variable[len(ENV_PREFIX) :].lower()
+        if key not in names:
+            raise ConfigError(f"unknown setting {key!r} from environment variable {variable}")
+        values[key] = coerce(key, _HINTS[key], value)
+    _validate(values)
+    return values
+
+
+def from_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            raw = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return from_mapping(raw, str(path))
+
+
+def load(
+    flags: Mapping[str, Any] | None = None,
+    config_path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge defaults < environment < TOML file < flags into Settings."""
+    values: dict[str, Any] = {}
+    if environ is not None:
+        values.update(from_environment(environ))
+    if config_path is not None:
+        values.update(from_toml(config_path))
+    if flags:
+        values.update(from_mapping({k: v for k, v in flags.items() if v is not None}, "command-line flags"))
+    return Settings(**values)

@@ -1,0 +1,305 @@
+"""The hub: sessions by id and by user, channel subscribers, publish and local fan-out.
+
+Publishing goes hub -> history (offset) -> broker -> every node's hub -> subscriber outboxes.
+The broker hands over the push already encoded, so a publication is encoded once however
+many subscribers and nodes receive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+from msgspec import Raw
+
+from hubbub import protocol
+from hubbub.backends.base import Broker, HistoryStore, PresenceStore, StoredPublication
+from hubbub.config import NamespaceOptions, Settings
+from hubbub.core.channels import ChannelRules
+from hubbub.core.outbox import Flusher, Outbox
+from hubbub.errors import CommandError, DisconnectCode, ErrorCode
+
+if TYPE_CHECKING:
+    from hubbub.core.session import Session
+
+log = logging.getLogger("hubbub.hub")
+
+
+@dataclass(slots=True)
+class ChannelSubscribers:
+    """Local subscribers of one channel: live outboxes, and those still catching up."""
+
+    conflate: bool
+    live: dict[str, Outbox] = field(default_factory=dict)
+    # While a subscriber reads history, live messages wait here as (offset, frame).
+    catching_up: dict[str, list[tuple[int | None, bytes]]] = field(default_factory=dict)
+    # Set once the broker subscription for this channel is in place.
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __len__(self) -> int:
+        return len(self.live) + len(self.catching_up)
+
+
+class Control(msgspec.Struct, omit_defaults=True):
+    """A message for sessions on every node, addressed by user."""
+
+    kind: str  # "message" | "disconnect"
+    user: str
+    frame: Raw | None = None
+    code: int = 0
+    reason: str = ""
+
+
+def publication_from_store(stored: StoredPublication) -> protocol.Publication:
+    info = msgspec.json.decode(stored.info, type=protocol.ClientInfo) if stored.info else None
+    return protocol.Publication(data=Raw(stored.data), offset=stored.offset, info=info)
+
+
+class Hub:
+    """Plain-Python core shared by the WebSocket transport and the HTTP API."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        history: HistoryStore,
+        presence: PresenceStore,
+        *,
+        call_soon: Callable[[Callable[[], None]], object],
+    ) -> None:
+        self.settings = settings
+        self.rules = ChannelRules(settings.namespaces, settings.max_channel_name_bytes)
+        self.broker = broker
+        self.history_store = history
+        self.presence_store = presence
+        self.flusher = Flusher(call_soon)
+        self.sessions: dict[str, Session] = {}
+        self.users: dict[str, set[Session]] = {}
+        self.channels: dict[str, ChannelSubscribers] = {}
+        self._publish_locks: dict[str, asyncio.Lock] = {}
+        broker.set_handler(self)
+
+    # ---- sessions -------------------------------------------------------------------------
+
+    def add_session(self, session: Session) -> None:
+        self.sessions[session.client_id] = session
+        self.users.setdefault(session.user, set()).add(session)
+
+    async def remove_session(self, session: Session) -> None:
+        """Forget a closed session: unsubscribe it everywhere. Idempotent."""
+        if self.sessions.pop(session.client_id, None) is None:
+            return
+        sessions = self.users.get(session.user)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self.users[session.user]
+        for channel in list(session.channels):
+            try:
+                await self.unsubscribe(session, channel)
+            except Exception:  # one failing backend must not leave the others subscribed
+                log.exception("cleanup of %s on %s failed", session.client_id, channel)
+
+    # ---- fan-out (called by the broker, synchronously) ----------------------------------
+
+    def on_channel_message(self, channel: str, offset: int | None, frame: bytes) -> None:
+        subscribers = self.channels.get(channel)
+        if subscribers is None:
+            return
+        for waiting in subscribers.catching_up.values():
+            waiting.append((offset, frame))
+        if subscribers.conflate:
+            for outbox in subscribers.live.values():
+                outbox.push_latest(channel, frame)
+        else:
+            for outbox in subscribers.live.values():
+                outbox.push(frame)
+
+    def on_control(self, message: bytes) -> None:
+        control = msgspec.json.decode(message, type=Control)
+        sessions = list(self.users.get(control.user, ()))
+        if control.kind == "message" and control.frame is not None:
+            frame = bytes(control.frame)
+            for session in sessions:
+                session.outbox.push(frame)
+        elif control.kind == "disconnect":
+            for session in sessions:
+                session.disconnect(control.code, control.reason)
+
+    # ---- commands -----------------------------------------------------------------------
+
+    def namespace(self, channel: str) -> NamespaceOptions:
+        return self.rules.resolve(channel)
+
+    @asynccontextmanager
+    async def _publish_lock(self, channel: str) -> AsyncIterator[None]:
+        """Serialise history append + broker publish per channel so offsets go out in order."""
+        lock = self._publish_locks.get(channel)
+        if lock is None:
+            lock = self._publish_locks[channel] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._publish_locks.get(channel) is lock:
+                del self._publish_locks[channel]
+
+    async def publish(
+        self, channel: str, data: Raw, publisher: protocol.ClientInfo | None = None
+    ) -> protocol.PublishResult:
+        options = self.rules.resolve(channel)
+        if not options.keeps_history:
+            frame = protocol.encode_publication_push(channel, protocol.Publication(data=data, info=publisher))
+            await self.broker.publish(channel, None, frame)
+            return protocol.PublishResult()
+        info = protocol.encode(publisher) if publisher is not None else None
+        async with self._publish_lock(channel):
+            top = await self.history_store.append(
+                channel, bytes(data), info, size=options.history_size, ttl=options.history_ttl
+            )
+            publication = protocol.Publication(data=data, offset=top.offset, info=publisher)
+            await self.broker.publish(channel, top.offset, protocol.encode_publication_push(channel, publication))
+        return protocol.PublishResult(offset=top.offset, epoch=top.epoch)
+
+    async def subscribe(
+        self,
+        session: Session,
+        channel: str,
+        since: protocol.StreamPosition | None,
+        reply: Callable[[protocol.SubscribeResult], None],
+    ) -> None:
+        """Subscribe, replying with the stream position (and missed publications for `since`).
+
+        Live messages that arrive while history is read wait in `catching_up`; after the
+        reply, those newer than the history read go out. No gap, no duplicate.
+        """
+        options = self.rules.resolve(channel)
+        subscribers = self.channels.get(channel)
+        if subscribers is None:
+            subscribers = self.channels[channel] = ChannelSubscribers(conflate=options.conflate)
+            try:
+                await self.broker.subscribe(channel)
+            except BaseException:
+                del self.channels[channel]
+                raise
+            finally:
+                subscribers.ready.set()
+        else:
+            await subscribers.ready.wait()
+            if self.channels.get(channel) is not subscribers:
+                raise CommandError(ErrorCode.INTERNAL, "subscription to the broker failed, try again")
+        waiting: list[tuple[int | None, bytes]] = []
+        subscribers.catching_up[session.client_id] = waiting
+        session.channels.add(channel)
+        try:
+            if options.presence:
+                await self.presence_store.add(channel, session.client_id, protocol.encode(session.info))
+            if options.join_leave:
+                await self.broker.publish(channel, None, protocol.encode_join_push(channel, session.info, "join"))
+            result, last_offset = await self._position(channel, options, since)
+        except BaseException:
+            await self.unsubscribe(session, channel)
+            raise
+        if subscribers.catching_up.pop(session.client_id, None) is None:
+            return  # the session went away while we read history
+        reply(result)
+        outbox = session.outbox
+        for offset, frame in waiting:
+            if offset is None or last_offset is None or offset > last_offset:
+                outbox.push(frame)
+        subscribers.live[session.client_id] = outbox
+
+    async def _position(
+        self, channel: str, options: NamespaceOptions, since: protocol.StreamPosition | None
+    ) -> tuple[protocol.SubscribeResult, int | None]:
+        if not options.keeps_history:
+            return protocol.SubscribeResult(was_recovering=since is not None), None
+        if since is None:
+            top = await self.history_store.top(channel)
+            return protocol.SubscribeResult(recoverable=True, epoch=top.epoch, offset=top.offset), top.offset
+        limit = self.settings.recovery_max_publications
+        page = await self.history_store.read(channel, after=since.offset, limit=limit + 1)
+        top = page.top
+        missed = top.offset - since.offset
+        recovered = (
+            since.epoch == top.epoch
+            and 0 <= missed <= limit
+            and len(page.publications) == missed
+            and (missed == 0 or page.publications[0].offset == since.offset + 1)
+        )
+        publications = [publication_from_store(p) for p in page.publications] if recovered else None
+        result = protocol.SubscribeResult(
+            recoverable=True,
+            epoch=top.epoch,
+            offset=top.offset,
+            was_recovering=True,
+            recovered=recovered,
+            publications=publications,
+        )
+        return result, top.offset
+
+    async def unsubscribe(self, session: Session, channel: str) -> None:
+        session.channels.discard(channel)
+        subscribers = self.channels.get(channel)
+        if subscribers is not None:
+            subscribers.live.pop(session.client_id, None)
+            subscribers.catching_up.pop(session.client_id, None)
+            if not subscribers:
+                del self.channels[channel]
+                await self.broker.unsubscribe(channel)
+        options = self.rules.resolve(channel)
+        if options.presence:
+            await self.presence_store.remove(channel, session.client_id)
+        if options.join_leave:
+            await self.broker.publish(channel, None, protocol.encode_join_push(channel, session.info, "leave"))
+
+    async def history(
+        self, channel: str, since: protocol.StreamPosition | None, limit: int | None, reverse: bool
+    ) -> protocol.HistoryResult:
+        options = self.rules.resolve(channel)
+        if not options.keeps_history:
+            raise CommandError(ErrorCode.NOT_AVAILABLE, f"history is not enabled for channel {channel!r}")
+        max_limit = self.settings.history_max_limit
+        if limit is not None and not 0 <= limit <= max_limit:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"limit must be between 0 and {max_limit}")
+        page = await self.history_store.read(
+            channel,
+            after=since.offset if since is not None else None,
+            limit=max_limit if limit is None else limit,
+            reverse=reverse,
+        )
+        if since is not None and since.epoch != page.top.epoch:
+            raise CommandError(ErrorCode.UNRECOVERABLE_POSITION, "epoch changed: history was lost")
+        return protocol.HistoryResult(
+            publications=[publication_from_store(p) for p in page.publications],
+            epoch=page.top.epoch,
+            offset=page.top.offset,
+        )
+
+    async def presence(self, channel: str) -> protocol.PresenceResult:
+        options = self.rules.resolve(channel)
+        if not options.presence:
+            raise CommandError(ErrorCode.NOT_AVAILABLE, f"presence is not enabled for channel {channel!r}")
+        entries = await self.presence_store.get(channel)
+        clients = {client: msgspec.json.decode(info, type=protocol.ClientInfo) for client, info in entries.items()}
+        return protocol.PresenceResult(clients=clients)
+
+    async def send_to_user(self, user: str, data: Raw, sender: protocol.ClientInfo | None = None) -> None:
+        """Push `data` to every connection of `user`, on every node."""
+        frame = protocol.encode_message_push(protocol.Message(data=data, info=sender))
+        await self.broker.publish_control(protocol.encode(Control(kind="message", user=user, frame=Raw(frame))))
+
+    async def disconnect_user(
+        self, user: str, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str = "disconnected by server"
+    ) -> None:
+        control = Control(kind="disconnect", user=user, code=code, reason=reason)
+        await self.broker.publish_control(protocol.encode(control))
+
+    def close_all(self, code: int, reason: str) -> None:
+        for session in list(self.sessions.values()):
+            session.disconnect(code, reason, notify=False)

@@ -1,0 +1,246 @@
+"""One client connection's state: connect, commands, subscriptions, outbox.
+
+The transport feeds decoded commands to `handle`; replies and pushes leave through the
+outbox, in order, so a subscribe reply always precedes the publications that follow it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from hubbub import protocol
+from hubbub.core.auth import ANONYMOUS, Credentials, TokenVerifier
+from hubbub.core.hub import Hub
+from hubbub.core.outbox import Outbox, Sink
+from hubbub.errors import CommandError, DisconnectCode, ErrorCode
+
+log = logging.getLogger("hubbub.session")
+
+SERVER_VERSION = "hubbub/0.1"
+
+CallLater = Callable[[float, Callable[[], None]], Any]
+
+
+class State(Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+class Session:
+    """A client between its WebSocket handshake and its close."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        sink: Sink,
+        *,
+        verifier: TokenVerifier | None,
+        call_later: CallLater,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.hub = hub
+        self.sink = sink
+        self.client_id = secrets.token_hex(8)
+        self.credentials: Credentials = ANONYMOUS
+        self.info = protocol.ClientInfo(user="", client=self.client_id)
+        self.state = State.CONNECTING
+        self.channels: set[str] = set()
+        self._verifier = verifier
+        self._call_later = call_later
+        self._clock = clock
+        self._timers: list[Any] = []
+        settings = hub.settings
+        self.outbox = Outbox(
+            sink,
+            hub.flusher,
+            max_bytes=settings.max_outbox_bytes,
+            max_batch_bytes=settings.max_batch_bytes,
+            on_overflow=self._on_overflow,
+        )
+        if settings.connect_timeout is not None:
+            self._timers.append(call_later(settings.connect_timeout, self._on_connect_timeout))
+
+    @property
+    def user(self) -> str:
+        return self.credentials.user
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def _on_connect_timeout(self) -> None:
+        if self.state is State.CONNECTING:
+            self.disconnect(DisconnectCode.CONNECT_TIMEOUT, "connect timeout", notify=False)
+
+    def _on_overflow(self) -> None:
+        log.info("client %s is too slow: cut", self.client_id)
+        self.disconnect(DisconnectCode.SLOW_CONSUMER, "slow consumer", notify=False)
+
+    def _on_token_expired(self) -> None:
+        expires_at = self.credentials.expires_at
+        if self.state is State.CONNECTED and expires_at is not None and expires_at <= self._clock():
+            self.disconnect(DisconnectCode.TOKEN_EXPIRED, "token expired")
+
+    def disconnect(self, code: int, reason: str, *, notify: bool = True) -> None:
+        """Close the connection with `code`. With `notify`, first push a disconnect message."""
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self._cancel_timers()
+        if notify and not self.outbox.closed:
+            reconnect = DisconnectCode(code).reconnect if code in DisconnectCode._value2member_map_ else True
+            self.outbox.push(protocol.encode_disconnect_push(code, reason, reconnect))
+            self.outbox.flush()
+        self.outbox.discard()
+        self.sink.close(code, reason)
+
+    def closed(self) -> None:
+        """The transport reports the connection gone (any side closed it)."""
+        self.state = State.CLOSED
+        self._cancel_timers()
+        self.outbox.discard()
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            cancel = getattr(timer, "cancel", None)
+            if cancel is not None:
+                cancel()
+        self._timers.clear()
+
+    # ---- commands -------------------------------------------------------------------------
+
+    async def handle(self, command: protocol.Command) -> None:
+        """Run one command and queue its reply (or error reply)."""
+        if self.state is State.CLOSED:
+            return
+        try:
+            if command.error is not None:
+                raise command.error
+            handler = self._handlers.get(command.method)
+            if handler is None:  # pragma: no cover - decode_frame only yields known methods
+                raise CommandError(ErrorCode.METHOD_NOT_FOUND, f"unknown method {command.method!r}")
+            if self.state is State.CONNECTING and command.method != "connect":
+                raise CommandError(ErrorCode.NOT_CONNECTED, "send connect first")
+            result = await handler(self, command)
+            if result is not None:
+                self._reply(command, result)
+        except CommandError as error:
+            self.outbox.push(protocol.encode_error(command.id, error))
+        except Exception:
+            log.exception("command %s of client %s failed", command.method, self.client_id)
+            self.outbox.push(protocol.encode_error(command.id, CommandError(ErrorCode.INTERNAL, "internal error")))
+
+    def _reply(self, command: protocol.Command, result: protocol.Reply) -> None:
+        self.outbox.push(protocol.encode_reply(command.id, command.method, result))
+
+    def _authenticate(self, token: str | None) -> Credentials:
+        if self._verifier is None:
+            if token:
+                raise CommandError(ErrorCode.UNAUTHORIZED, "server has no token secret (development mode): omit token")
+            return ANONYMOUS
+        if not token:
+            raise CommandError(ErrorCode.UNAUTHORIZED, "token required")
+        return self._verifier.verify(token)
+
+    def _arm_expiry(self) -> protocol.RefreshResult:
+        expires_at = self.credentials.expires_at
+        if expires_at is None:
+            return protocol.RefreshResult()
+        ttl = max(0, int(expires_at - self._clock()))
+        self._timers.append(self._call_later(ttl + 0.001, self._on_token_expired))
+        return protocol.RefreshResult(expires=True, ttl=ttl)
+
+    async def _connect(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.ConnectRequest)
+        if self.state is State.CONNECTED:
+            raise CommandError(ErrorCode.BAD_REQUEST, "already connected")
+        credentials = self._authenticate(request.token)
+        self._cancel_timers()
+        self.credentials = credentials
+        info = protocol.Raw(protocol.encode(credentials.info)) if credentials.info is not None else None
+        self.info = protocol.ClientInfo(user=credentials.user, client=self.client_id, info=info)
+        self.state = State.CONNECTED
+        self.hub.add_session(self)
+        expiry = self._arm_expiry()
+        return protocol.ConnectResult(
+            client=self.client_id,
+            version=SERVER_VERSION,
+            ping=self.hub.settings.ping_interval,
+            expires=expiry.expires,
+            ttl=expiry.ttl,
+        )
+
+    async def _refresh(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.RefreshRequest)
+        credentials = self._authenticate(request.token)
+        if credentials.user != self.credentials.user:
+            raise CommandError(ErrorCode.PERMISSION_DENIED, "refresh token is for another user")
+        self._cancel_timers()
+        self.credentials = credentials
+        return self._arm_expiry()
+
+    async def _subscribe(self, command: protocol.Command) -> None:
+        request = command.request
+        assert isinstance(request, protocol.SubscribeRequest)
+        channel = request.channel
+        self.hub.namespace(channel)
+        if channel in self.channels:
+            raise CommandError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
+        if len(self.channels) >= self.hub.settings.max_channels_per_connection:
+            raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
+        await self.hub.subscribe(self, channel, request.since, lambda result: self._reply(command, result))
+
+    async def _unsubscribe(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.UnsubscribeRequest)
+        self.hub.namespace(request.channel)
+        if request.channel not in self.channels:
+            raise CommandError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {request.channel!r}")
+        await self.hub.unsubscribe(self, request.channel)
+        return protocol.Empty()
+
+    async def _publish(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.PublishRequest)
+        if not self.hub.namespace(request.channel).allow_publish:
+            raise CommandError(ErrorCode.PERMISSION_DENIED, "clients may not publish to this namespace")
+        return await self.hub.publish(request.channel, request.data, self.info)
+
+    async def _history(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.HistoryRequest)
+        return await self.hub.history(request.channel, request.since, request.limit, request.reverse)
+
+    async def _presence(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.PresenceRequest)
+        return await self.hub.presence(request.channel)
+
+    async def _send(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.SendRequest)
+        if not request.user:
+            raise CommandError(ErrorCode.BAD_REQUEST, "send needs a user id")
+        await self.hub.send_to_user(request.user, request.data, self.info)
+        return protocol.Empty()
+
+    async def _ping(self, command: protocol.Command) -> protocol.Reply:
+        return protocol.Empty()
+
+    _handlers = {
+        "connect": _connect,
+        "refresh": _refresh,
+        "subscribe": _subscribe,
+        "unsubscribe": _unsubscribe,
+        "publish": _publish,
+        "history": _history,
+        "presence": _presence,
+        "send": _send,
+        "ping": _ping,
+    }

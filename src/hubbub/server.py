@@ -1,0 +1,115 @@
+"""Wires settings, backends, hub and transports together; the only module that imports all.
+
+    server = Server(settings)
+    await server.start()        # binds both ports; `server.started` is set
+    ...
+    await server.close()        # drain: stop accepting, close with 1001, flush history
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+
+from hubbub.backends.base import HistoryStore
+from hubbub.backends.memory import MemoryBroker, MemoryHistory, MemoryPresence
+from hubbub.backends.sqlite import SqliteHistory
+from hubbub.config import Settings
+from hubbub.core.auth import TokenVerifier
+from hubbub.core.hub import Hub
+from hubbub.errors import DisconnectCode
+from hubbub.transports.http_api import HttpApi
+from hubbub.transports.websocket import WEBSOCKET_PATH, WebSocketEndpoint
+
+log = logging.getLogger("hubbub.server")
+
+
+class Server:
+    """One hubbub node: public WebSocket port plus internal API port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started = asyncio.Event()
+        self.draining = False
+        self.port: int | None = None
+        self.api_port: int | None = None
+        self.hub: Hub | None = None
+        self._history: HistoryStore | None = None
+        self._endpoint: WebSocketEndpoint | None = None
+        self._api_runner: web.AppRunner | None = None
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return f"ws://{_url_host(self.settings.host)}:{self.port}{WEBSOCKET_PATH}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{_url_host(self.settings.api_host)}:{self.api_port}"
+
+    async def _open_history(self) -> HistoryStore:
+        path = self.settings.history_path
+        if path is None:
+            return MemoryHistory()
+        store = SqliteHistory(path)
+        await store.open()
+        return store
+
+    async def start(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        self._history = await self._open_history()
+        self.hub = Hub(settings, MemoryBroker(), self._history, MemoryPresence(), call_soon=loop.call_soon)
+        verifier = TokenVerifier(settings.token_secret) if settings.token_secret else None
+        self._endpoint = WebSocketEndpoint(self.hub, verifier, lambda: self.draining)
+        ws_server = await self._endpoint.start(settings.host, settings.port)
+        self.port = ws_server.sockets[0].getsockname()[1]
+        self._api_runner = web.AppRunner(
+            HttpApi(self.hub, lambda: self.draining).application(), access_log=None, handle_signals=False
+        )
+        await self._api_runner.setup()
+        site = web.TCPSite(self._api_runner, settings.api_host, settings.api_port)
+        await site.start()
+        self.api_port = self._api_runner.addresses[0][1]
+        self.started.set()
+
+    async def close(self) -> None:
+        """Drain within `shutdown_timeout`: refuse new clients, close every WebSocket with 1001."""
+        if self._closed:
+            return
+        self._closed = True
+        self.draining = True
+        deadline = time.monotonic() + self.settings.shutdown_timeout
+        if self._endpoint is not None and self._endpoint.server is not None:
+            ws_server = self._endpoint.server
+            ws_server.close(code=DisconnectCode.GOING_AWAY, reason="server shutting down")
+            try:
+                await asyncio.wait_for(ws_server.wait_closed(), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                log.warning("connections still open after %.1fs: aborting them", self.settings.shutdown_timeout)
+                for connection in list(ws_server.connections):
+                    if connection.transport is not None:
+                        connection.transport.abort()
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+        if self.hub is not None:
+            await self.hub.broker.close()
+            await self.hub.presence_store.close()
+        if self._history is not None:
+            await self._history.close()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

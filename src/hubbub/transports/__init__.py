@@ -1,0 +1,1 @@
+"""Network edges: the public WebSocket endpoint and the internal HTTP API."""

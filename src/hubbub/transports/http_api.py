@@ -1,0 +1,225 @@
+"""The server API on the internal port (aiohttp): publish, history, presence, disconnect.
+
+Same Hub methods as the WebSocket commands. With an API key configured every /api/ call
+needs `Authorization: apikey KEY`; with none, only loopback clients are answered.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+from msgspec import Raw, Struct
+
+from hubbub import protocol
+from hubbub.core.hub import Hub
+from hubbub.core.session import SERVER_VERSION
+from hubbub.errors import CommandError, DisconnectCode, ErrorCode
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+
+HTTP_STATUS = {
+    ErrorCode.BAD_REQUEST: HTTPStatus.BAD_REQUEST,
+    ErrorCode.UNAUTHORIZED: HTTPStatus.UNAUTHORIZED,
+    ErrorCode.PERMISSION_DENIED: HTTPStatus.FORBIDDEN,
+    ErrorCode.UNKNOWN_CHANNEL: HTTPStatus.NOT_FOUND,
+    ErrorCode.METHOD_NOT_FOUND: HTTPStatus.NOT_FOUND,
+    ErrorCode.NOT_AVAILABLE: HTTPStatus.NOT_FOUND,
+    ErrorCode.UNRECOVERABLE_POSITION: HTTPStatus.CONFLICT,
+    ErrorCode.LIMIT_EXCEEDED: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    ErrorCode.TOO_MANY_REQUESTS: HTTPStatus.TOO_MANY_REQUESTS,
+}
+
+
+class PublishBody(Struct, forbid_unknown_fields=True):
+    channel: str
+    data: Raw
+
+
+class BroadcastBody(Struct, forbid_unknown_fields=True):
+    channels: list[str]
+    data: Raw
+
+
+class DisconnectBody(Struct, forbid_unknown_fields=True):
+    user: str
+    reconnect: bool = False
+
+
+class SendBody(Struct, forbid_unknown_fields=True):
+    user: str
+    data: Raw
+
+
+def error_response(code: ErrorCode, message: str, status: HTTPStatus | None = None) -> web.Response:
+    status = status or HTTP_STATUS.get(code, HTTPStatus.INTERNAL_SERVER_ERROR)
+    body = protocol.encode({"error": {"code": int(code), "message": message}})
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def json_response(value: Any) -> web.Response:
+    return web.Response(body=protocol.encode(value), content_type="application/json")
+
+
+def _is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpApi:
+    """Builds the aiohttp application for the internal port."""
+
+    def __init__(self, hub: Hub, is_draining: Callable[[], bool], started_at: float | None = None) -> None:
+        self.hub = hub
+        self.is_draining = is_draining
+        self.started_at = started_at or time.time()
+
+    def application(self) -> web.Application:
+        max_body = max(self.hub.settings.max_message_bytes or 0, 1024 * 1024)
+        app = web.Application(middlewares=[self._errors, self._authorize], client_max_size=max_body)
+        app.router.add_get("/health", self.health)
+        app.router.add_post("/api/publish", self.publish)
+        app.router.add_post("/api/broadcast", self.broadcast)
+        app.router.add_post("/api/send", self.send)
+        app.router.add_post("/api/disconnect", self.disconnect)
+        app.router.add_get("/api/history", self.history)
+        app.router.add_get("/api/presence", self.presence)
+        app.router.add_get("/api/channels", self.channels)
+        app.router.add_get("/api/info", self.info)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except CommandError as error:
+            return error_response(error.code, error.message)
+        except web.HTTPRequestEntityTooLarge as error:
+            return error_response(ErrorCode.LIMIT_EXCEEDED, error.text or "body too large")
+        except web.HTTPException as error:
+            if error.status >= 400:
+                code = ErrorCode.METHOD_NOT_FOUND if error.status in (404, 405) else ErrorCode.BAD_REQUEST
+                return error_response(code, error.reason, HTTPStatus(error.status))
+            raise
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        key = self.hub.settings.api_key
+        if key is None:
+            if not _is_loopback(request.remote):
+                return error_response(
+                    ErrorCode.PERMISSION_DENIED, "no api_key configured: the API answers loopback clients only"
+                )
+            return await handler(request)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "apikey" or not hmac.compare_digest(given.strip().encode(), key.encode()):
+            return error_response(ErrorCode.UNAUTHORIZED, "missing or wrong API key (Authorization: apikey KEY)")
+        return await handler(request)
+
+    async def _body(self, request: web.Request, kind: type[T]) -> T:
+        raw = await request.read()
+        try:
+            return msgspec.json.decode(raw, type=kind)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"bad request body: {exc}") from None
+
+    async def health(self, request: web.Request) -> web.Response:
+        if self.is_draining():
+            return web.json_response({"status": "draining"}, status=HTTPStatus.SERVICE_UNAVAILABLE)
+        return web.json_response({"status": "ok"})
+
+    async def publish(self, request: web.Request) -> web.Response:
+        body = await self._body(request, PublishBody)
+        result = await self.hub.publish(body.channel, protocol.validate_json(bytes(body.data)))
+        return json_response(result)
+
+    async def broadcast(self, request: web.Request) -> web.Response:
+        body = await self._body(request, BroadcastBody)
+        if not body.channels:
+            raise CommandError(ErrorCode.BAD_REQUEST, "channels must not be empty")
+        if len(body.channels) > self.hub.settings.max_channels_per_connection:
+            raise CommandError(
+                ErrorCode.LIMIT_EXCEEDED, f"at most {self.hub.settings.max_channels_per_connection} channels"
+            )
+        data = protocol.validate_json(bytes(body.data))
+        for channel in body.channels:  # check every name before publishing anything
+            self.hub.namespace(channel)
+        results = [await self.hub.publish(channel, data) for channel in body.channels]
+        return json_response({"results": results})
+
+    async def send(self, request: web.Request) -> web.Response:
+        body = await self._body(request, SendBody)
+        await self.hub.send_to_user(body.user, protocol.validate_json(bytes(body.data)))
+        return json_response({})
+
+    async def disconnect(self, request: web.Request) -> web.Response:
+        body = await self._body(request, DisconnectBody)
+        code = DisconnectCode.FORCE_RECONNECT if body.reconnect else DisconnectCode.FORCE_DISCONNECT
+        await self.hub.disconnect_user(body.user, code, "disconnected by the server API")
+        return json_response({})
+
+    def _query(self, request: web.Request, name: str, required: bool = False) -> str | None:
+        value = request.query.get(name)
+        if required and not value:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"query parameter {name!r} is required")
+        return value
+
+    def _query_int(self, request: web.Request, name: str) -> int | None:
+        value = self._query(request, name)
+        if value is None or value == "":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"query parameter {name!r} must be an integer") from None
+
+    async def history(self, request: web.Request) -> web.Response:
+        channel = self._query(request, "channel", required=True)
+        assert channel is not None
+        since_offset = self._query_int(request, "since")
+        limit = self._query_int(request, "limit")
+        reverse = (self._query(request, "reverse") or "").lower() in ("1", "true", "yes")
+        since = None
+        if since_offset is not None:
+            epoch = self._query(request, "epoch")
+            if epoch is None:  # no epoch given: read from the current stream
+                self.hub.namespace(channel)
+                epoch = (await self.hub.history_store.top(channel)).epoch
+            since = protocol.StreamPosition(offset=since_offset, epoch=epoch)
+        return json_response(await self.hub.history(channel, since, limit, reverse))
+
+    async def presence(self, request: web.Request) -> web.Response:
+        channel = self._query(request, "channel", required=True)
+        assert channel is not None
+        return json_response(await self.hub.presence(channel))
+
+    async def channels(self, request: web.Request) -> web.Response:
+        channels = {name: {"subscribers": len(subs)} for name, subs in sorted(self.hub.channels.items())}
+        return json_response({"channels": channels})
+
+    async def info(self, request: web.Request) -> web.Response:
+        hub = self.hub
+        return json_response(
+            {
+                "version": SERVER_VERSION,
+                "uptime": round(time.time() - self.started_at, 3),
+                "development_mode": hub.settings.development_mode,
+                "connections": len(hub.sessions),
+                "users": len([user for user in hub.users if user]),
+                "channels": len(hub.channels),
+                "namespaces": sorted(hub.settings.namespaces),
+            }
+        )
