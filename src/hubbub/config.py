@@ -162,7 +162,13 @@ def _namespaces_from(raw: Any) -> dict[str, NamespaceOptions]:
     return result
 
 
+MIN_SECRET_BYTES = 32  # RFC 7518 section 3.2: an HS256 key at least as long as the hash
+
+
 def _validate(values: dict[str, Any]) -> None:
+    secret = values.get("token_secret")
+    if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"setting 'token_secret' must be at least {MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2)")
     level = values.get("log_level")
     if level is not None and level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"setting 'log_level': {level!r} is not one of debug, info, warning, error")

@@ -105,12 +105,15 @@ class Reply(Struct, omit_defaults=True):
     pass
 
 
+NULL = Raw(b"null")
+
+
 class ClientInfo(Struct, omit_defaults=True):
-    """Who published or joined: user id ("" when anonymous) and connection id."""
+    """Who published or joined: user id ("" when anonymous), connection id, token `info` claim."""
 
     user: str
     client: str
-    info: Raw | None = None
+    info: Raw = NULL
 
 
 class Publication(Struct, omit_defaults=True):
@@ -131,8 +134,8 @@ class SubscribeResult(Reply):
     recoverable: bool = False
     epoch: str | None = None
     offset: int | None = None
-    was_recovering: bool = False
-    recovered: bool = False
+    was_recovering: bool | None = None
+    recovered: bool | None = None
     publications: list[Publication] | None = None
 
 

@@ -50,7 +50,7 @@ class Control(msgspec.Struct, omit_defaults=True):
 
     kind: str  # "message" | "disconnect"
     user: str
-    frame: Raw | None = None
+    frame: Raw = protocol.NULL
     code: int = 0
     reason: str = ""
 
@@ -123,7 +123,7 @@ class Hub:
     def on_control(self, message: bytes) -> None:
         control = msgspec.json.decode(message, type=Control)
         sessions = list(self.users.get(control.user, ()))
-        if control.kind == "message" and control.frame is not None:
+        if control.kind == "message":
             frame = bytes(control.frame)
             for session in sessions:
                 session.outbox.push(frame)
@@ -218,7 +218,9 @@ class Hub:
         self, channel: str, options: NamespaceOptions, since: protocol.StreamPosition | None
     ) -> tuple[protocol.SubscribeResult, int | None]:
         if not options.keeps_history:
-            return protocol.SubscribeResult(was_recovering=since is not None), None
+            if since is None:
+                return protocol.SubscribeResult(), None
+            return protocol.SubscribeResult(was_recovering=True, recovered=False), None
         if since is None:
             top = await self.history_store.top(channel)
             return protocol.SubscribeResult(recoverable=True, epoch=top.epoch, offset=top.offset), top.offset

@@ -162,7 +162,7 @@ class Session:
         credentials = self._authenticate(request.token)
         self._cancel_timers()
         self.credentials = credentials
-        info = protocol.Raw(protocol.encode(credentials.info)) if credentials.info is not None else None
+        info = protocol.Raw(protocol.encode(credentials.info)) if credentials.info is not None else protocol.NULL
         self.info = protocol.ClientInfo(user=credentials.user, client=self.client_id, info=info)
         self.state = State.CONNECTED
         self.hub.add_session(self)

@@ -1,0 +1,122 @@
+"""One contract suite for every HistoryStore (a Redis store joins by adding a factory)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from hubbub.backends.base import HistoryStore
+from hubbub.backends.memory import MemoryHistory
+from hubbub.backends.sqlite import SqliteHistory
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def memory_store(tmp_path: Path, clock: FakeClock) -> HistoryStore:
+    return MemoryHistory(clock=clock)
+
+
+async def sqlite_store(tmp_path: Path, clock: FakeClock) -> HistoryStore:
+    store = SqliteHistory(str(tmp_path / "history.db"), clock=clock)
+    await store.open()
+    return store
+
+
+Factory = Callable[[Path, FakeClock], Awaitable[HistoryStore]]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=[memory_store, sqlite_store], ids=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> AsyncIterator[HistoryStore]:
+    factory: Factory = request.param
+    history = await factory(tmp_path, clock)
+    yield history
+    await history.close()
+
+
+async def append(store: HistoryStore, channel: str, n: int, size: int = 100, ttl: float = 60) -> list[int]:
+    return [(await store.append(channel, b"%d" % i, None, size=size, ttl=ttl)).offset for i in range(n)]
+
+
+async def test_offsets_start_at_one_and_increase_by_one(store: HistoryStore) -> None:
+    assert await append(store, "a", 5) == [1, 2, 3, 4, 5]
+    assert await append(store, "b", 2) == [1, 2]
+
+
+async def test_epoch_is_stable_for_a_stream(store: HistoryStore) -> None:
+    """The epoch seen before the first publication is the epoch of the stream afterwards."""
+    before = await store.top("a")
+    assert before.offset == 0
+    top = await store.append("a", b"1", None, size=10, ttl=60)
+    assert top.epoch == before.epoch
+    assert (await store.read("a")).top == top
+    assert (await store.top("b")).epoch != top.epoch
+
+
+async def test_read_returns_data_and_info_in_order(store: HistoryStore) -> None:
+    await store.append("a", b'{"x":1}', b'{"user":"u","client":"c"}', size=10, ttl=60)
+    await store.append("a", b"[2]", None, size=10, ttl=60)
+    page = await store.read("a")
+    assert [(p.offset, p.data, p.info) for p in page.publications] == [
+        (1, b'{"x":1}', b'{"user":"u","client":"c"}'),
+        (2, b"[2]", None),
+    ]
+
+
+async def test_read_after_limit_and_reverse(store: HistoryStore) -> None:
+    await append(store, "a", 10)
+    assert [p.offset for p in (await store.read("a", after=7)).publications] == [8, 9, 10]
+    assert [p.offset for p in (await store.read("a", after=2, limit=3)).publications] == [3, 4, 5]
+    assert [p.offset for p in (await store.read("a", reverse=True, limit=3)).publications] == [10, 9, 8]
+    assert [p.offset for p in (await store.read("a", after=5, reverse=True, limit=2)).publications] == [4, 3]
+    assert (await store.read("a", limit=0)).publications == []
+
+
+async def test_size_keeps_only_the_newest(store: HistoryStore) -> None:
+    await append(store, "a", 8, size=3)
+    page = await store.read("a")
+    assert [p.offset for p in page.publications] == [6, 7, 8]
+    assert page.top.offset == 8
+
+
+async def test_ttl_expires_old_publications(store: HistoryStore, clock: FakeClock) -> None:
+    await append(store, "a", 2, ttl=10)
+    clock.now += 5
+    await append(store, "a", 1, ttl=10)
+    clock.now += 6
+    page = await store.read("a")
+    assert [p.offset for p in page.publications] == [3]
+    assert page.top.offset == 3
+
+
+async def test_channels_lists_streams_with_publications(store: HistoryStore) -> None:
+    await store.top("empty")
+    await append(store, "b", 1)
+    await append(store, "a", 1)
+    assert sorted(await store.channels()) == ["a", "b"]
+
+
+async def test_sqlite_history_survives_a_restart(tmp_path: Path, clock: FakeClock) -> None:
+    """Offsets and epoch continue after reopening the file: recovery works across restarts."""
+    first = await sqlite_store(tmp_path, clock)
+    top = await first.append("a", b"1", None, size=10, ttl=60)
+    await first.close()
+    second = await sqlite_store(tmp_path, clock)
+    try:
+        again = await second.append("a", b"2", None, size=10, ttl=60)
+        assert (again.offset, again.epoch) == (2, top.epoch)
+        assert [p.data for p in (await second.read("a")).publications] == [b"1", b"2"]
+    finally:
+        await second.close()

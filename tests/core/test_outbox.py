@@ -1,0 +1,116 @@
+"""Outbox: coalescing, batch cap, slow-consumer cut, conflation under backpressure."""
+
+from hubbub.core.outbox import Flusher, Outbox
+from tests.helpers import ManualLoop, RecordingSink
+
+
+def make_outbox(max_bytes: int = 10_000, max_batch_bytes: int = 1_000) -> tuple[Outbox, RecordingSink, ManualLoop, list[str]]:
+    loop = ManualLoop()
+    sink = RecordingSink()
+    overflows: list[str] = []
+    outbox = Outbox(
+        sink,
+        Flusher(loop.call_soon),
+        max_bytes=max_bytes,
+        max_batch_bytes=max_batch_bytes,
+        on_overflow=lambda: overflows.append("slow"),
+    )
+    return outbox, sink, loop, overflows
+
+
+def test_messages_of_one_loop_turn_share_one_frame() -> None:
+    """Messages pushed in one loop turn leave as one newline-separated frame."""
+    outbox, sink, loop, _ = make_outbox()
+    for i in range(3):
+        outbox.push(b'{"n":%d}' % i)
+    assert sink.frames == []
+    loop.run_ready()
+    assert sink.frames == [b'{"n":0}\n{"n":1}\n{"n":2}']
+
+
+def test_frames_are_capped_at_max_batch_bytes() -> None:
+    """A long backlog is split into frames no larger than max_batch_bytes."""
+    outbox, sink, loop, _ = make_outbox(max_batch_bytes=100)
+    messages = [b"x" * 30 for _ in range(10)]
+    for message in messages:
+        outbox.push(message)
+    loop.run_ready()
+    assert all(len(frame) <= 100 for frame in sink.frames)
+    assert b"\n".join(sink.frames).split(b"\n") == messages
+
+
+def test_overflow_cuts_the_consumer_and_drops_its_queue() -> None:
+    """Past max_bytes queued, on_overflow runs once and nothing more is queued."""
+    outbox, sink, loop, overflows = make_outbox(max_bytes=100)
+    sink.paused = True
+    for _ in range(20):
+        outbox.push(b"y" * 10)
+    assert overflows == ["slow"]
+    assert outbox.closed and outbox.queued_bytes == 0
+    loop.run_ready()
+    assert sink.frames == []
+
+
+def test_transport_buffer_counts_against_the_budget() -> None:
+    """Bytes still in the transport at the last flush shrink what may be queued."""
+    outbox, sink, loop, overflows = make_outbox(max_bytes=100)
+    outbox.push(b"a")
+    sink.buffered = 90
+    loop.run_ready()
+    outbox.push(b"b" * 20)
+    assert overflows == ["slow"]
+
+
+def test_paused_sink_holds_messages_until_it_drains() -> None:
+    """While the transport is above its high-water mark nothing is written; resume flushes."""
+    outbox, sink, loop, overflows = make_outbox()
+    sink.paused = True
+    outbox.push(b"1")
+    loop.run_ready()
+    outbox.push(b"2")
+    loop.run_ready()
+    assert sink.frames == []
+    sink.resume()
+    loop.run_ready()
+    assert sink.frames == [b"1\n2"]
+    assert overflows == []
+
+
+def test_conflated_messages_keep_only_the_newest_while_backed_up() -> None:
+    """A backed-up reader of a conflated channel gets the newest value per key, not a backlog."""
+    outbox, sink, loop, overflows = make_outbox(max_bytes=200)
+    sink.paused = True
+    outbox.push_latest("a", b"a0")
+    loop.run_ready()  # discovers the pause
+    for i in range(1, 1000):
+        outbox.push_latest("a", b"a%d" % i)
+        outbox.push_latest("b", b"b%d" % i)
+    assert overflows == []
+    assert outbox.queued_bytes < 200
+    sink.resume()
+    loop.run_ready()
+    assert sink.frames == [b"a0\na999\nb999"]
+
+
+def test_fast_conflated_reader_sees_every_update() -> None:
+    """Without backpressure, conflated messages are all delivered."""
+    outbox, sink, loop, _ = make_outbox()
+    for i in range(3):
+        outbox.push_latest("a", b"%d" % i)
+        loop.run_ready()
+    assert sink.frames == [b"0", b"1", b"2"]
+
+
+def test_flusher_slices_large_flushes_across_loop_turns() -> None:
+    """One flusher callback flushes at most slice_size outboxes, then yields to the loop."""
+    loop = ManualLoop()
+    flusher = Flusher(loop.call_soon, slice_size=2)
+    sinks = [RecordingSink() for _ in range(5)]
+    outboxes = [Outbox(s, flusher, max_bytes=1000, max_batch_bytes=1000, on_overflow=lambda: None) for s in sinks]
+    for outbox in outboxes:
+        outbox.push(b"m")
+    callback = loop.ready.pop()
+    callback()
+    assert [len(s.frames) for s in sinks] == [1, 1, 0, 0, 0]
+    loop.run_ready()
+    assert [len(s.frames) for s in sinks] == [1, 1, 1, 1, 1]
