@@ -117,4 +117,6 @@ def make_session(hub: Hub, loop: ManualLoop, verifier: Any = None) -> tuple[Sess
     session = Session(hub, sink, verifier=verifier, call_later=loop.call_later, clock=loop.clock)
     return session, sink
 
+
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
+OTHER_SECRET = "another-secret-that-is-also-32-bytes-long"

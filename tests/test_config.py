@@ -10,7 +10,12 @@ from hubbub.errors import ConfigError
 
 def test_defaults_are_the_embedded_setup() -> None:
     settings = config.load()
-    assert (settings.host, settings.port, settings.api_host, settings.api_port) == ("127.0.0.1", 8000, "127.0.0.1", 8001)
+    assert (settings.host, settings.port, settings.api_host, settings.api_port) == (
+        "127.0.0.1",
+        8000,
+        "127.0.0.1",
+        8001,
+    )
     assert settings.development_mode
     assert settings.max_message_bytes == 65536 and settings.ping_interval == 25 and settings.ping_timeout == 10
     assert settings.history_path == "hubbub-history.db"
@@ -19,7 +24,7 @@ def test_defaults_are_the_embedded_setup() -> None:
 
 def test_precedence_flags_then_toml_then_environment(tmp_path: Path) -> None:
     path = tmp_path / "hubbub.toml"
-    path.write_text('port = 9000\napi_port = 9001\nping_interval = 5.5\n')
+    path.write_text("port = 9000\napi_port = 9001\nping_interval = 5.5\n")
     env = {"HUBBUB_PORT": "7000", "HUBBUB_API_PORT": "7001", "HUBBUB_HOST": "127.0.0.2", "PATH": "/bin"}
     settings = config.load({"port": "6000", "api_port": None}, path, env)
     assert settings.port == 6000  # flag wins
@@ -35,7 +40,7 @@ def test_none_disables_optional_limits() -> None:
 
 def test_namespaces_from_toml(tmp_path: Path) -> None:
     path = tmp_path / "hubbub.toml"
-    path.write_text('[namespaces.chat]\nhistory_size = 50\npresence = true\njoin_leave = true\n')
+    path.write_text("[namespaces.chat]\nhistory_size = 50\npresence = true\njoin_leave = true\n")
     settings = config.load(config_path=path)
     assert set(settings.namespaces) == {"chat"}
     assert settings.namespaces["chat"].history_size == 50 and settings.namespaces["chat"].join_leave

@@ -27,8 +27,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for field in config.setting_fields():
         flag = "--" + field.name.replace("_", "-")
         default_text = field.default if field.default is not None else "none"
-        parser.add_argument(flag, dest=field.name, default=None, metavar="VALUE",
-                            help=f"{field.metadata['help']} (default: {default_text})")
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            default=None,
+            metavar="VALUE",
+            help=f"{field.metadata['help']} (default: {default_text})",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser("publish", help="publish JSON to a channel through the HTTP API")
     publish.add_argument("channel")
-    publish.add_argument("data", help="JSON value, e.g. '{\"text\": \"hi\"}'")
+    publish.add_argument("data", help='JSON value, e.g. \'{"text": "hi"}\'')
     publish.add_argument("--url", default=DEFAULT_API_URL, help=f"server API URL (default: {DEFAULT_API_URL})")
     publish.add_argument("--api-key", default=os.environ.get("HUBBUB_API_KEY"), help="API key")
 
@@ -82,9 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     flags = {field.name: getattr(args, field.name) for field in config.setting_fields()}
     settings = config.load(flags, args.config, os.environ)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(_run_server(settings))
 
 

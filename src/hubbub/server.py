@@ -1,9 +1,9 @@
 """Wires settings, backends, hub and transports together; the only module that imports all.
 
-    server = Server(settings)
-    await server.start()        # binds both ports; `server.started` is set
-    ...
-    await server.close()        # drain: stop accepting, close with 1001, flush history
+server = Server(settings)
+await server.start()        # binds both ports; `server.started` is set
+...
+await server.close()        # drain: stop accepting, close with 1001, flush history
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ from hubbub.core.outbox import Flusher, Outbox
 from tests.helpers import ManualLoop, RecordingSink
 
 
-def make_outbox(max_bytes: int = 10_000, max_batch_bytes: int = 1_000) -> tuple[Outbox, RecordingSink, ManualLoop, list[str]]:
+def make_outbox(
+    max_bytes: int = 10_000, max_batch_bytes: int = 1_000
+) -> tuple[Outbox, RecordingSink, ManualLoop, list[str]]:
     loop = ManualLoop()
     sink = RecordingSink()
     overflows: list[str] = []

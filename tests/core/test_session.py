@@ -11,7 +11,7 @@ from hubbub.core.auth import TokenVerifier, mint_token
 from hubbub.core.hub import Hub
 from hubbub.core.session import Session, State
 from hubbub.errors import DisconnectCode, ErrorCode
-from tests.helpers import SECRET, ManualLoop, RecordingSink, make_hub, make_session
+from tests.helpers import OTHER_SECRET, SECRET, ManualLoop, RecordingSink, make_hub, make_session
 
 
 class Driver:
@@ -147,7 +147,9 @@ async def test_send_reaches_every_connection_of_the_user(loop: ManualLoop) -> No
     loop.run_ready()
     for name in ("bob1", "bob2"):
         messages = drivers[name].sink.pushes("message")
-        assert messages == [{"data": {"hey": 1}, "info": {"user": "alice", "client": drivers["alice"].session.client_id}}]
+        assert messages == [
+            {"data": {"hey": 1}, "info": {"user": "alice", "client": drivers["alice"].session.client_id}}
+        ]
     assert drivers["alice"].sink.pushes("message") == []
 
 
@@ -157,7 +159,7 @@ async def test_token_is_required_and_checked(loop: ManualLoop) -> None:
     verifier = TokenVerifier(SECRET)
     driver = Driver(hub, loop, verifier)
     assert await driver.error("connect") == ErrorCode.UNAUTHORIZED
-    assert await driver.error("connect", {"token": mint_token("another-secret-that-is-also-32-bytes-long", "bob")}) == ErrorCode.UNAUTHORIZED
+    assert await driver.error("connect", {"token": mint_token(OTHER_SECRET, "bob")}) == ErrorCode.UNAUTHORIZED
     assert await driver.error("connect", {"token": mint_token(SECRET, "bob", ttl=-10)}) == ErrorCode.TOKEN_EXPIRED
     result = await driver.ok("connect", {"token": mint_token(SECRET, "bob", ttl=600)})
     assert result["expires"] is True and 590 <= result["ttl"] <= 600
@@ -192,7 +194,7 @@ async def test_slow_consumer_is_cut_with_3008(loop: ManualLoop) -> None:
     await slow.ok("subscribe", {"channel": "news"})
     await fast.ok("subscribe", {"channel": "news"})
     slow.sink.paused = True
-    for i in range(100):
+    for _ in range(100):
         await hub.publish("news", protocol.Raw(b'"%s"' % (b"x" * 50)))
         loop.run_ready()
     assert slow.sink.closed_with == (DisconnectCode.SLOW_CONSUMER, "slow consumer")

@@ -42,9 +42,7 @@ class HistoryStore(Protocol):
     `append` returns once the publication is stored (durably, for durable stores).
     """
 
-    async def append(
-        self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float
-    ) -> StreamTop: ...
+    async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop: ...
 
     async def read(
         self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False

@@ -35,9 +35,7 @@ class TokenVerifier:
     def verify(self, token: str) -> Credentials:
         """Check signature and `exp`/`nbf`; refuse `alg: none` and any algorithm but HS256."""
         try:
-            claims = jwt.decode(
-                token, self._secret, algorithms=ALGORITHMS, options={"require": ["sub"]}, leeway=0
-            )
+            claims = jwt.decode(token, self._secret, algorithms=ALGORITHMS, options={"require": ["sub"]}, leeway=0)
         except jwt.ExpiredSignatureError:
             raise CommandError(ErrorCode.TOKEN_EXPIRED, "token expired") from None
         except jwt.InvalidTokenError as exc:

@@ -29,9 +29,7 @@ class ChannelRules:
         if options is not None:
             return options
         if not channel or len(channel.encode()) > self._max_name_bytes:
-            raise CommandError(
-                ErrorCode.BAD_REQUEST, f"channel name must be 1 to {self._max_name_bytes} bytes"
-            )
+            raise CommandError(ErrorCode.BAD_REQUEST, f"channel name must be 1 to {self._max_name_bytes} bytes")
         match = _CHANNEL.match(channel)
         if match is None:
             raise CommandError(ErrorCode.BAD_REQUEST, f"invalid channel name {channel!r}")
