@@ -77,6 +77,7 @@ class Hub:
         self.broker = broker
         self.history_store = history
         self.presence_store = presence
+        self.call_soon = call_soon
         self.flusher = Flusher(call_soon)
         self.sessions: dict[str, Session] = {}
         self.users: dict[str, set[Session]] = {}
@@ -90,8 +91,8 @@ class Hub:
         self.sessions[session.client_id] = session
         self.users.setdefault(session.user, set()).add(session)
 
-    async def remove_session(self, session: Session) -> None:
-        """Forget a closed session: unsubscribe it everywhere. Idempotent."""
+    def detach(self, session: Session) -> None:
+        """Stop delivering to a closing session at once. Idempotent; remove_session finishes."""
         if self.sessions.pop(session.client_id, None) is None:
             return
         sessions = self.users.get(session.user)
@@ -99,6 +100,15 @@ class Hub:
             sessions.discard(session)
             if not sessions:
                 del self.users[session.user]
+        for channel in session.channels:
+            subscribers = self.channels.get(channel)
+            if subscribers is not None:
+                subscribers.live.pop(session.client_id, None)
+                subscribers.catching_up.pop(session.client_id, None)
+
+    async def remove_session(self, session: Session) -> None:
+        """Forget a closed session: presence, leave pushes, broker subscriptions. Idempotent."""
+        self.detach(session)
         for channel in list(session.channels):
             try:
                 await self.unsubscribe(session, channel)

@@ -96,6 +96,8 @@ class Session:
             self.outbox.push(protocol.encode_disconnect_push(code, reason, reconnect))
             self.outbox.flush()
         self.outbox.discard()
+        # Deferred: this may run inside a fan-out loop over the very dict detach changes.
+        self.hub.call_soon(lambda: self.hub.detach(self))
         self.sink.close(code, reason)
 
     def closed(self) -> None:
@@ -103,6 +105,7 @@ class Session:
         self.state = State.CLOSED
         self._cancel_timers()
         self.outbox.discard()
+        self.hub.detach(self)
 
     def _cancel_timers(self) -> None:
         for timer in self._timers:
