@@ -187,6 +187,11 @@ class Client:
         if not done:
             raise TimeoutError("not connected")
 
+    def reconnect_delay(self, attempt: int) -> float:
+        """Full jitter: uniform over [0, min(max, min * 2**attempt)] so a crowd spreads out."""
+        ceiling = min(self.max_reconnect_delay, self.min_reconnect_delay * 2 ** min(attempt, 32))
+        return random.uniform(0, ceiling)
+
     def _spawn(self, awaitable: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
@@ -230,7 +235,7 @@ class Client:
                 self._fatal = ClientError(f"server closed the connection with code {self.last_close_code}")
                 break
             self.state = "disconnected"
-            delay = random.uniform(0, min(self.max_reconnect_delay, self.min_reconnect_delay * 2**attempt))
+            delay = self.reconnect_delay(attempt)
             attempt += 1
             try:
                 await asyncio.wait_for(self._closing.wait(), delay)

@@ -1,0 +1,171 @@
+"""hubbub.Client against a real server: API, reconnect, resubscribe and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from msgspec import Raw
+
+from hubbub import Client, ClientPublication, ReplyError
+from hubbub.core.auth import mint_token
+from hubbub.errors import ClientError, DisconnectCode, ErrorCode
+from hubbub.server import Server
+from tests.conftest import StartServer
+from tests.helpers import SECRET
+
+
+async def test_subscribe_iterate_publish_history_presence(server: Server) -> None:
+    async with Client(server.url) as client:
+        subscription = await client.subscribe("chat:room")
+        result = await client.publish("chat:room", {"text": "hi"})
+        assert result["offset"] == 1
+        publication = await asyncio.wait_for(anext(subscription), 5)
+        assert publication.data == {"text": "hi"} and publication.offset == 1
+        history = await client.history("chat:room", limit=10)
+        assert [p["data"] for p in history["publications"]] == [{"text": "hi"}]
+        presence = await client.presence("chat:room")
+        assert list(presence["clients"]) == [client.client_id]
+
+
+async def test_callbacks_receive_publications_and_messages(start_server: StartServer) -> None:
+    server = await start_server(token_secret=SECRET)
+    received: asyncio.Queue[ClientPublication] = asyncio.Queue()
+    messages: asyncio.Queue[object] = asyncio.Queue()
+    async with (
+        Client(server.url, token=mint_token(SECRET, "bob"), on_message=messages.put_nowait) as bob,
+        Client(server.url, token=mint_token(SECRET, "alice")) as alice,
+    ):
+        await bob.subscribe("news", received.put_nowait)
+        await alice.publish("news", [1, 2])
+        publication = await asyncio.wait_for(received.get(), 5)
+        assert publication.data == [1, 2] and publication.info is not None and publication.info["user"] == "alice"
+        await alice.send("bob", {"ding": True})
+        assert await asyncio.wait_for(messages.get(), 5) == {"ding": True}
+
+
+async def test_error_replies_raise_reply_error(server: Server) -> None:
+    async with Client(server.url) as client:
+        with pytest.raises(ReplyError) as caught:
+            await client.subscribe("nowhere:x")
+        assert caught.value.code == ErrorCode.UNKNOWN_CHANNEL and not caught.value.temporary
+        await client.subscribe("nowhere-else")  # the connection is still fine
+
+
+async def test_refused_token_raises_and_does_not_retry(start_server: StartServer) -> None:
+    server = await start_server(token_secret=SECRET)
+    client = Client(server.url, token="not-a-token")
+    with pytest.raises(ReplyError) as caught:
+        await client.connect()
+    assert caught.value.code == ErrorCode.UNAUTHORIZED
+    assert client.state == "failed"
+    await client.close()
+
+
+async def test_recovers_every_publication_after_its_socket_is_cut(server: Server) -> None:
+    """The socket dies mid-stream; after reconnecting each publication arrives once, in order."""
+    hub = server.hub
+    assert hub is not None
+    total = 300
+    async with Client(server.url, min_reconnect_delay=0.01, max_reconnect_delay=0.1) as client:
+        subscription = await client.subscribe("news")
+        seen: list[int] = []
+
+        async def publish_all() -> None:
+            for i in range(1, total + 1):
+                await hub.publish("news", Raw(b"%d" % i))
+                if i in (50, 150):  # cut while publications flow
+                    assert client._ws is not None and client._ws.transport is not None
+                    client._ws.transport.abort()
+
+        publisher = asyncio.create_task(publish_all())
+        async with asyncio.timeout(20):
+            async for publication in subscription:
+                seen.append(publication.data)
+                if publication.data == total:
+                    break
+        await publisher
+        assert seen == list(range(1, total + 1))
+        assert subscription.recovered is True
+
+
+async def test_recovers_across_a_server_restart(start_server: StartServer, tmp_path: object) -> None:
+    """Publications made while the server was down are replayed once it is back (SQLite history)."""
+    first = await start_server(history_path=str(tmp_path) + "/restart.db")  # type: ignore[operator]
+    port, api_port = first.port, first.api_port
+    async with Client(first.url, min_reconnect_delay=0.01, max_reconnect_delay=0.2) as client:
+        subscription = await client.subscribe("news")
+        await client.publish("news", "before")
+        assert (await asyncio.wait_for(anext(subscription), 5)).data == "before"
+        await first.close()
+        second = await start_server(history_path=str(tmp_path) + "/restart.db", port=port, api_port=api_port)  # type: ignore[operator]
+        assert second.hub is not None
+        await second.hub.publish("news", Raw(b'"while away"'))
+        assert (await asyncio.wait_for(anext(subscription), 10)).data == "while away"
+        await client.publish("news", "after")
+        assert (await asyncio.wait_for(anext(subscription), 5)).data == "after"
+        assert subscription.recovered is True
+
+
+async def test_unrecoverable_gap_is_reported(start_server: StartServer) -> None:
+    """When history no longer holds the gap, on_unrecovered runs and the stream continues."""
+    server = await start_server(history_path=None)  # memory history: publish never yields below
+    hub = server.hub
+    assert hub is not None
+    unrecovered: asyncio.Queue[str] = asyncio.Queue()
+    async with Client(server.url, min_reconnect_delay=0.01) as client:
+        subscription = await client.subscribe("chat:r", on_unrecovered=lambda s: unrecovered.put_nowait(s.channel))
+        assert client._ws is not None
+        await client._ws.close()
+        for i in range(10):  # chat history keeps 5; no await yields, so these land before the reconnect
+            await hub.publish("chat:r", Raw(b"%d" % i))
+        assert await asyncio.wait_for(unrecovered.get(), 10) == "chat:r"
+        assert subscription.recovered is False
+        await hub.publish("chat:r", Raw(b'"next"'))
+        async with asyncio.timeout(5):
+            async for publication in subscription:
+                if publication.data == "next":
+                    break
+
+
+async def test_terminal_close_code_stops_reconnecting(start_server: StartServer) -> None:
+    server = await start_server(token_secret=SECRET)
+    assert server.hub is not None
+    client = Client(server.url, token=mint_token(SECRET, "bob"), min_reconnect_delay=0.01)
+    await client.connect()
+    await server.hub.disconnect_user("bob", DisconnectCode.FORCE_DISCONNECT)
+    assert client._runner is not None
+    await asyncio.wait_for(asyncio.shield(client._runner), 5)
+    assert client.state == "failed" and client.last_close_code == DisconnectCode.FORCE_DISCONNECT
+    with pytest.raises(ClientError):
+        await client.publish("news", 1)
+    await client.close()
+
+
+async def test_reconnect_code_reconnects(start_server: StartServer) -> None:
+    server = await start_server(token_secret=SECRET)
+    assert server.hub is not None
+    async with Client(server.url, token=mint_token(SECRET, "bob"), min_reconnect_delay=0.01) as client:
+        first_id = client.client_id
+        await server.hub.disconnect_user("bob", DisconnectCode.FORCE_RECONNECT)
+        async with asyncio.timeout(5):
+            while True:  # each ping waits for the reconnected session
+                try:
+                    await client.ping()
+                except ClientError:
+                    continue
+                if client.client_id != first_id:
+                    break
+        assert client.last_close_code == DisconnectCode.FORCE_RECONNECT
+
+
+def test_backoff_is_exponential_with_full_jitter() -> None:
+    random.seed(7)
+    client = Client("ws://127.0.0.1:1/connection/websocket", min_reconnect_delay=0.5, max_reconnect_delay=8)
+    for attempt in range(12):
+        ceiling = min(8, 0.5 * 2**attempt)
+        delays = [client.reconnect_delay(attempt) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling * 0.8 and min(delays) < ceiling * 0.2  # spread over the range
+    assert client.reconnect_delay(10_000) <= 8
