@@ -72,7 +72,7 @@ async def test_presence_and_channels(server: Server, open_raw: OpenRaw, http: ai
     client = await open_raw(server)
     await client.ok("subscribe", {"channel": "chat:room"})
     _, body = await call(http, server, "GET", "/api/presence?channel=chat:room")
-    assert list(body["clients"].values())[0]["user"] == ""
+    assert next(iter(body["clients"].values()))["user"] == ""
     _, body = await call(http, server, "GET", "/api/channels")
     assert body == {"channels": {"chat:room": {"subscribers": 1}}}
     _, info = await call(http, server, "GET", "/api/info")
