@@ -120,3 +120,14 @@ async def test_sqlite_history_survives_a_restart(tmp_path: Path, clock: FakeCloc
         assert [p.data for p in (await second.read("a")).publications] == [b"1", b"2"]
     finally:
         await second.close()
+
+
+async def test_reading_unknown_channels_leaves_no_record(store: HistoryStore) -> None:
+    """Clients inventing channel names cannot grow the store: reads of empty streams store nothing."""
+    epochs = {}
+    for i in range(50):
+        epochs[i] = (await store.read(f"c{i}")).top.epoch
+        assert (await store.top(f"c{i}")).epoch == epochs[i]
+    assert await store.channels() == []
+    top = await store.append("c7", b"1", None, size=10, ttl=60)
+    assert top.epoch == epochs[7]  # a subscriber that saw the empty stream can recover its first publication

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import time
 from collections import deque
@@ -13,8 +15,19 @@ from hubbub.backends.base import BrokerHandler, HistoryPage, StoredPublication, 
 Clock = Callable[[], float]
 
 
-def new_epoch() -> str:
-    return secrets.token_urlsafe(6)
+def new_salt() -> str:
+    return secrets.token_hex(16)
+
+
+def epoch_for(salt: str, channel: str) -> str:
+    """The epoch a channel's stream gets in a store with this salt.
+
+    Derived, not stored, so reading or subscribing to a channel that has no publications leaves
+    no record behind (clients cannot grow the store by inventing names), yet the epoch they see
+    is the one the stream has once created. A new salt (a lost store) means new epochs.
+    """
+    digest = hashlib.blake2b(channel.encode(), key=salt.encode()[:64], digest_size=6).digest()
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 class MemoryBroker:
@@ -57,12 +70,13 @@ class MemoryHistory:
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
+        self._salt = new_salt()  # per process: a restart loses history, so epochs change
         self._streams: dict[str, _Stream] = {}
 
     def _stream(self, channel: str) -> _Stream:
         stream = self._streams.get(channel)
         if stream is None:
-            stream = self._streams[channel] = _Stream(epoch=new_epoch())
+            stream = self._streams[channel] = _Stream(epoch=epoch_for(self._salt, channel))
         return stream
 
     def _expire(self, stream: _Stream) -> None:
@@ -84,7 +98,9 @@ class MemoryHistory:
     async def read(
         self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False
     ) -> HistoryPage:
-        stream = self._stream(channel)
+        stream = self._streams.get(channel)
+        if stream is None:
+            return HistoryPage([], await self.top(channel))
         self._expire(stream)
         publications = [entry for _, entry in stream.entries]
         if reverse:
@@ -98,11 +114,13 @@ class MemoryHistory:
         return HistoryPage(publications, StreamTop(stream.offset, stream.epoch))
 
     async def top(self, channel: str) -> StreamTop:
-        stream = self._stream(channel)
+        stream = self._streams.get(channel)
+        if stream is None:
+            return StreamTop(0, epoch_for(self._salt, channel))
         return StreamTop(stream.offset, stream.epoch)
 
     async def channels(self) -> list[str]:
-        return [name for name, stream in self._streams.items() if stream.offset > 0]
+        return list(self._streams)
 
     async def close(self) -> None:
         """Nothing to flush."""

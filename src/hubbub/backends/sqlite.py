@@ -15,11 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from hubbub.backends.base import HistoryPage, StoredPublication, StreamTop
-from hubbub.backends.memory import Clock, new_epoch
+from hubbub.backends.memory import Clock, epoch_for, new_salt
 
 T = TypeVar("T")
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS streams (
     channel TEXT PRIMARY KEY,
     epoch TEXT NOT NULL,
@@ -45,6 +49,7 @@ class SqliteHistory:
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubbub-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._salt = ""
         self._closed = False
 
     async def open(self) -> None:
@@ -55,6 +60,9 @@ class SqliteHistory:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        # The salt lives as long as the file: same epochs after a restart, new ones for a new file.
+        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('salt', ?)", (new_salt(),))
+        self._salt = db.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()[0]
         self._db = db
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
@@ -73,7 +81,7 @@ class SqliteHistory:
         row = db.execute("SELECT top, epoch FROM streams WHERE channel = ?", (channel,)).fetchone()
         if row is not None:
             return StreamTop(row[0], row[1])
-        top = StreamTop(0, new_epoch())
+        top = StreamTop(0, epoch_for(self._salt, channel))
         if create:
             db.execute("INSERT INTO streams (channel, epoch, top) VALUES (?, ?, 0)", (channel, top.epoch))
         return top
@@ -103,7 +111,7 @@ class SqliteHistory:
         db = self._connection()
         with db:
             db.execute("BEGIN")
-            top = self._top(db, channel, create=True)
+            top = self._top(db, channel, create=False)
             query = "SELECT offset, data, info FROM publications WHERE channel = ? AND expires > ?"
             params: list[Any] = [channel, self._clock()]
             if after is not None:
@@ -125,13 +133,13 @@ class SqliteHistory:
         db = self._connection()
         with db:
             db.execute("BEGIN")
-            return self._top(db, channel, create=True)
+            return self._top(db, channel, create=False)
 
     async def top(self, channel: str) -> StreamTop:
         return await self._run(self._get_top, channel)
 
     def _channels(self) -> list[str]:
-        rows = self._connection().execute("SELECT channel FROM streams WHERE top > 0 ORDER BY channel").fetchall()
+        rows = self._connection().execute("SELECT channel FROM streams ORDER BY channel").fetchall()
         return [row[0] for row in rows]
 
     async def channels(self) -> list[str]:

@@ -17,7 +17,7 @@ from hubbub import protocol
 from hubbub.core.auth import ANONYMOUS, Credentials, TokenVerifier
 from hubbub.core.hub import Hub
 from hubbub.core.outbox import Outbox, Sink
-from hubbub.errors import CommandError, DisconnectCode, ErrorCode
+from hubbub.errors import CommandError, DisconnectCode, ErrorCode, close_code_allows_reconnect
 
 log = logging.getLogger("hubbub.session")
 
@@ -92,7 +92,7 @@ class Session:
         self.state = State.CLOSED
         self._cancel_timers()
         if notify and not self.outbox.closed:
-            reconnect = DisconnectCode(code).reconnect if code in DisconnectCode._value2member_map_ else True
+            reconnect = close_code_allows_reconnect(code)
             self.outbox.push(protocol.encode_disconnect_push(code, reason, reconnect))
             self.outbox.flush()
         self.outbox.discard()
