@@ -169,3 +169,19 @@ def test_backoff_is_exponential_with_full_jitter() -> None:
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling * 0.8 and min(delays) < ceiling * 0.2  # spread over the range
     assert client.reconnect_delay(10_000) <= 8
+
+
+async def test_a_failing_callback_does_not_break_the_connection(server: Server) -> None:
+    calls: list[object] = []
+
+    def explode(publication: ClientPublication) -> None:
+        calls.append(publication.data)
+        raise RuntimeError("application bug")
+
+    async with Client(server.url) as client:
+        await client.subscribe("news", explode)
+        plain = await client.subscribe("other")
+        await client.publish("news", 1)
+        await client.publish("other", 2)
+        assert (await asyncio.wait_for(anext(plain), 5)).data == 2
+        assert calls == [1] and client.state == "connected"

@@ -346,3 +346,21 @@ def test_session_ids_are_unique() -> None:
     hub = make_hub(loop)
     ids = {Session(hub, RecordingSink(), verifier=None, call_later=loop.call_later).client_id for _ in range(100)}
     assert len(ids) == 100
+
+
+async def test_session_dropped_during_subscribe_leaves_nothing_behind(hub: Hub, loop: ManualLoop) -> None:
+    """A disconnect while subscribe reads history: no reply, no subscriber, no presence entry."""
+    driver = await connected(hub, loop)
+    original_top = hub.history_store.top
+
+    async def top_then_drop(channel: str) -> Any:
+        driver.session.disconnect(DisconnectCode.FORCE_DISCONNECT, "bye", notify=False)
+        loop.run_ready()  # the deferred detach
+        return await original_top(channel)
+
+    hub.history_store.top = top_then_drop  # type: ignore[method-assign]
+    await driver.session.handle(protocol.decode_frame(b'{"id":5,"subscribe":{"channel":"chat:r"}}')[0])
+    await hub.remove_session(driver.session)
+    assert not [m for m in driver.sink.messages() if m.get("id") == 5]
+    assert "chat:r" not in hub.channels
+    assert (await hub.presence("chat:r")).clients == {}

@@ -71,7 +71,7 @@ class Subscription:
         for publication in result.get("publications") or ():
             self._deliver(publication)
         if result.get("was_recovering") and not self.recovered and self._on_unrecovered is not None:
-            self._on_unrecovered(self)
+            self.client._call_user(self._on_unrecovered, self)
 
     def _deliver(self, publication: dict[str, Any]) -> None:
         offset = publication.get("offset")
@@ -81,9 +81,7 @@ class Subscription:
             self.offset = offset
         item = ClientPublication(self.channel, publication.get("data"), offset, publication.get("info"))
         if self._callback is not None:
-            result = self._callback(item)
-            if inspect.isawaitable(result):
-                self.client._spawn(result)
+            self.client._call_user(self._callback, item)
         else:
             self._queue.put_nowait(item)
 
@@ -192,10 +190,24 @@ class Client:
         ceiling = min(self.max_reconnect_delay, self.min_reconnect_delay * 2 ** min(attempt, 32))
         return random.uniform(0, ceiling)
 
+    def _call_user(self, callback: Callable[[Any], Any], argument: Any) -> None:
+        """Run an application callback; its failure is logged, never fatal to the connection."""
+        try:
+            outcome = callback(argument)
+            if inspect.isawaitable(outcome):
+                self._spawn(outcome)
+        except Exception:
+            log.exception("callback %r failed", callback)
+
     def _spawn(self, awaitable: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
 
     async def _run(self) -> None:
         attempt = 0
@@ -286,8 +298,14 @@ class Client:
     async def _read(self, ws: ClientConnection) -> None:
         async for frame in ws:
             for line in frame.splitlines() if isinstance(frame, str) else frame.split(b"\n"):
-                if line.strip():
-                    self._dispatch(self._decoder.decode(line))
+                if not line.strip():
+                    continue
+                try:
+                    message = self._decoder.decode(line)
+                except msgspec.DecodeError:
+                    log.warning("ignoring a line that is not JSON: %.80r", line)
+                    continue
+                self._dispatch(message)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         command_id = message.get("id")
@@ -315,9 +333,7 @@ class Client:
             if subscription is not None:
                 subscription._deliver(push["pub"])
         elif "message" in push and self._on_message is not None:
-            outcome = self._on_message(push["message"].get("data"))
-            if inspect.isawaitable(outcome):
-                self._spawn(outcome)
+            self._call_user(self._on_message, push["message"].get("data"))
         elif "disconnect" in push:
             self.last_close_code = push["disconnect"].get("code")
 

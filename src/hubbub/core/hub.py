@@ -216,7 +216,10 @@ class Hub:
             await self.unsubscribe(session, channel)
             raise
         if subscribers.catching_up.pop(session.client_id, None) is None:
-            return  # the session went away while we read history
+            # The session was detached while we awaited: undo what it may have missed cleaning.
+            if options.presence:
+                await self.presence_store.remove(channel, session.client_id)
+            return
         reply(result)
         outbox = session.outbox
         for offset, frame in waiting:
