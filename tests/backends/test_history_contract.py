@@ -131,3 +131,57 @@ async def test_reading_unknown_channels_leaves_no_record(store: HistoryStore) ->
     assert await store.channels() == []
     top = await store.append("c7", b"1", None, size=10, ttl=60)
     assert top.epoch == epochs[7]  # a subscriber that saw the empty stream can recover its first publication
+
+
+async def test_reads_see_every_append_before_them(store: HistoryStore) -> None:
+    """No await between appends and the read: the read still sees them all (write-behind is invisible)."""
+    for i in range(20):
+        await store.append("a", b"%d" % i, None, size=100, ttl=60)
+    page = await store.read("a", after=15)
+    assert [p.offset for p in page.publications] == [16, 17, 18, 19, 20]
+    await store.sync()
+    assert (await store.top("a")).offset == 20
+
+
+def simulate_crash_cleanup(store: HistoryStore) -> None:
+    """Release what a dead process would have released, without marking the file clean."""
+    assert isinstance(store, SqliteHistory) and store._db is not None
+    store._executor.submit(store._db.close).result()
+    store._executor.shutdown(wait=True)
+
+
+async def test_sqlite_sync_makes_appends_survive_a_crash(tmp_path: Path, clock: FakeClock) -> None:
+    """After sync() the rows are on disk even if the process dies without close()."""
+    crashed = await sqlite_store(tmp_path, clock)
+    await append(crashed, "a", 3)
+    await crashed.sync()
+    survivor = await sqlite_store(tmp_path, clock)  # opened without the first being closed: a crash
+    try:
+        assert [p.offset for p in (await survivor.read("a")).publications] == [1, 2, 3]
+        assert (await survivor.append("a", b"4", None, size=10, ttl=60)).offset == 4
+    finally:
+        await survivor.close()
+        simulate_crash_cleanup(crashed)
+
+
+async def test_sqlite_unclean_shutdown_changes_every_epoch(tmp_path: Path, clock: FakeClock) -> None:
+    """Rows not yet written may be lost in a crash, so a reopened file gives streams new epochs:
+    a client holding an offset from before is told recovered: false instead of skipping one."""
+    crashed = await sqlite_store(tmp_path, clock)
+    before = await crashed.append("a", b"1", None, size=10, ttl=60)
+    await crashed.sync()
+    survivor = await sqlite_store(tmp_path, clock)
+    try:
+        assert isinstance(survivor, SqliteHistory) and survivor.recovered_from_crash
+        after = await survivor.top("a")
+        assert after.offset == before.offset and after.epoch != before.epoch
+        assert (await survivor.top("never-used")).epoch != (await crashed.top("never-used")).epoch
+    finally:
+        await survivor.close()
+        simulate_crash_cleanup(crashed)
+    reopened = await sqlite_store(tmp_path, clock)  # a clean close keeps the epochs
+    try:
+        assert isinstance(reopened, SqliteHistory) and not reopened.recovered_from_crash
+        assert (await reopened.top("a")).epoch == after.epoch
+    finally:
+        await reopened.close()

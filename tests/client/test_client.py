@@ -75,7 +75,9 @@ async def test_recovers_every_publication_after_its_socket_is_cut(server: Server
         async def publish_all() -> None:
             for i in range(1, total + 1):
                 await hub.publish("news", Raw(b"%d" % i))
-                if i in (50, 150):  # cut while publications flow
+                await asyncio.sleep(0)  # a yield, so the feed interleaves with delivery and reconnects
+                if i in (50, 150):  # cut while publications flow, once the client is (re)connected
+                    await client.connect()
                     assert client._ws is not None and client._ws.transport is not None
                     client._ws.transport.abort()
 
@@ -185,3 +187,22 @@ async def test_a_failing_callback_does_not_break_the_connection(server: Server) 
         await client.publish("other", 2)
         assert (await asyncio.wait_for(anext(plain), 5)).data == 2
         assert calls == [1] and client.state == "connected"
+
+
+async def test_connection_lost_during_a_command_fails_it_at_once(server: Server) -> None:
+    """A reply that can no longer come raises ConnectionLost now, not after command_timeout."""
+    from hubbub.errors import ConnectionLost
+
+    async with Client(server.url, command_timeout=30, min_reconnect_delay=0.01) as client:
+        assert server.hub is not None
+        original_top = server.hub.history_store.top
+
+        async def top_and_cut(channel: str) -> object:
+            assert client._ws is not None and client._ws.transport is not None
+            client._ws.transport.abort()
+            return await original_top(channel)
+
+        server.hub.history_store.top = top_and_cut  # type: ignore[method-assign]
+        async with asyncio.timeout(5):
+            with pytest.raises(ConnectionLost):
+                await client.subscribe("news")

@@ -39,7 +39,8 @@ class HistoryStore(Protocol):
     Guarantees: offsets of a channel increase by exactly one per `append`, starting at 1, and
     appends on one channel are applied in call order. The `epoch` changes whenever offsets
     could repeat (the stream was lost or recreated), so (offset, epoch) names one publication.
-    `append` returns once the publication is stored (durably, for durable stores).
+    When `append` returns, every later `read` sees the publication; once `sync` returns,
+    everything appended before it survives a restart (for durable stores).
     """
 
     async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop: ...
@@ -54,6 +55,10 @@ class HistoryStore(Protocol):
         ...
 
     async def top(self, channel: str) -> StreamTop: ...
+
+    async def sync(self) -> None:
+        """Wait until every publication appended so far is durable (no-op for memory)."""
+        ...
 
     async def channels(self) -> list[str]:
         """Every channel the store keeps a record of (only channels that were appended to)."""

@@ -122,6 +122,9 @@ class MemoryHistory:
     async def channels(self) -> list[str]:
         return list(self._streams)
 
+    async def sync(self) -> None:
+        """Memory is as durable as it gets."""
+
     async def close(self) -> None:
         """Nothing to flush."""
 

@@ -1,13 +1,20 @@
-"""Durable single-node history in SQLite.
+"""Durable single-node history in SQLite, written behind in group commits.
 
-All database work runs on one dedicated thread, so the event loop never blocks on disk and
-appends are applied in call order (the HistoryStore ordering guarantee). Each append is its
-own transaction: when `append` returns, the publication is on disk (WAL, synchronous=NORMAL).
+Offsets are assigned in memory (each channel's top is cached once loaded), so `append` costs
+no disk round trip and a burst of publications fans out in one loop turn, where the outbox
+can coalesce it. Appended rows are written by one dedicated thread, many per transaction.
+Every read first hands pending rows to that thread, whose queue is FIFO, so a read always
+sees every publication appended before it. `sync()` waits until they are on disk.
+
+A crash can lose the last unwritten rows, whose offsets subscribers may have seen. So the file
+records a clean close; when it opens after an unclean one, every stream gets a new epoch and
+clients that try to recover are told `recovered: false` instead of silently skipping offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -16,6 +23,8 @@ from typing import Any, TypeVar
 
 from hubbub.backends.base import HistoryPage, StoredPublication, StreamTop
 from hubbub.backends.memory import Clock, epoch_for, new_salt
+
+log = logging.getLogger("hubbub.history.sqlite")
 
 T = TypeVar("T")
 
@@ -40,9 +49,11 @@ CREATE TABLE IF NOT EXISTS publications (
 ) WITHOUT ROWID;
 """
 
+Row = tuple[str, int, float, float, bytes, bytes | None]
+
 
 class SqliteHistory:
-    """History in a SQLite file; survives restarts with the same epochs."""
+    """History in a SQLite file; survives clean restarts with the same epochs."""
 
     def __init__(self, path: str, clock: Clock = time.time) -> None:
         self._path = path
@@ -50,20 +61,15 @@ class SqliteHistory:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubbub-sqlite")
         self._db: sqlite3.Connection | None = None
         self._salt = ""
+        self._tops: dict[str, StreamTop] = {}  # channels that have publications
+        self._rows: list[Row] = []  # appended, not yet handed to the writer thread
+        self._trims: dict[str, tuple[str, int, int]] = {}  # channel -> (epoch, top, size)
+        self._submit_scheduled = False
+        self._write_failed = False
         self._closed = False
+        self.recovered_from_crash = False
 
-    async def open(self) -> None:
-        await self._run(self._open)
-
-    def _open(self) -> None:
-        db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-        # The salt lives as long as the file: same epochs after a restart, new ones for a new file.
-        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('salt', ?)", (new_salt(),))
-        self._salt = db.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()[0]
-        self._db = db
+    # ---- executor plumbing --------------------------------------------------------------
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         if self._closed:
@@ -72,46 +78,125 @@ class SqliteHistory:
         return await loop.run_in_executor(self._executor, function, *args)
 
     def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._open()
-        assert self._db is not None
+        assert self._db is not None, "call open() first"
         return self._db
 
-    def _top(self, db: sqlite3.Connection, channel: str, create: bool) -> StreamTop:
-        row = db.execute("SELECT top, epoch FROM streams WHERE channel = ?", (channel,)).fetchone()
-        if row is not None:
-            return StreamTop(row[0], row[1])
-        top = StreamTop(0, epoch_for(self._salt, channel))
-        if create:
-            db.execute("INSERT INTO streams (channel, epoch, top) VALUES (?, ?, 0)", (channel, top.epoch))
-        return top
+    # ---- open and close -----------------------------------------------------------------
 
-    def _append(self, channel: str, data: bytes, info: bytes | None, size: int, ttl: float) -> StreamTop:
-        db = self._connection()
-        now = self._clock()
+    async def open(self) -> None:
+        await self._run(self._open)
+        if self.recovered_from_crash:
+            log.warning("%s was not closed cleanly: history epochs changed, clients will reload", self._path)
+
+    def _open(self) -> None:
+        db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
         with db:
             db.execute("BEGIN IMMEDIATE")
-            top = self._top(db, channel, create=True)
-            offset = top.offset + 1
-            db.execute("UPDATE streams SET top = ? WHERE channel = ?", (offset, channel))
-            db.execute(
-                "INSERT INTO publications (channel, offset, created, expires, data, info) VALUES (?, ?, ?, ?, ?, ?)",
-                (channel, offset, now, now + ttl, data, info),
-            )
-            db.execute(
-                "DELETE FROM publications WHERE channel = ? AND (offset <= ? OR expires <= ?)",
-                (channel, offset - size, now),
-            )
-        return StreamTop(offset, top.epoch)
+            clean = db.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
+            salt = db.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()
+            if salt is None or (clean is not None and clean[0] != "1"):
+                self.recovered_from_crash = salt is not None
+                self._salt = new_salt()
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('salt', ?)", (self._salt,))
+                channels = [row[0] for row in db.execute("SELECT channel FROM streams")]
+                db.executemany(
+                    "UPDATE streams SET epoch = ? WHERE channel = ?",
+                    [(epoch_for(self._salt, channel), channel) for channel in channels],
+                )
+            else:
+                self._salt = salt[0]
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean', '0')")
+        self._db = db
+
+    def _close(self) -> None:
+        if self._db is None:
+            return
+        if not self._write_failed:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean', '1')")
+        self._db.close()
+        self._db = None
+
+    async def close(self) -> None:
+        """Write what is pending, mark the file cleanly closed, stop the thread. Idempotent."""
+        if self._closed:
+            return
+        self._submit()
+        await self._run(self._close)
+        self._closed = True
+        self._executor.shutdown(wait=True)
+
+    # ---- writes -------------------------------------------------------------------------
 
     async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop:
-        return await self._run(self._append, channel, data, info, size, ttl)
+        top = self._tops.get(channel)
+        if top is None:
+            loaded = await self._run(self._read_top, channel)
+            top = self._tops.setdefault(channel, loaded)  # another append may have loaded it meanwhile
+        now = self._clock()
+        top = StreamTop(top.offset + 1, top.epoch)
+        self._tops[channel] = top
+        self._rows.append((channel, top.offset, now, now + ttl, data, info))
+        self._trims[channel] = (top.epoch, top.offset, size)
+        if not self._submit_scheduled:
+            self._submit_scheduled = True
+            asyncio.get_running_loop().call_soon(self._submit)
+        return top
+
+    def _submit(self) -> None:
+        """Hand pending rows to the writer thread (FIFO: before any read submitted later)."""
+        self._submit_scheduled = False
+        if not self._rows or self._closed:
+            return
+        rows, trims = self._rows, self._trims
+        self._rows, self._trims = [], {}
+        self._executor.submit(self._write, rows, trims)
+
+    def _write(self, rows: list[Row], trims: dict[str, tuple[str, int, int]]) -> None:
+        db = self._connection()
+        now = self._clock()
+        try:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT INTO publications (channel, offset, created, expires, data, info)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                for channel, (epoch, top, size) in trims.items():
+                    db.execute(
+                        "INSERT INTO streams (channel, epoch, top) VALUES (?, ?, ?)"
+                        " ON CONFLICT (channel) DO UPDATE SET top = excluded.top",
+                        (channel, epoch, top),
+                    )
+                    db.execute(
+                        "DELETE FROM publications WHERE channel = ? AND (offset <= ? OR expires <= ?)",
+                        (channel, top - size, now),
+                    )
+        except sqlite3.Error:
+            self._write_failed = True  # the next open rotates epochs: clients will reload
+            log.exception("writing %d publications to %s failed", len(rows), self._path)
+
+    async def sync(self) -> None:
+        """Return once every publication appended so far is committed to the file."""
+        self._submit()
+        await self._run(lambda: None)
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def _read_top(self, channel: str) -> StreamTop:
+        row = self._connection().execute("SELECT top, epoch FROM streams WHERE channel = ?", (channel,)).fetchone()
+        if row is not None:
+            return StreamTop(row[0], row[1])
+        return StreamTop(0, epoch_for(self._salt, channel))
 
     def _read(self, channel: str, after: int | None, limit: int | None, reverse: bool) -> HistoryPage:
         db = self._connection()
         with db:
             db.execute("BEGIN")
-            top = self._top(db, channel, create=False)
+            top = self._read_top(channel)
             query = "SELECT offset, data, info FROM publications WHERE channel = ? AND expires > ?"
             params: list[Any] = [channel, self._clock()]
             if after is not None:
@@ -127,32 +212,22 @@ class SqliteHistory:
     async def read(
         self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False
     ) -> HistoryPage:
+        self._submit()
         return await self._run(self._read, channel, after, limit, reverse)
 
-    def _get_top(self, channel: str) -> StreamTop:
-        db = self._connection()
-        with db:
-            db.execute("BEGIN")
-            return self._top(db, channel, create=False)
-
     async def top(self, channel: str) -> StreamTop:
-        return await self._run(self._get_top, channel)
+        top = self._tops.get(channel)
+        if top is not None:
+            return top
+        self._submit()
+        loaded = await self._run(self._read_top, channel)
+        if loaded.offset > 0:  # cache only streams that exist: names from clients must not grow memory
+            loaded = self._tops.setdefault(channel, loaded)
+        return loaded
 
     def _channels(self) -> list[str]:
-        rows = self._connection().execute("SELECT channel FROM streams ORDER BY channel").fetchall()
-        return [row[0] for row in rows]
+        return [row[0] for row in self._connection().execute("SELECT channel FROM streams ORDER BY channel")]
 
     async def channels(self) -> list[str]:
+        self._submit()
         return await self._run(self._channels)
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        await self._run(self._close)
-        self._closed = True
-        self._executor.shutdown(wait=True)

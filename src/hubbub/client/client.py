@@ -296,6 +296,17 @@ class Client:
     # ---- wire ----------------------------------------------------------------------------
 
     async def _read(self, ws: ClientConnection) -> None:
+        try:
+            await self._read_frames(ws)
+        finally:
+            # From now on commands wait for the next connection, and whoever awaits a reply
+            # learns at once that it will not come.
+            self._connected.clear()
+            if self.state == "connected":
+                self.state = "disconnected"
+            self._fail_pending()
+
+    async def _read_frames(self, ws: ClientConnection) -> None:
         async for frame in ws:
             for line in frame.splitlines() if isinstance(frame, str) else frame.split(b"\n"):
                 if not line.strip():

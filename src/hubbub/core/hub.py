@@ -160,8 +160,10 @@ class Hub:
                 del self._publish_locks[channel]
 
     async def publish(
-        self, channel: str, data: Raw, publisher: protocol.ClientInfo | None = None
+        self, channel: str, data: Raw, publisher: protocol.ClientInfo | None = None, *, durable: bool = False
     ) -> protocol.PublishResult:
+        """Store (when the namespace keeps history) and fan out. With `durable`, return only once
+        the publication is on disk; otherwise once history reads see it."""
         options = self.rules.resolve(channel)
         if not options.keeps_history:
             frame = protocol.encode_publication_push(channel, protocol.Publication(data=data, info=publisher))
@@ -174,6 +176,8 @@ class Hub:
             )
             publication = protocol.Publication(data=data, offset=top.offset, info=publisher)
             await self.broker.publish(channel, top.offset, protocol.encode_publication_push(channel, publication))
+        if durable:
+            await self.history_store.sync()
         return protocol.PublishResult(offset=top.offset, epoch=top.epoch)
 
     async def subscribe(

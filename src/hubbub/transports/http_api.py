@@ -143,7 +143,7 @@ class HttpApi:
 
     async def publish(self, request: web.Request) -> web.Response:
         body = await self._body(request, PublishBody)
-        result = await self.hub.publish(body.channel, protocol.validate_json(bytes(body.data)))
+        result = await self.hub.publish(body.channel, protocol.validate_json(bytes(body.data)), durable=True)
         return json_response(result)
 
     async def broadcast(self, request: web.Request) -> web.Response:
@@ -158,6 +158,7 @@ class HttpApi:
         for channel in body.channels:  # check every name before publishing anything
             self.hub.namespace(channel)
         results = [await self.hub.publish(channel, data) for channel in body.channels]
+        await self.hub.history_store.sync()
         return json_response({"results": results})
 
     async def send(self, request: web.Request) -> web.Response:
