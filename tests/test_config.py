@@ -81,3 +81,14 @@ def test_bad_flag_value_is_rejected() -> None:
 def test_missing_config_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         config.load(config_path=tmp_path / "missing.toml")
+
+
+def test_namespaces_from_flag_and_environment_as_json() -> None:
+    env = {"HUBBUB_NAMESPACES": '{"feed": {"conflate": true}}'}
+    assert set(config.load(environ=env).namespaces) == {"feed"}
+    settings = config.load({"namespaces": '{"chat": {"join_leave": true}}'}, environ=env)
+    assert set(settings.namespaces) == {"chat"} and settings.namespaces["chat"].join_leave
+    with pytest.raises(ConfigError, match="'namespaces' is not valid JSON"):
+        config.load({"namespaces": "{chat"})
+    with pytest.raises(ConfigError, match="namespaces.chat.joinleave"):
+        config.load(environ={"HUBBUB_NAMESPACES": '{"chat": {"joinleave": true}}'})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -26,7 +27,10 @@ DEFAULT_WS_URL = "ws://127.0.0.1:8000"
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for field in config.setting_fields():
         flag = "--" + field.name.replace("_", "-")
-        default_text = field.default if field.default is not None else "none"
+        if field.default is dataclasses.MISSING:
+            default_text = "built in"
+        else:
+            default_text = field.default if field.default is not None else "none"
         parser.add_argument(
             flag,
             dest=field.name,

@@ -9,6 +9,7 @@ disable them where the table says so.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 import types
@@ -76,7 +77,8 @@ class Settings:
     shutdown_timeout: float = _setting(10.0, "seconds to drain connections on SIGINT/SIGTERM")
     log_level: str = _setting("info", "debug, info, warning or error")
     namespaces: Mapping[str, NamespaceOptions] = field(
-        default_factory=_default_namespaces, metadata={"help": "per-namespace rules (TOML only)", "flag": False}
+        default_factory=_default_namespaces,
+        metadata={"help": 'per-namespace rules; as JSON in flag/env: {"chat": {"presence": true}}'},
     )
 
     @property
@@ -145,6 +147,11 @@ def coerce(key: str, hint: Any, value: Any) -> Any:
 
 
 def _namespaces_from(raw: Any) -> dict[str, NamespaceOptions]:
+    if isinstance(raw, str):  # from a flag or the environment
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"setting 'namespaces' is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError("setting 'namespaces' must be a table of tables")
     result = {}
@@ -197,7 +204,7 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         key = variable[len(ENV_PREFIX) :].lower()
         if key not in names:
             raise ConfigError(f"unknown setting {key!r} from environment variable {variable}")
-        values[key] = coerce(key, _HINTS[key], value)
+        values[key] = _namespaces_from(value) if key == "namespaces" else coerce(key, _HINTS[key], value)
     _validate(values)
     return values
 
