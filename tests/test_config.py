@@ -90,5 +90,5 @@ def test_namespaces_from_flag_and_environment_as_json() -> None:
     assert set(settings.namespaces) == {"chat"} and settings.namespaces["chat"].join_leave
     with pytest.raises(ConfigError, match="'namespaces' is not valid JSON"):
         config.load({"namespaces": "{chat"})
-    with pytest.raises(ConfigError, match="namespaces.chat.joinleave"):
+    with pytest.raises(ConfigError, match=r"namespaces\.chat\.joinleave"):
         config.load(environ={"HUBBUB_NAMESPACES": '{"chat": {"joinleave": true}}'})
