@@ -100,10 +100,10 @@ class RecordingSink:
 
 
 NAMESPACES = {
-    "default": NamespaceOptions(history_size=1000, history_ttl=60, presence=True, allow_publish=True),
-    "chat": NamespaceOptions(history_size=5, history_ttl=60, presence=True, join_leave=True, allow_publish=True),
-    "live": NamespaceOptions(conflate=True, allow_publish=True),
-    "feed": NamespaceOptions(allow_publish=False),
+    "default": NamespaceOptions(history_size=1000, history_ttl=60, presence=True, publish="anyone"),
+    "chat": NamespaceOptions(history_size=5, history_ttl=60, presence=True, join_leave=True, publish="anyone"),
+    "live": NamespaceOptions(conflate=True, publish="anyone"),
+    "feed": NamespaceOptions(),
 }
 
 

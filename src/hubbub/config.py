@@ -9,6 +9,7 @@ disable them where the table says so.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 import tomllib
@@ -25,16 +26,29 @@ NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 DEFAULT_NAMESPACE = "default"
 
 
+PERMISSIONS = ("anyone", "authenticated", "members", "owner", "token", "server")
+
+
 @dataclass(frozen=True)
 class NamespaceOptions:
-    """Rules for every channel `ns:name` of one namespace (channels without `:` use `default`)."""
+    """Rules for every channel `ns:name` of one namespace (channels without `:` use `default`).
+
+    Permissions (who may subscribe, publish, read history, read presence) take one of
+    PERMISSIONS; docs/security.md explains each.
+    """
 
     history_size: int = field(default=0, metadata={"help": "publications kept per channel; 0 = no history"})
     history_ttl: float = field(default=300.0, metadata={"help": "seconds a publication stays in history"})
     presence: bool = field(default=False, metadata={"help": "track who is subscribed"})
     join_leave: bool = field(default=False, metadata={"help": "push join/leave events to subscribers"})
-    allow_publish: bool = field(default=False, metadata={"help": "clients may publish (else server API only)"})
     conflate: bool = field(default=False, metadata={"help": "slow readers get the newest message only"})
+    allow_anonymous: bool = field(
+        default=False, metadata={"help": "clients without a token may use it (always, in development mode)"}
+    )
+    subscribe: str = field(default="anyone", metadata={"help": "who may subscribe"})
+    publish: str = field(default="server", metadata={"help": "who may publish from a client; server = API only"})
+    read_history: str = field(default="anyone", metadata={"help": "who may read history"})
+    read_presence: str = field(default="anyone", metadata={"help": "who may read presence"})
 
     @property
     def keeps_history(self) -> bool:
@@ -43,14 +57,17 @@ class NamespaceOptions:
 
 def _default_namespaces() -> dict[str, NamespaceOptions]:
     return {
-        DEFAULT_NAMESPACE: NamespaceOptions(
-            history_size=100, history_ttl=3600.0, presence=True, join_leave=False, allow_publish=True
-        )
+        DEFAULT_NAMESPACE: NamespaceOptions(history_size=100, history_ttl=3600.0, presence=True, publish="anyone")
     }
 
 
 def _setting(default: Any, help: str, *, flag: bool = True) -> Any:
     return field(default=default, metadata={"help": help, "flag": flag})
+
+
+def _secret(help: str) -> Any:
+    """A secret: left out of repr(), so logging Settings never shows it."""
+    return field(default=None, repr=False, metadata={"help": help, "flag": True, "secret": True})
 
 
 @dataclass(frozen=True)
@@ -61,12 +78,34 @@ class Settings:
     port: int = _setting(8000, "public port; 0 picks a free one")
     api_host: str = _setting("127.0.0.1", "internal interface (server API, health)")
     api_port: int = _setting(8001, "internal port; 0 picks a free one")
-    token_secret: str | None = _setting(None, "HS256 secret for connection JWTs; unset = development mode")
-    api_key: str | None = _setting(None, "key for the HTTP API; unset = loopback clients only")
+    token_secret: str | None = _secret("HS256 secret for JWTs (32+ bytes); no token key at all = development mode")
+    token_public_key: str | None = _setting(None, "PEM file with the RSA or EC public key for RS256/ES256 JWTs")
+    token_jwks: str | None = _setting(None, "JWKS file with public keys (RS256/ES256), chosen by the token's kid")
+    token_audience: str | None = _setting(None, "required `aud` claim of tokens")
+    token_issuer: str | None = _setting(None, "required `iss` claim of tokens")
+    refresh_before: float = _setting(25.0, "seconds before a token's exp that the server asks for a refresh")
+    insecure: bool = _setting(False, "allow a non-loopback host without any token key (never in production)")
+    tls_cert: str | None = _setting(None, "PEM certificate chain: serve wss:// and https:// on the public port")
+    tls_key: str | None = _setting(None, "PEM private key of tls_cert")
+    allowed_origins: str | None = _setting(None, "comma-separated Origins allowed to open WebSockets; unset = same host")
+    api_key: str | None = _secret("key for the HTTP API; unset = loopback clients only")
+    admin_key: str | None = _secret("key for admin actions (/api/disconnect); unset = api_key rules")
     history_path: str | None = _setting("hubbub-history.db", "SQLite history file; none = in memory")
     ping_interval: float | None = _setting(25.0, "seconds between server pings")
     ping_timeout: float | None = _setting(10.0, "seconds to wait for a pong before closing")
+    handshake_timeout: float | None = _setting(10.0, "seconds to complete the WebSocket handshake")
     connect_timeout: float | None = _setting(10.0, "seconds a client has to send connect")
+    command_rate: float | None = _setting(50.0, "commands per second per connection (token bucket)")
+    command_burst: int = _setting(100, "commands a connection may send at once")
+    publish_rate: float | None = _setting(20.0, "publish and send commands per second per connection")
+    publish_burst: int = _setting(40, "publish and send commands a connection may send at once")
+    max_refused_commands: int = _setting(50, "rate-limited commands in a row before the connection is closed (3013)")
+    connect_rate_per_ip: float | None = _setting(20.0, "WebSocket connection attempts per second per IP")
+    connect_burst_per_ip: int = _setting(100, "connection attempts one IP may make at once")
+    max_connections_per_ip: int | None = _setting(1000, "open WebSocket connections per IP")
+    max_connections_per_user: int | None = _setting(100, "open connections per user id")
+    compression: bool = _setting(False, "negotiate permessage-deflate (costs CPU per connection)")
+    test_echo_endpoint: bool = _setting(False, "TEST ONLY: serve an echo WebSocket at /echo (conformance suite)")
     max_message_bytes: int | None = _setting(65536, "largest incoming frame; larger closes with 1009")
     max_outbox_bytes: int = _setting(1048576, "bytes queued per connection before it is cut as slow (3008)")
     max_batch_bytes: int = _setting(65536, "largest frame the server builds when coalescing messages")
@@ -83,8 +122,12 @@ class Settings:
 
     @property
     def development_mode(self) -> bool:
-        """With no token secret, anonymous clients may connect and subscribe."""
-        return self.token_secret is None
+        """With no token key at all, anonymous clients may connect and use every namespace."""
+        return self.token_secret is None and self.token_public_key is None and self.token_jwks is None
+
+    def secrets(self) -> list[str]:
+        """Configured secret values, for redaction."""
+        return [value for value in (self.token_secret, self.api_key, self.admin_key) if value]
 
     def namespace(self, name: str) -> NamespaceOptions | None:
         return self.namespaces.get(name)
@@ -165,6 +208,8 @@ def _namespaces_from(raw: Any) -> dict[str, NamespaceOptions]:
             if key not in _NS_HINTS:
                 raise ConfigError(f"unknown setting 'namespaces.{name}.{key}'")
             values[key] = coerce(f"namespaces.{name}.{key}", _NS_HINTS[key], value)
+            if key in ("subscribe", "publish", "read_history", "read_presence") and value not in PERMISSIONS:
+                raise ConfigError(f"setting 'namespaces.{name}.{key}': {value!r} is not one of {', '.join(PERMISSIONS)}")
         result[name] = NamespaceOptions(**values)
     return result
 
@@ -233,4 +278,29 @@ def load(
         values.update(from_toml(config_path))
     if flags:
         values.update(from_mapping({k: v for k, v in flags.items() if v is not None}, "command-line flags"))
-    return Settings(**values)
+    settings = Settings(**values)
+    check_settings(settings)
+    return settings
+
+
+def check_settings(settings: Settings) -> None:
+    """Rules that span several settings; raise ConfigError naming them."""
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("settings 'tls_cert' and 'tls_key' go together: set both or neither")
+    if settings.development_mode and not settings.insecure:
+        for key in ("host",):
+            if not _is_loopback_host(getattr(settings, key)):
+                raise ConfigError(
+                    f"setting {key!r} is {getattr(settings, key)!r}, not loopback, and no token key is set"
+                    " (token_secret, token_public_key or token_jwks): anyone could connect. Set a key, or"
+                    " pass --insecure to accept that"
+                )
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -58,11 +58,13 @@ class DisconnectCode(IntEnum):
     TOKEN_EXPIRED = 3005
     SLOW_CONSUMER = 3008
     FORCE_RECONNECT = 3011
+    TOO_MANY_REQUESTS = 3013
     # 3500-3999: the client should not reconnect without changing something.
     INVALID_TOKEN = 3500
     BAD_REQUEST = 3501
     CONNECT_TIMEOUT = 3502
     FORCE_DISCONNECT = 3503
+    CONNECTION_LIMIT = 3504
 
     @property
     def reconnect(self) -> bool:

@@ -40,6 +40,7 @@ class ConnectRequest(Request):
 class SubscribeRequest(Request):
     channel: str
     since: StreamPosition | None = None
+    token: str | None = None
 
 
 class UnsubscribeRequest(Request):
@@ -209,6 +210,11 @@ def encode_join_push(channel: str, who: ClientInfo, kind: str = "join") -> bytes
 
 def encode_message_push(message: Message) -> bytes:
     return b'{"push":{"message":%s}}' % _encoder.encode(message)
+
+
+def encode_refresh_push(ttl: int) -> bytes:
+    """The server asks for a fresh token: the current one expires in `ttl` seconds."""
+    return b'{"push":{"refresh":{"ttl":%d}}}' % ttl
 
 
 def encode_disconnect_push(code: int, reason: str, reconnect: bool) -> bytes:

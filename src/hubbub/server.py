@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 
 from aiohttp import web
@@ -20,7 +21,7 @@ from hubbub.backends.sqlite import SqliteHistory
 from hubbub.config import Settings
 from hubbub.core.auth import TokenVerifier
 from hubbub.core.hub import Hub
-from hubbub.errors import DisconnectCode
+from hubbub.errors import ConfigError, DisconnectCode
 from hubbub.transports.http_api import HttpApi
 from hubbub.transports.websocket import WEBSOCKET_PATH, WebSocketEndpoint
 
@@ -44,7 +45,8 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"ws://{_url_host(self.settings.host)}:{self.port}{WEBSOCKET_PATH}"
+        scheme = "wss" if self.settings.tls_cert else "ws"
+        return f"{scheme}://{_url_host(self.settings.host)}:{self.port}{WEBSOCKET_PATH}"
 
     @property
     def api_url(self) -> str:
@@ -63,9 +65,9 @@ class Server:
         loop = asyncio.get_running_loop()
         self._history = await self._open_history()
         self.hub = Hub(settings, MemoryBroker(), self._history, MemoryPresence(), call_soon=loop.call_soon)
-        verifier = TokenVerifier(settings.token_secret) if settings.token_secret else None
+        verifier = TokenVerifier.from_settings(settings)
         self._endpoint = WebSocketEndpoint(self.hub, verifier, lambda: self.draining)
-        ws_server = await self._endpoint.start(settings.host, settings.port)
+        ws_server = await self._endpoint.start(settings.host, settings.port, ssl=_tls_context(settings))
         self.port = ws_server.sockets[0].getsockname()[1]
         self._api_runner = web.AppRunner(
             HttpApi(self.hub, lambda: self.draining).application(), access_log=None, handle_signals=False
@@ -107,6 +109,19 @@ class Server:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS 1.2 or newer with the configured certificate, or None for plain ws://."""
+    if not settings.tls_cert or not settings.tls_key:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"settings 'tls_cert'/'tls_key': cannot load the certificate: {exc}") from None
+    return context
 
 
 def _url_host(host: str) -> str:

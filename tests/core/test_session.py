@@ -138,7 +138,7 @@ async def test_subscription_limit(loop: ManualLoop) -> None:
 async def test_send_reaches_every_connection_of_the_user(loop: ManualLoop) -> None:
     """`send` to a user pushes a message to all of that user's sessions only."""
     hub = make_hub(loop)
-    verifier = TokenVerifier(SECRET)
+    verifier = TokenVerifier(secret=SECRET)
     drivers = {}
     for name, user in (("bob1", "bob"), ("bob2", "bob"), ("alice", "alice")):
         drivers[name] = Driver(hub, loop, verifier)
@@ -156,7 +156,7 @@ async def test_send_reaches_every_connection_of_the_user(loop: ManualLoop) -> No
 async def test_token_is_required_and_checked(loop: ManualLoop) -> None:
     """With a secret: no token -> 101, bad signature -> 101, expired -> 109, valid -> user set."""
     hub = make_hub(loop)
-    verifier = TokenVerifier(SECRET)
+    verifier = TokenVerifier(secret=SECRET)
     driver = Driver(hub, loop, verifier)
     assert await driver.error("connect") == ErrorCode.UNAUTHORIZED
     assert await driver.error("connect", {"token": mint_token(OTHER_SECRET, "bob")}) == ErrorCode.UNAUTHORIZED
@@ -174,7 +174,7 @@ async def test_development_mode_refuses_tokens_it_cannot_check(hub: Hub, loop: M
 async def test_expired_session_is_disconnected_unless_refreshed(loop: ManualLoop) -> None:
     """At `exp` the session closes with 3005; a refresh moves the deadline."""
     hub = make_hub(loop)
-    verifier = TokenVerifier(SECRET)
+    verifier = TokenVerifier(secret=SECRET)
     driver = Driver(hub, loop, verifier)
     await driver.ok("connect", {"token": mint_token(SECRET, "bob", ttl=100)})
     loop.advance(50)
@@ -331,7 +331,7 @@ async def test_bad_parameters_get_107_with_the_field_named(hub: Hub, loop: Manua
 
 async def test_user_disconnect_reaches_all_sessions(loop: ManualLoop) -> None:
     hub = make_hub(loop)
-    verifier = TokenVerifier(SECRET)
+    verifier = TokenVerifier(secret=SECRET)
     bob = Driver(hub, loop, verifier)
     await bob.ok("connect", {"token": mint_token(SECRET, "bob")})
     await hub.disconnect_user("bob")

@@ -270,22 +270,18 @@ class Client:
             params["token"] = token
         result = await self._command("connect", params, require_connected=False)
         self.client_id = result["client"]
-        if result.get("expires") and not isinstance(self._token, str) and self._token is not None:
-            self._schedule_refresh(result.get("ttl", 0))
         for subscription in list(self._subscriptions.values()):
             await self._send_subscribe(subscription, require_connected=False)
         self.state = "connected"
         self._connected.set()
 
-    def _schedule_refresh(self, ttl: float) -> None:
-        async def refresh() -> None:
-            await asyncio.sleep(max(0.0, ttl * 0.8))  # a timer, not synchronisation
-            token = await self._token_value()
-            result = await self._command("refresh", {"token": token})
-            if result.get("expires"):
-                self._schedule_refresh(result.get("ttl", 0))
-
-        self._spawn(refresh())
+    async def _refresh(self) -> None:
+        """The server asked for a fresh token: get one from the app's callable and send it."""
+        if self._token is None or isinstance(self._token, str):
+            log.warning("server asked for a token refresh, but the client has no token callable")
+            return
+        token = await self._token_value()
+        await self._command("refresh", {"token": token})
 
     def _fail_pending(self) -> None:
         pending, self._pending = self._pending, {}
@@ -345,6 +341,8 @@ class Client:
                 subscription._deliver(push["pub"])
         elif "message" in push and self._on_message is not None:
             self._call_user(self._on_message, push["message"].get("data"))
+        elif "refresh" in push:
+            self._spawn(self._refresh())
         elif "disconnect" in push:
             self.last_close_code = push["disconnect"].get("code")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -83,7 +84,14 @@ class Hub:
         self.users: dict[str, set[Session]] = {}
         self.channels: dict[str, ChannelSubscribers] = {}
         self._publish_locks: dict[str, asyncio.Lock] = {}
+        self.limit_hits: Counter[str] = Counter()
+        # With a token key, a connection without a token is useful only if a namespace admits it.
+        self.anonymous_allowed = any(options.allow_anonymous for options in settings.namespaces.values())
         broker.set_handler(self)
+
+    def count_limit_hit(self, limit: str) -> None:
+        """A rate or size limit refused something (exported as a metric later)."""
+        self.limit_hits[limit] += 1
 
     # ---- sessions -------------------------------------------------------------------------
 

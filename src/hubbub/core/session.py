@@ -14,9 +14,11 @@ from enum import Enum
 from typing import Any
 
 from hubbub import protocol
+from hubbub.core import permissions
 from hubbub.core.auth import ANONYMOUS, Credentials, TokenVerifier
 from hubbub.core.hub import Hub
 from hubbub.core.outbox import Outbox, Sink
+from hubbub.core.ratelimit import TokenBucket
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode, close_code_allows_reconnect
 
 log = logging.getLogger("hubbub.session")
@@ -51,11 +53,15 @@ class Session:
         self.info = protocol.ClientInfo(user="", client=self.client_id)
         self.state = State.CONNECTING
         self.channels: set[str] = set()
+        self.grants: set[str] = set()  # channels this session holds a subscription token for
         self._verifier = verifier
         self._call_later = call_later
         self._clock = clock
         self._timers: list[Any] = []
         settings = hub.settings
+        self._commands = TokenBucket(settings.command_rate, settings.command_burst)
+        self._publishes = TokenBucket(settings.publish_rate, settings.publish_burst)
+        self._refused_in_a_row = 0
         self.outbox = Outbox(
             sink,
             hub.flusher,
@@ -116,11 +122,24 @@ class Session:
 
     # ---- commands -------------------------------------------------------------------------
 
+    def _rate_limit(self, bucket: TokenBucket, what: str) -> None:
+        if bucket.take():
+            self._refused_in_a_row = 0
+            return
+        self._refused_in_a_row += 1
+        self.hub.count_limit_hit(what)
+        if self._refused_in_a_row > self.hub.settings.max_refused_commands:
+            self.disconnect(DisconnectCode.TOO_MANY_REQUESTS, "too many requests")
+        raise CommandError(ErrorCode.TOO_MANY_REQUESTS, f"too many {what}: slow down")
+
     async def handle(self, command: protocol.Command) -> None:
         """Run one command and queue its reply (or error reply)."""
         if self.state is State.CLOSED:
             return
         try:
+            self._rate_limit(self._commands, "commands")
+            if command.method in ("publish", "send"):
+                self._rate_limit(self._publishes, "publications")
             if command.error is not None:
                 raise command.error
             handler = self._handlers.get(command.method)
@@ -146,16 +165,36 @@ class Session:
                 raise CommandError(ErrorCode.UNAUTHORIZED, "server has no token secret (development mode): omit token")
             return ANONYMOUS
         if not token:
+            if self.hub.anonymous_allowed:
+                return ANONYMOUS
             raise CommandError(ErrorCode.UNAUTHORIZED, "token required")
         return self._verifier.verify(token)
 
     def _arm_expiry(self) -> protocol.RefreshResult:
+        """Ask for a refresh `refresh_before` seconds ahead of exp; disconnect at exp."""
         expires_at = self.credentials.expires_at
         if expires_at is None:
             return protocol.RefreshResult()
-        ttl = max(0, int(expires_at - self._clock()))
-        self._timers.append(self._call_later(ttl + 0.001, self._on_token_expired))
-        return protocol.RefreshResult(expires=True, ttl=ttl)
+        remaining = max(0.0, expires_at - self._clock())
+        ask_at = max(0.0, remaining - self.hub.settings.refresh_before)
+        self._timers.append(self._call_later(ask_at, self._ask_for_refresh))
+        self._timers.append(self._call_later(remaining + 0.001, self._on_token_expired))
+        return protocol.RefreshResult(expires=True, ttl=int(remaining))
+
+    def _ask_for_refresh(self) -> None:
+        expires_at = self.credentials.expires_at
+        if self.state is State.CONNECTED and expires_at is not None:
+            self.outbox.push(protocol.encode_refresh_push(max(0, int(expires_at - self._clock()))))
+
+    def _check(self, action: str, channel: str) -> None:
+        permissions.check(
+            action,
+            self.hub.namespace(channel),
+            channel,
+            self.credentials,
+            development_mode=self._verifier is None,
+            granted=channel in self.grants,
+        )
 
     async def _connect(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
@@ -163,6 +202,11 @@ class Session:
         if self.state is State.CONNECTED:
             raise CommandError(ErrorCode.BAD_REQUEST, "already connected")
         credentials = self._authenticate(request.token)
+        limit = self.hub.settings.max_connections_per_user
+        if credentials.user and limit is not None and len(self.hub.users.get(credentials.user, ())) >= limit:
+            self.hub.count_limit_hit("connections_per_user")
+            self._call_later(0, lambda: self.disconnect(DisconnectCode.CONNECTION_LIMIT, "too many connections"))
+            raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"user has {limit} connections already")
         self._cancel_timers()
         self.credentials = credentials
         info = protocol.Raw(protocol.encode(credentials.info)) if credentials.info is not None else protocol.NULL
@@ -195,6 +239,12 @@ class Session:
         self.hub.namespace(channel)
         if channel in self.channels:
             raise CommandError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
+        if request.token is not None:
+            if self._verifier is None:
+                raise CommandError(ErrorCode.UNAUTHORIZED, "server has no token key (development mode): omit token")
+            self._verifier.verify_subscription(request.token, self.user, channel)
+            self.grants.add(channel)
+        self._check("subscribe", channel)
         if len(self.channels) >= self.hub.settings.max_channels_per_connection:
             raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
         await self.hub.subscribe(self, channel, request.since, lambda result: self._reply(command, result))
@@ -211,18 +261,19 @@ class Session:
     async def _publish(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
         assert isinstance(request, protocol.PublishRequest)
-        if not self.hub.namespace(request.channel).allow_publish:
-            raise CommandError(ErrorCode.PERMISSION_DENIED, "clients may not publish to this namespace")
+        self._check("publish", request.channel)
         return await self.hub.publish(request.channel, request.data, self.info)
 
     async def _history(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
         assert isinstance(request, protocol.HistoryRequest)
+        self._check("read_history", request.channel)
         return await self.hub.history(request.channel, request.since, request.limit, request.reverse)
 
     async def _presence(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
         assert isinstance(request, protocol.PresenceRequest)
+        self._check("read_presence", request.channel)
         return await self.hub.presence(request.channel)
 
     async def _send(self, command: protocol.Command) -> protocol.Reply:
@@ -230,6 +281,8 @@ class Session:
         assert isinstance(request, protocol.SendRequest)
         if not request.user:
             raise CommandError(ErrorCode.BAD_REQUEST, "send needs a user id")
+        if self.credentials.anonymous and self._verifier is not None:
+            raise CommandError(ErrorCode.PERMISSION_DENIED, "permission denied: send needs a token")
         await self.hub.send_to_user(request.user, request.data, self.info)
         return protocol.Empty()
 

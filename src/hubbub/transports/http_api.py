@@ -68,6 +68,15 @@ def json_response(value: Any) -> web.Response:
     return web.Response(body=protocol.encode(value), content_type="application/json")
 
 
+ADMIN_PATHS = frozenset({"/api/disconnect"})
+
+
+def _key_matches(request: web.Request, key: str) -> bool:
+    """Constant-time comparison, so response timing does not reveal how much of a key matched."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "apikey" and hmac.compare_digest(given.strip().encode(), key.encode())
+
+
 def _is_loopback(remote: str | None) -> bool:
     if not remote:
         return False
@@ -117,15 +126,19 @@ class HttpApi:
     async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/api/"):
             return await handler(request)
-        key = self.hub.settings.api_key
+        settings = self.hub.settings
+        if request.path in ADMIN_PATHS and settings.admin_key is not None:
+            if not _key_matches(request, settings.admin_key):
+                return error_response(ErrorCode.UNAUTHORIZED, "admin action: send Authorization: apikey ADMIN_KEY")
+            return await handler(request)
+        key = settings.api_key
         if key is None:
             if not _is_loopback(request.remote):
                 return error_response(
                     ErrorCode.PERMISSION_DENIED, "no api_key configured: the API answers loopback clients only"
                 )
             return await handler(request)
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "apikey" or not hmac.compare_digest(given.strip().encode(), key.encode()):
+        if not _key_matches(request, key) and not (settings.admin_key and _key_matches(request, settings.admin_key)):
             return error_response(ErrorCode.UNAUTHORIZED, "missing or wrong API key (Authorization: apikey KEY)")
         return await handler(request)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from http import HTTPStatus
+from ssl import SSLContext
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -23,12 +25,14 @@ from websockets.typing import Subprotocol
 from hubbub import protocol
 from hubbub.core.auth import TokenVerifier
 from hubbub.core.hub import Hub
+from hubbub.core.ratelimit import KeyedBuckets
 from hubbub.core.session import Session
 from hubbub.errors import DisconnectCode, ProtocolError
 
 log = logging.getLogger("hubbub.websocket")
 
 WEBSOCKET_PATH = "/connection/websocket"
+ECHO_PATH = "/echo"
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 section 5.5: control frame payload <= 125 bytes
 
 
@@ -91,6 +95,57 @@ class WebSocketSink:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
+class GuardedConnection(ServerConnection):
+    """A connection that stops reading from a peer who does not read what it provokes.
+
+    `websockets` answers every ping with a pong at once. A peer that floods pings and never
+    reads would grow our write buffer without bound; past `max_unread_bytes` we stop reading
+    its socket until the buffer drains, so TCP pushes back on the flooder instead.
+    """
+
+    max_unread_bytes = 1024 * 1024
+    _holding_reads = False
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        transport = self.transport
+        if not self._holding_reads and transport.get_write_buffer_size() > self.max_unread_bytes:
+            self._holding_reads = True
+            transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._holding_reads:
+            self._holding_reads = False
+            if not self.recv_messages.paused:  # the message queue may hold reads paused too
+                self.transport.resume_reading()
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str] | None) -> bool:
+    """Cross-site WebSocket hijacking defence (RFC 6455 section 10.2).
+
+    No Origin header: not a browser, allowed. With an allow-list: exact origins, `*` for any,
+    or `https://*.example.com` for subdomains. Without one: the Origin's host:port must be the
+    Host the client asked for (same host).
+    """
+    if origin is None:
+        return True
+    origin = origin.strip().lower()
+    if allowed is None:
+        if host is None:
+            return False
+        origin_host = origin.split("://", 1)[-1]
+        return origin_host == host.strip().lower()
+    for pattern in allowed:
+        if pattern == "*" or pattern == origin:
+            return True
+        if "://*." in pattern:
+            scheme, suffix = pattern.split("://*.", 1)
+            if origin.startswith(scheme + "://") and origin.endswith("." + suffix):
+                return True
+    return False
+
+
 def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
     """`hubbub.json.v1` when offered; a client offering nothing gets JSON too."""
     if not offered or protocol.SUBPROTOCOL_JSON in offered:
@@ -106,17 +161,31 @@ class WebSocketEndpoint:
         self.verifier = verifier
         self.is_draining = is_draining
         self.server: Server | None = None
+        settings = hub.settings
+        self._allowed_origins = (
+            [entry.strip().lower().rstrip("/") for entry in settings.allowed_origins.split(",") if entry.strip()]
+            if settings.allowed_origins
+            else None
+        )
+        self._attempts = KeyedBuckets(settings.connect_rate_per_ip, settings.connect_burst_per_ip)
+        self._open_per_ip: Counter[str] = Counter()
 
-    async def start(self, host: str, port: int) -> Server:
+    async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> Server:
         settings = self.hub.settings
+        connection_class = type(
+            "BoundGuardedConnection", (GuardedConnection,), {"max_unread_bytes": settings.max_outbox_bytes}
+        )
         self.server = await serve(
             self.handle,
             host,
             port,
+            ssl=ssl,
+            create_connection=connection_class,
             process_request=self.process_request,
             select_subprotocol=select_subprotocol,
-            compression=None,
+            compression="deflate" if settings.compression else None,
             max_size=settings.max_message_bytes,
+            open_timeout=settings.handshake_timeout,
             ping_interval=settings.ping_interval,
             ping_timeout=settings.ping_timeout,
             server_header="hubbub",
@@ -128,13 +197,38 @@ class WebSocketEndpoint:
         if path == "/health":
             status = HTTPStatus.SERVICE_UNAVAILABLE if self.is_draining() else HTTPStatus.OK
             return _json_response(status, b'{"status":"%s"}' % (b"draining" if self.is_draining() else b"ok"))
-        if path != WEBSOCKET_PATH:
+        is_echo = path == ECHO_PATH and self.hub.settings.test_echo_endpoint
+        if path != WEBSOCKET_PATH and not is_echo:
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found; the WebSocket endpoint is {WEBSOCKET_PATH}\n")
         if self.is_draining():
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "server is shutting down\n")
+        if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self._allowed_origins):
+            self.hub.count_limit_hit("origin")
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+        address = _peer_ip(connection)
+        limit = self.hub.settings.max_connections_per_ip
+        if limit is not None and self._open_per_ip[address] >= limit:
+            self.hub.count_limit_hit("connections_per_ip")
+            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many connections from your address\n")
+        if not self._attempts.take(address):
+            self.hub.count_limit_hit("connection_attempts_per_ip")
+            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many connection attempts, slow down\n")
         return None
 
     async def handle(self, connection: ServerConnection) -> None:
+        address = _peer_ip(connection)
+        self._open_per_ip[address] += 1
+        try:
+            if connection.request is not None and connection.request.path.split("?", 1)[0] == ECHO_PATH:
+                await _echo(connection)
+            else:
+                await self._serve_session(connection)
+        finally:
+            self._open_per_ip[address] -= 1
+            if self._open_per_ip[address] <= 0:
+                del self._open_per_ip[address]
+
+    async def _serve_session(self, connection: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
         sink = WebSocketSink(connection)
         session = Session(
@@ -162,6 +256,20 @@ class WebSocketEndpoint:
             session.closed()
             await self.hub.remove_session(session)
             await sink.settle()
+
+
+def _peer_ip(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if address else "unknown"
+
+
+async def _echo(connection: ServerConnection) -> None:
+    """TEST ONLY (setting test_echo_endpoint): echo every message, for the conformance suite."""
+    try:
+        async for message in connection:
+            await connection.send(message)
+    except ConnectionClosed:
+        pass
 
 
 def _json_response(status: HTTPStatus, body: bytes) -> Response:
