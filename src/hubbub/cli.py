@@ -19,6 +19,7 @@ from typing import Any
 
 from hubbub import config
 from hubbub.errors import ConfigError, HubbubError
+from hubbub.redaction import RedactingFilter
 
 DEFAULT_API_URL = "http://127.0.0.1:8001"
 DEFAULT_WS_URL = "ws://127.0.0.1:8000"
@@ -92,6 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {field.name: getattr(args, field.name) for field in config.setting_fields()}
     settings = config.load(flags, args.config, os.environ)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter(settings.secrets()))
     return asyncio.run(_run_server(settings))
 
 
