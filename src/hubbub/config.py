@@ -56,9 +56,7 @@ class NamespaceOptions:
 
 
 def _default_namespaces() -> dict[str, NamespaceOptions]:
-    return {
-        DEFAULT_NAMESPACE: NamespaceOptions(history_size=100, history_ttl=3600.0, presence=True, publish="anyone")
-    }
+    return {DEFAULT_NAMESPACE: NamespaceOptions(history_size=100, history_ttl=3600.0, presence=True, publish="anyone")}
 
 
 def _setting(default: Any, help: str, *, flag: bool = True) -> Any:
@@ -87,7 +85,9 @@ class Settings:
     insecure: bool = _setting(False, "allow a non-loopback host without any token key (never in production)")
     tls_cert: str | None = _setting(None, "PEM certificate chain: serve wss:// and https:// on the public port")
     tls_key: str | None = _setting(None, "PEM private key of tls_cert")
-    allowed_origins: str | None = _setting(None, "comma-separated Origins allowed to open WebSockets; unset = same host")
+    allowed_origins: str | None = _setting(
+        None, "comma-separated Origins allowed to open WebSockets; unset = same host"
+    )
     api_key: str | None = _secret("key for the HTTP API; unset = loopback clients only")
     admin_key: str | None = _secret("key for admin actions (/api/disconnect); unset = api_key rules")
     history_path: str | None = _setting("hubbub-history.db", "SQLite history file; none = in memory")
@@ -209,7 +209,9 @@ def _namespaces_from(raw: Any) -> dict[str, NamespaceOptions]:
                 raise ConfigError(f"unknown setting 'namespaces.{name}.{key}'")
             values[key] = coerce(f"namespaces.{name}.{key}", _NS_HINTS[key], value)
             if key in ("subscribe", "publish", "read_history", "read_presence") and value not in PERMISSIONS:
-                raise ConfigError(f"setting 'namespaces.{name}.{key}': {value!r} is not one of {', '.join(PERMISSIONS)}")
+                raise ConfigError(
+                    f"setting 'namespaces.{name}.{key}': {value!r} is not one of {', '.join(PERMISSIONS)}"
+                )
         result[name] = NamespaceOptions(**values)
     return result
 

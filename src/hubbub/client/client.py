@@ -17,6 +17,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from ssl import SSLContext
 from typing import Any
 
 import msgspec
@@ -121,8 +122,10 @@ class Client:
         max_reconnect_delay: float = 20.0,
         command_timeout: float = 10.0,
         on_message: Callable[[Any], Any] | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
         self.url = url
+        self._ssl = ssl
         self.name = name
         self.min_reconnect_delay = min_reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
@@ -215,7 +218,10 @@ class Client:
             self.state = "connecting"
             try:
                 subprotocols = [Subprotocol(SUBPROTOCOL_JSON)]
-                async with connect(self.url, subprotocols=subprotocols, max_size=2**26, open_timeout=10) as ws:
+                options: dict[str, Any] = {"ssl": self._ssl} if self._ssl is not None else {}
+                async with connect(
+                    self.url, subprotocols=subprotocols, max_size=2**26, open_timeout=10, **options
+                ) as ws:
                     self._ws = ws
                     reader = asyncio.create_task(self._read(ws))
                     try:
