@@ -33,9 +33,14 @@ class BareWebSocket:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.response_head = ""
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
 
     @classmethod
-    async def open(cls, url: str) -> BareWebSocket:
+    async def open(cls, url: str, extra_headers: str = "") -> BareWebSocket:
         parts = urlsplit(url)
         # A small limit makes the stream stop reading the socket when the test stops reading.
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port, limit=2**16)
@@ -44,13 +49,16 @@ class BareWebSocket:
             (
                 f"GET {parts.path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
                 f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hubbub.json.v1\r\n\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hubbub.json.v1\r\n"
+                f"{extra_headers}\r\n"
             ).encode()
         )
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
             raise ConnectionError(head.decode(errors="replace"))
-        return cls(reader, writer)
+        socket = cls(reader, writer)
+        socket.response_head = head.decode(errors="replace")
+        return socket
 
     async def send_json(self, message: dict[str, Any]) -> None:
         self.writer.write(client_frame(json.dumps(message).encode()))

@@ -249,7 +249,7 @@ async def test_command_flood_gets_temporary_errors_then_a_close(start_server: St
     await good.ok("subscribe", {"channel": "news"})
     flooder = await open_raw(server)
     for command_id in range(100, 140):
-        await flooder.send_raw('{"id":%d,"ping":{}}' % command_id)
+        await flooder.send_raw(f'{{"id":{command_id},"ping":{{}}}}')
     codes = []
     async with asyncio.timeout(5):
         while True:
