@@ -120,3 +120,14 @@ def make_session(hub: Hub, loop: ManualLoop, verifier: Any = None) -> tuple[Sess
 
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
 OTHER_SECRET = "another-secret-that-is-also-32-bytes-long"
+
+
+def schema_validator(kind: str = "server_message") -> Any:
+    """A validator for docs' JSON Schema: `server_message` or `client_message`."""
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("hubbub").joinpath("schemas/protocol.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{kind}"})

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -86,10 +87,12 @@ async def test_serve_prints_urls_and_drains_on_sigterm(spawn, tmp_path: Path) ->
         assert "connect" in json.loads((await ws.receive(timeout=5)).data)
         async with http.post(f"{api_url}/api/publish", json={"channel": "news", "data": "kept"}) as response:
             assert response.status == 200
+        stopping = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         message = await ws.receive(timeout=10)
         assert message.type == aiohttp.WSMsgType.CLOSE and message.data == DisconnectCode.GOING_AWAY
     assert await asyncio.wait_for(server.process.wait(), 15) == 0
+    assert time.monotonic() - stopping < 30  # the drain bound the security defaults promise
     # History was flushed to the file: a new server has it.
     again = await spawn("serve", "--port", "0", "--api-port", "0", "--history-path", str(tmp_path / "h.db"))
     api_url = (await again.wait_for_line(r"server API on (http://\S+)/api/")).group(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,7 @@ from hubbub.core.auth import mint_token
 from hubbub.errors import ConfigError, DisconnectCode, ErrorCode
 from hubbub.server import Server
 from tests.conftest import OpenRaw, RawClient, StartServer
-from tests.helpers import NAMESPACES, SECRET
+from tests.helpers import NAMESPACES, SECRET, schema_validator
 
 SECURE_NAMESPACES = {
     **NAMESPACES,
@@ -172,7 +173,9 @@ async def test_personal_channels_and_subscription_tokens(start_server: StartServ
     assert await error_code(alice, "subscribe", {"channel": "vip:gala", "token": wrong}) == ErrorCode.PERMISSION_DENIED
     bobs = mint_token(SECRET, "bob", channel="vip:gala")
     assert await error_code(alice, "subscribe", {"channel": "vip:gala", "token": bobs}) == ErrorCode.PERMISSION_DENIED
-    await alice.ok("subscribe", {"channel": "vip:gala", "token": mint_token(SECRET, "alice", channel="vip:gala")})
+    command = {"id": 99, "subscribe": {"channel": "vip:gala", "token": mint_token(SECRET, "alice", channel="vip:gala")}}
+    schema_validator("client_message").validate(command)
+    await alice.ok("subscribe", command["subscribe"])
 
 
 # ---- refresh ----------------------------------------------------------------------------------------
@@ -181,18 +184,23 @@ async def test_personal_channels_and_subscription_tokens(start_server: StartServ
 async def test_client_refreshes_when_the_server_asks_and_stays(start_server: StartServer) -> None:
     """The server pushes `refresh` refresh_before seconds ahead of exp; the client's callable answers."""
     server = await start_server(token_secret=SECRET, refresh_before=1.5)
-    issued: list[str] = []
+    issued: list[float] = []
+    past_first_expiry = asyncio.Event()
 
     def fresh_token() -> str:
-        issued.append(mint_token(SECRET, "alice", ttl=2))
-        return issued[-1]
+        now = time.time()
+        issued.append(now)
+        if now - issued[0] > 2.5:  # the first token (exp at most 2 s after issue) has expired
+            past_first_expiry.set()
+        return mint_token(SECRET, "alice", ttl=2)
 
     async with Client(server.url, token=fresh_token) as client:
         first_id = client.client_id
-        async with asyncio.timeout(10):
-            while len(issued) < 3:  # initial token, then at least two refreshes
-                await client.ping()
+        await asyncio.wait_for(past_first_expiry.wait(), 10)
+        await client.ping()
         assert client.client_id == first_id and client.state == "connected"
+        gaps = [later - earlier for earlier, later in zip(issued, issued[1:], strict=False)]
+        assert min(gaps) > 0.3, f"refreshes too close together: {gaps}"  # no refresh storm
 
 
 async def test_connection_without_refresh_is_closed_at_exp(start_server: StartServer, open_raw: OpenRaw) -> None:
@@ -202,6 +210,7 @@ async def test_connection_without_refresh_is_closed_at_exp(start_server: StartSe
     assert result["expires"] is True
     refresh = await client.next_message(timeout=5)
     assert "refresh" in refresh["push"]
+    schema_validator().validate(refresh)
     assert await client.close_code(timeout=5) == DisconnectCode.TOKEN_EXPIRED
 
 

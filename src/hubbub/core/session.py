@@ -176,7 +176,10 @@ class Session:
         if expires_at is None:
             return protocol.RefreshResult()
         remaining = max(0.0, expires_at - self._clock())
-        ask_at = max(0.0, remaining - self.hub.settings.refresh_before)
+        refresh_before = self.hub.settings.refresh_before
+        # Short-lived tokens are asked at half their life: asking at once would make a client
+        # whose tokens all live less than refresh_before refresh in a tight loop.
+        ask_at = remaining - refresh_before if remaining > 2 * refresh_before else remaining / 2
         self._timers.append(self._call_later(ask_at, self._ask_for_refresh))
         self._timers.append(self._call_later(remaining + 0.001, self._on_token_expired))
         return protocol.RefreshResult(expires=True, ttl=int(remaining))
@@ -279,8 +282,8 @@ class Session:
     async def _send(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
         assert isinstance(request, protocol.SendRequest)
-        if not request.user:
-            raise CommandError(ErrorCode.BAD_REQUEST, "send needs a user id")
+        if not request.user or len(request.user.encode()) > 255:
+            raise CommandError(ErrorCode.BAD_REQUEST, "send needs a user id of 1 to 255 bytes")
         if self.credentials.anonymous and self._verifier is not None:
             raise CommandError(ErrorCode.PERMISSION_DENIED, "permission denied: send needs a token")
         await self.hub.send_to_user(request.user, request.data, self.info)
