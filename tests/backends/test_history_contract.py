@@ -185,3 +185,10 @@ async def test_sqlite_unclean_shutdown_changes_every_epoch(tmp_path: Path, clock
         assert (await reopened.top("a")).epoch == after.epoch
     finally:
         await reopened.close()
+
+
+async def test_stored_publications_counts_what_is_kept(store: HistoryStore) -> None:
+    await append(store, "a", 8, size=5)
+    await append(store, "b", 2)
+    await store.sync()
+    assert store.stored_publications == 7

@@ -200,6 +200,7 @@ async def test_slow_consumer_is_cut_with_3008(loop: ManualLoop) -> None:
     assert slow.sink.closed_with == (DisconnectCode.SLOW_CONSUMER, "slow consumer")
     assert slow.session.state is State.CLOSED
     assert len(fast.sink.pushes()) == 100
+    assert hub.stats.slow_consumer_disconnects == 1 and hub.stats.dropped["slow_consumer"] > 0
 
 
 async def test_join_and_leave_pushes_and_presence(hub: Hub, loop: ManualLoop) -> None:
@@ -320,6 +321,7 @@ async def test_conflated_channel_gives_slow_reader_the_latest(hub: Hub, loop: Ma
     loop.run_ready()
     assert [p["data"] for p in slow.sink.pushes()] == [0, 49]
     assert [p["data"] for p in fast.sink.pushes()] == list(range(50))
+    assert hub.stats.dropped["conflated"] == 48  # 1..48 replaced while the reader was backed up
     assert slow.sink.closed_with is None
 
 

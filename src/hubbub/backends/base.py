@@ -60,6 +60,11 @@ class HistoryStore(Protocol):
         """Wait until every publication appended so far is durable (no-op for memory)."""
         ...
 
+    @property
+    def stored_publications(self) -> int:
+        """How many publications the store holds (may lag by one write batch; for metrics)."""
+        ...
+
     async def channels(self) -> list[str]:
         """Every channel the store keeps a record of (only channels that were appended to)."""
         ...
@@ -84,6 +89,11 @@ class Broker(Protocol):
     """
 
     def set_handler(self, handler: BrokerHandler) -> None: ...
+
+    @property
+    def healthy(self) -> bool:
+        """False while the broker cannot deliver (the node then reports not ready)."""
+        ...
 
     async def publish(self, channel: str, offset: int | None, frame: bytes) -> None: ...
 

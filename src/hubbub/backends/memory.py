@@ -39,6 +39,10 @@ class MemoryBroker:
     def set_handler(self, handler: BrokerHandler) -> None:
         self._handler = handler
 
+    @property
+    def healthy(self) -> bool:
+        return True
+
     async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
         if self._handler is not None:
             self._handler.on_channel_message(channel, offset, frame)
@@ -72,6 +76,11 @@ class MemoryHistory:
         self._clock = clock
         self._salt = new_salt()  # per process: a restart loses history, so epochs change
         self._streams: dict[str, _Stream] = {}
+        self._count = 0
+
+    @property
+    def stored_publications(self) -> int:
+        return self._count
 
     def _stream(self, channel: str) -> _Stream:
         stream = self._streams.get(channel)
@@ -84,14 +93,17 @@ class MemoryHistory:
         entries = stream.entries
         while entries and entries[0][0] <= deadline:
             entries.popleft()
+            self._count -= 1
 
     async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop:
         stream = self._stream(channel)
         stream.offset += 1
         stream.ttl = ttl
         stream.entries.append((self._clock(), StoredPublication(stream.offset, data, info)))
+        self._count += 1
         while len(stream.entries) > size:
             stream.entries.popleft()
+            self._count -= 1
         self._expire(stream)
         return StreamTop(stream.offset, stream.epoch)
 

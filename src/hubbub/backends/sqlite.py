@@ -67,6 +67,7 @@ class SqliteHistory:
         self._submit_scheduled = False
         self._write_failed = False
         self._closed = False
+        self._count = 0
         self.recovered_from_crash = False
 
     # ---- executor plumbing --------------------------------------------------------------
@@ -109,7 +110,12 @@ class SqliteHistory:
             else:
                 self._salt = salt[0]
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean', '0')")
+            self._count = db.execute("SELECT count(*) FROM publications").fetchone()[0]
         self._db = db
+
+    @property
+    def stored_publications(self) -> int:
+        return self._count
 
     def _close(self) -> None:
         if self._db is None:
@@ -165,16 +171,18 @@ class SqliteHistory:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                deleted = 0
                 for channel, (epoch, top, size) in trims.items():
                     db.execute(
                         "INSERT INTO streams (channel, epoch, top) VALUES (?, ?, ?)"
                         " ON CONFLICT (channel) DO UPDATE SET top = excluded.top",
                         (channel, epoch, top),
                     )
-                    db.execute(
+                    deleted += db.execute(
                         "DELETE FROM publications WHERE channel = ? AND (offset <= ? OR expires <= ?)",
                         (channel, top - size, now),
-                    )
+                    ).rowcount
+            self._count += len(rows) - deleted
         except sqlite3.Error:
             self._write_failed = True  # the next open rotates epochs: clients will reload
             log.exception("writing %d publications to %s failed", len(rows), self._path)

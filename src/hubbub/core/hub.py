@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,9 +21,10 @@ from msgspec import Raw
 
 from hubbub import protocol
 from hubbub.backends.base import Broker, HistoryStore, PresenceStore, StoredPublication
-from hubbub.config import NamespaceOptions, Settings
+from hubbub.config import DEFAULT_NAMESPACE, NamespaceOptions, Settings
 from hubbub.core.channels import ChannelRules
 from hubbub.core.outbox import Flusher, Outbox
+from hubbub.core.stats import Stats
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ class ChannelSubscribers:
     """Local subscribers of one channel: live outboxes, and those still catching up."""
 
     conflate: bool
+    namespace: str
     live: dict[str, Outbox] = field(default_factory=dict)
     # While a subscriber reads history, live messages wait here as (offset, frame).
     catching_up: dict[str, list[tuple[int | None, bytes]]] = field(default_factory=dict)
@@ -54,6 +57,12 @@ class Control(msgspec.Struct, omit_defaults=True):
     frame: Raw = protocol.NULL
     code: int = 0
     reason: str = ""
+
+
+def namespace_of(channel: str) -> str:
+    """The namespace a (valid) channel name belongs to: names hold at most one colon."""
+    namespace, colon, _ = channel.partition(":")
+    return namespace if colon else DEFAULT_NAMESPACE
 
 
 def publication_from_store(stored: StoredPublication) -> protocol.Publication:
@@ -84,14 +93,18 @@ class Hub:
         self.users: dict[str, set[Session]] = {}
         self.channels: dict[str, ChannelSubscribers] = {}
         self._publish_locks: dict[str, asyncio.Lock] = {}
-        self.limit_hits: Counter[str] = Counter()
+        self.stats = Stats()
         # With a token key, a connection without a token is useful only if a namespace admits it.
         self.anonymous_allowed = any(options.allow_anonymous for options in settings.namespaces.values())
         broker.set_handler(self)
 
+    @property
+    def limit_hits(self) -> Counter[str]:
+        return self.stats.limit_hits
+
     def count_limit_hit(self, limit: str) -> None:
-        """A rate or size limit refused something (exported as a metric later)."""
-        self.limit_hits[limit] += 1
+        """A rate or size limit refused something (exported as hubbub_limit_hits_total)."""
+        self.stats.limit_hits[limit] += 1
 
     # ---- sessions -------------------------------------------------------------------------
 
@@ -131,6 +144,10 @@ class Hub:
             return
         for waiting in subscribers.catching_up.values():
             waiting.append((offset, frame))
+        live = subscribers.live
+        stats = self.stats
+        stats.messages_out[subscribers.namespace] += len(live)
+        stats.bytes_out[subscribers.namespace] += len(live) * (len(frame) + 1)
         if subscribers.conflate:
             for outbox in subscribers.live.values():
                 outbox.push_latest(channel, frame)
@@ -173,9 +190,14 @@ class Hub:
         """Store (when the namespace keeps history) and fan out. With `durable`, return only once
         the publication is on disk; otherwise once history reads see it."""
         options = self.rules.resolve(channel)
+        namespace = namespace_of(channel)
+        stats = self.stats
+        stats.messages_in[namespace] += 1
+        stats.bytes_in[namespace] += len(data)
+        stats.channel_publications[channel] += 1
         if not options.keeps_history:
             frame = protocol.encode_publication_push(channel, protocol.Publication(data=data, info=publisher))
-            await self.broker.publish(channel, None, frame)
+            await self._broker_publish(channel, None, frame)
             return protocol.PublishResult()
         info = protocol.encode(publisher) if publisher is not None else None
         async with self._publish_lock(channel):
@@ -183,10 +205,20 @@ class Hub:
                 channel, bytes(data), info, size=options.history_size, ttl=options.history_ttl
             )
             publication = protocol.Publication(data=data, offset=top.offset, info=publisher)
-            await self.broker.publish(channel, top.offset, protocol.encode_publication_push(channel, publication))
+            await self._broker_publish(channel, top.offset, protocol.encode_publication_push(channel, publication))
         if durable:
             await self.history_store.sync()
         return protocol.PublishResult(offset=top.offset, epoch=top.epoch)
+
+    async def _broker_publish(self, channel: str, offset: int | None, frame: bytes) -> None:
+        started = time.perf_counter()
+        try:
+            await self.broker.publish(channel, offset, frame)
+        except Exception:
+            self.stats.broker_errors += 1
+            raise
+        finally:
+            self.stats.broker_latency.observe(time.perf_counter() - started)
 
     async def subscribe(
         self,
@@ -203,7 +235,9 @@ class Hub:
         options = self.rules.resolve(channel)
         subscribers = self.channels.get(channel)
         if subscribers is None:
-            subscribers = self.channels[channel] = ChannelSubscribers(conflate=options.conflate)
+            subscribers = self.channels[channel] = ChannelSubscribers(
+                conflate=options.conflate, namespace=namespace_of(channel)
+            )
             try:
                 await self.broker.subscribe(channel)
             except BaseException:

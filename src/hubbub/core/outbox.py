@@ -8,6 +8,7 @@ and hands it to the sink in one write. Nothing here awaits, and no task exists p
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
@@ -84,6 +85,7 @@ class Outbox:
         "_on_overflow",
         "_pending",
         "_pending_bytes",
+        "_drops",
         "_scheduled",
         "_sink",
         "_waiting",
@@ -98,7 +100,9 @@ class Outbox:
         max_bytes: int,
         max_batch_bytes: int,
         on_overflow: Callback,
+        drops: Counter[str] | None = None,
     ) -> None:
+        self._drops: Counter[str] = drops if drops is not None else Counter()
         self._sink = sink
         self._flusher = flusher
         self._pending: list[bytes] = []
@@ -119,6 +123,7 @@ class Outbox:
     def push(self, data: bytes) -> None:
         """Queue one encoded message (no newline inside). The hot path: keep it tiny."""
         if self.closed:
+            self._drops["closed"] += 1
             return
         self._pending.append(data)
         self._pending_bytes += len(data) + 1
@@ -134,9 +139,11 @@ class Outbox:
             self.push(data)
             return
         if self.closed:
+            self._drops["closed"] += 1
             return
         previous = self._latest.get(key)
         if previous is not None:
+            self._drops["conflated"] += 1
             self._pending_bytes -= len(previous) + 1
         self._latest[key] = data
         self._pending_bytes += len(data) + 1
@@ -144,6 +151,7 @@ class Outbox:
             self._overflow()
 
     def _overflow(self) -> None:
+        self._drops["slow_consumer"] += len(self._pending) + len(self._latest)
         self.discard()
         self._on_overflow()
 

@@ -68,6 +68,7 @@ class Session:
             max_bytes=settings.max_outbox_bytes,
             max_batch_bytes=settings.max_batch_bytes,
             on_overflow=self._on_overflow,
+            drops=hub.stats.dropped,
         )
         if settings.connect_timeout is not None:
             self._timers.append(call_later(settings.connect_timeout, self._on_connect_timeout))
@@ -83,7 +84,8 @@ class Session:
             self.disconnect(DisconnectCode.CONNECT_TIMEOUT, "connect timeout", notify=False)
 
     def _on_overflow(self) -> None:
-        log.info("client %s is too slow: cut", self.client_id)
+        self.hub.stats.slow_consumer_disconnects += 1
+        log.info("client %s is too slow: cut", self.client_id, extra=self.log_context())
         self.disconnect(DisconnectCode.SLOW_CONSUMER, "slow consumer", notify=False)
 
     def _on_token_expired(self) -> None:
@@ -136,6 +138,7 @@ class Session:
         """Run one command and queue its reply (or error reply)."""
         if self.state is State.CLOSED:
             return
+        started = time.perf_counter()
         try:
             self._rate_limit(self._commands, "commands")
             if command.method in ("publish", "send"):
@@ -153,8 +156,15 @@ class Session:
         except CommandError as error:
             self.outbox.push(protocol.encode_error(command.id, error))
         except Exception:
-            log.exception("command %s of client %s failed", command.method, self.client_id)
+            log.exception("command %s of client %s failed", command.method, self.client_id, extra=self.log_context())
             self.outbox.push(protocol.encode_error(command.id, CommandError(ErrorCode.INTERNAL, "internal error")))
+        finally:
+            if command.method in self._handlers:
+                self.hub.stats.observe_command(command.method, time.perf_counter() - started)
+
+    def log_context(self) -> dict[str, str]:
+        """Fields structured logs attach to this session's lines."""
+        return {"client": self.client_id, "user": self.credentials.user}
 
     def _reply(self, command: protocol.Command, result: protocol.Reply) -> None:
         self.outbox.push(protocol.encode_reply(command.id, command.method, result))

@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from msgspec import Raw, Struct
 
 from hubbub import protocol
 from hubbub.core.hub import Hub
 from hubbub.core.session import SERVER_VERSION
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode
+from hubbub.transports.metrics import exposition, metrics_registry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
@@ -71,6 +73,15 @@ def json_response(value: Any) -> web.Response:
 ADMIN_PATHS = frozenset({"/api/disconnect"})
 
 
+def readiness(hub: Hub, is_draining: Callable[[], bool]) -> str:
+    """ "ok", or why this node should get no new traffic."""
+    if is_draining():
+        return "draining"
+    if not hub.broker.healthy:
+        return "broker unavailable"
+    return "ok"
+
+
 def _key_matches(request: web.Request, key: str) -> bool:
     """Constant-time comparison, so response timing does not reveal how much of a key matched."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -93,11 +104,15 @@ class HttpApi:
         self.hub = hub
         self.is_draining = is_draining
         self.started_at = started_at or time.time()
+        self._registry = metrics_registry(hub, lambda: readiness(hub, is_draining) == "ok")
 
     def application(self) -> web.Application:
         max_body = max(self.hub.settings.max_message_bytes or 0, 1024 * 1024)
         app = web.Application(middlewares=[self._errors, self._authorize], client_max_size=max_body)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/health/live", self.live)
+        app.router.add_get("/health/ready", self.health)
+        app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/api/publish", self.publish)
         app.router.add_post("/api/broadcast", self.broadcast)
         app.router.add_post("/api/send", self.send)
@@ -149,10 +164,20 @@ class HttpApi:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise CommandError(ErrorCode.BAD_REQUEST, f"bad request body: {exc}") from None
 
+    async def live(self, request: web.Request) -> web.Response:
+        """The process answers: restart it only when this fails."""
+        return web.json_response({"status": "alive"})
+
     async def health(self, request: web.Request) -> web.Response:
-        if self.is_draining():
-            return web.json_response({"status": "draining"}, status=HTTPStatus.SERVICE_UNAVAILABLE)
+        """Readiness: send traffic here only when this is 200 (not while draining or without a broker)."""
+        status = readiness(self.hub, self.is_draining)
+        if status != "ok":
+            return web.json_response({"status": status}, status=HTTPStatus.SERVICE_UNAVAILABLE)
         return web.json_response({"status": "ok"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = exposition(self._registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def publish(self, request: web.Request) -> web.Response:
         body = await self._body(request, PublishBody)
