@@ -39,8 +39,9 @@ async def test_metrics_count_traffic_by_namespace(
     assert metrics[("hubbub_channels", ())] == 1
     assert metrics[("hubbub_messages_in_total", (("namespace", "chat"),))] == 3
     assert metrics[("hubbub_bytes_in_total", (("namespace", "chat"),))] == 3 * len('{"i": 0}')  # raw, as sent
-    assert metrics[("hubbub_messages_out_total", (("namespace", "chat"),))] == 6  # 3 publications x 2
-    assert metrics[("hubbub_bytes_out_total", (("namespace", "chat"),))] > 6 * len('{"i":0}')
+    # 3 publications x 2 subscribers, + bob's join reaching alice (join pushes are deliveries too)
+    assert metrics[("hubbub_messages_out_total", (("namespace", "chat"),))] == 7
+    assert metrics[("hubbub_bytes_out_total", (("namespace", "chat"),))] > 7 * len('{"i":0}')
     assert metrics[("hubbub_limit_hits_total", (("limit", "publications"),))] == 1
     assert metrics[("hubbub_history_publications", ())] == 3
     assert metrics[("hubbub_broker_publish_duration_seconds_count", ())] == 3 + 2  # + two join pushes

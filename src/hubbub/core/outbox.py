@@ -78,6 +78,7 @@ class Outbox:
 
     __slots__ = (
         "_budget",
+        "_drops",
         "_flusher",
         "_latest",
         "_max_batch_bytes",
@@ -85,7 +86,6 @@ class Outbox:
         "_on_overflow",
         "_pending",
         "_pending_bytes",
-        "_drops",
         "_scheduled",
         "_sink",
         "_waiting",

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 from msgspec import Raw, Struct
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from hubbub import protocol
 from hubbub.core.hub import Hub
