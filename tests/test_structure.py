@@ -54,7 +54,7 @@ ALLOWED = {
     "config.py": {"hubbub.errors"},
     "core": {"hubbub.protocol", "hubbub.errors", "hubbub.config", "hubbub.backends.base", "hubbub.core"},
     "backends": {"hubbub.backends", "hubbub.errors", "hubbub.protocol"},
-    "transports": {"hubbub.protocol", "hubbub.errors", "hubbub.config", "hubbub.core"},
+    "transports": {"hubbub.protocol", "hubbub.errors", "hubbub.config", "hubbub.core", "hubbub.transports"},
     "client": {"hubbub.protocol", "hubbub.errors", "hubbub.client"},
 }
 

@@ -256,7 +256,7 @@ class Hub:
             if options.presence:
                 await self.presence_store.add(channel, session.client_id, protocol.encode(session.info))
             if options.join_leave:
-                await self.broker.publish(channel, None, protocol.encode_join_push(channel, session.info, "join"))
+                await self._broker_publish(channel, None, protocol.encode_join_push(channel, session.info, "join"))
             result, last_offset = await self._position(channel, options, since)
         except BaseException:
             await self.unsubscribe(session, channel)
@@ -317,7 +317,7 @@ class Hub:
         if options.presence:
             await self.presence_store.remove(channel, session.client_id)
         if options.join_leave:
-            await self.broker.publish(channel, None, protocol.encode_join_push(channel, session.info, "leave"))
+            await self._broker_publish(channel, None, protocol.encode_join_push(channel, session.info, "leave"))
 
     async def history(
         self, channel: str, since: protocol.StreamPosition | None, limit: int | None, reverse: bool
