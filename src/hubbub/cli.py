@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import logging
 import os
 import signal
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 
 from hubbub import config
 from hubbub.errors import ConfigError, HubbubError
-from hubbub.redaction import RedactingFilter
+from hubbub.logs import configure_logging
 
 DEFAULT_API_URL = "http://127.0.0.1:8001"
 DEFAULT_WS_URL = "ws://127.0.0.1:8000"
@@ -62,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--since", type=int, metavar="OFFSET", help="first replay publications after OFFSET")
     subscribe.add_argument("--epoch", help="epoch of --since (default: the stream's current epoch)")
 
+    top = commands.add_parser("top", help="live connections, channels and rates of a running server")
+    top.add_argument("--url", default=DEFAULT_API_URL, help=f"server API URL (default: {DEFAULT_API_URL})")
+    top.add_argument(
+        "--key",
+        default=os.environ.get("HUBBUB_ADMIN_KEY") or os.environ.get("HUBBUB_API_KEY") or "",
+        help="admin key (default: HUBBUB_ADMIN_KEY, then HUBBUB_API_KEY)",
+    )
+    top.add_argument("--count", type=int, help="stop after this many updates (default: run until Ctrl-C)")
+
     token = commands.add_parser("token", help="mint a development JWT with the configured secret")
     token.add_argument("user")
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires (default: 3600)")
@@ -81,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_subscribe(args))
         if args.command == "token":
             return _token(args)
+        if args.command == "top":
+            return asyncio.run(_top(args))
     except HubbubError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)
         return 2
@@ -92,9 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     flags = {field.name: getattr(args, field.name) for field in config.setting_fields()}
     settings = config.load(flags, args.config, os.environ)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter(settings.secrets()))
+    configure_logging(settings)
     return asyncio.run(_run_server(settings))
 
 
@@ -159,6 +167,44 @@ async def _subscribe(args: argparse.Namespace) -> int:
         async for publication in subscription:
             sys.stdout.write(json.dumps(publication.data, separators=(",", ":")) + "\n")
             sys.stdout.flush()
+    return 0
+
+
+def render_top(snapshot: dict[str, Any]) -> str:
+    """One screen of `hubbub top`."""
+    lines = [
+        f"hubbub  connections {snapshot['connections']}  users {snapshot['users']}  "
+        f"channels {snapshot['channels']}  subscriptions {snapshot['subscriptions']}",
+        f"in {snapshot['messages_in_per_s']:.1f}/s  out {snapshot['messages_out_per_s']:.1f}/s  "
+        f"dropped {snapshot['dropped_per_s']:.1f}/s  limit hits {snapshot['limit_hits_per_s']:.1f}/s",
+        "",
+        f"{'NODE':<12}{'VERSION':<14}{'UPTIME':>10}{'CONNECTIONS':>13}",
+    ]
+    lines += [f"{n['id']:<12}{n['version']:<14}{n['uptime']:>10.0f}{n['connections']:>13}" for n in snapshot["nodes"]]
+    lines += ["", f"{'CHANNEL':<40}{'MSG/S':>10}{'SUBSCRIBERS':>13}"]
+    lines += [f"{c['channel'][:39]:<40}{c['rate']:>10.1f}{c['subscribers']:>13}" for c in snapshot["top_channels"]]
+    return "\n".join(lines)
+
+
+async def _top(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    url = args.url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/admin/ws"
+    shown = 0
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as socket:
+        await socket.send_json({"key": args.key})
+        async for message in socket:
+            payload = json.loads(message.data)
+            if "error" in payload:
+                raise ConfigError(f"the server refused the key: {payload['error']}")
+            snapshots = payload.get("history", [])[-1:] if "history" in payload else [payload["snapshot"]]
+            for snapshot in snapshots:
+                sys.stdout.write(clear + render_top(snapshot) + "\n\n")
+                sys.stdout.flush()
+                shown += 1
+            if args.count is not None and shown >= args.count:
+                break
     return 0
 
 

@@ -115,6 +115,8 @@ class Settings:
     history_max_limit: int = _setting(1000, "most publications one history request returns")
     shutdown_timeout: float = _setting(10.0, "seconds to drain connections on SIGINT/SIGTERM")
     log_level: str = _setting("info", "debug, info, warning or error")
+    log_format: str = _setting("text", "text (human) or json (one object per line)")
+    admin_interval: float = _setting(1.0, "seconds between the admin view's samples")
     namespaces: Mapping[str, NamespaceOptions] = field(
         default_factory=_default_namespaces,
         metadata={"help": 'per-namespace rules; as JSON in flag/env: {"chat": {"presence": true}}'},
@@ -223,6 +225,9 @@ def _validate(values: dict[str, Any]) -> None:
     secret = values.get("token_secret")
     if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(f"setting 'token_secret' must be at least {MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2)")
+    log_format = values.get("log_format")
+    if log_format is not None and log_format not in ("text", "json"):
+        raise ConfigError(f"setting 'log_format': {log_format!r} is not one of text, json")
     level = values.get("log_level")
     if level is not None and level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"setting 'log_level': {level!r} is not one of debug, info, warning, error")

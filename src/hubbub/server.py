@@ -22,6 +22,7 @@ from hubbub.config import Settings
 from hubbub.core.auth import TokenVerifier
 from hubbub.core.hub import Hub
 from hubbub.errors import ConfigError, DisconnectCode
+from hubbub.transports.admin import AdminFeed
 from hubbub.transports.http_api import HttpApi
 from hubbub.transports.websocket import WEBSOCKET_PATH, WebSocketEndpoint
 
@@ -40,6 +41,7 @@ class Server:
         self.hub: Hub | None = None
         self._history: HistoryStore | None = None
         self._endpoint: WebSocketEndpoint | None = None
+        self.admin_feed: AdminFeed | None = None
         self._api_runner: web.AppRunner | None = None
         self._closed = False
 
@@ -69,8 +71,12 @@ class Server:
         self._endpoint = WebSocketEndpoint(self.hub, verifier, lambda: self.draining)
         ws_server = await self._endpoint.start(settings.host, settings.port, ssl=_tls_context(settings))
         self.port = ws_server.sockets[0].getsockname()[1]
+        self.admin_feed = AdminFeed(self.hub, interval=settings.admin_interval)
+        self.admin_feed.start()
         self._api_runner = web.AppRunner(
-            HttpApi(self.hub, lambda: self.draining).application(), access_log=None, handle_signals=False
+            HttpApi(self.hub, lambda: self.draining, admin_feed=self.admin_feed).application(),
+            access_log=None,
+            handle_signals=False,
         )
         await self._api_runner.setup()
         site = web.TCPSite(self._api_runner, settings.api_host, settings.api_port)
@@ -95,6 +101,8 @@ class Server:
                 for connection in list(ws_server.connections):
                     if connection.transport is not None:
                         connection.transport.abort()
+        if self.admin_feed is not None:
+            await self.admin_feed.stop()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         if self.hub is not None:

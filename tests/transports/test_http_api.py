@@ -164,7 +164,7 @@ async def test_without_api_key_only_loopback_is_answered(server: Server, http: a
     """The loopback rule is what lets the default setup work; 127.0.0.2 is loopback too."""
     status, _ = await call(http, server, "GET", "/api/info")
     assert status == 200
-    from hubbub.transports.http_api import _is_loopback
+    from hubbub.transports.access import is_loopback as _is_loopback
 
     assert _is_loopback("127.0.0.2") and _is_loopback("::1")
     assert not _is_loopback("10.0.0.1") and not _is_loopback(None) and not _is_loopback("garbage")

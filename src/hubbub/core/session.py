@@ -226,6 +226,7 @@ class Session:
         self.info = protocol.ClientInfo(user=credentials.user, client=self.client_id, info=info)
         self.state = State.CONNECTED
         self.hub.add_session(self)
+        log.debug("connected", extra=self.log_context())
         expiry = self._arm_expiry()
         return protocol.ConnectResult(
             client=self.client_id,

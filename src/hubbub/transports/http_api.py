@@ -6,11 +6,10 @@ needs `Authorization: apikey KEY`; with none, only loopback clients are answered
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from importlib import resources
 from typing import Any, TypeVar
 
 import msgspec
@@ -22,6 +21,8 @@ from hubbub import protocol
 from hubbub.core.hub import Hub
 from hubbub.core.session import SERVER_VERSION
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode
+from hubbub.transports.access import is_loopback, key_matches
+from hubbub.transports.admin import AdminFeed
 from hubbub.transports.metrics import exposition, metrics_registry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -71,6 +72,15 @@ def json_response(value: Any) -> web.Response:
 
 
 ADMIN_PATHS = frozenset({"/api/disconnect"})
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _web_file(name: str) -> str:
+    return resources.files("hubbub").joinpath("web", name).read_text()
 
 
 def readiness(hub: Hub, is_draining: Callable[[], bool]) -> str:
@@ -82,26 +92,18 @@ def readiness(hub: Hub, is_draining: Callable[[], bool]) -> str:
     return "ok"
 
 
-def _key_matches(request: web.Request, key: str) -> bool:
-    """Constant-time comparison, so response timing does not reveal how much of a key matched."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "apikey" and hmac.compare_digest(given.strip().encode(), key.encode())
-
-
-def _is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
 class HttpApi:
     """Builds the aiohttp application for the internal port."""
 
-    def __init__(self, hub: Hub, is_draining: Callable[[], bool], started_at: float | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        is_draining: Callable[[], bool],
+        started_at: float | None = None,
+        admin_feed: AdminFeed | None = None,
+    ) -> None:
         self.hub = hub
+        self.admin_feed = admin_feed
         self.is_draining = is_draining
         self.started_at = started_at or time.time()
         self._registry = metrics_registry(hub, lambda: readiness(hub, is_draining) == "ok")
@@ -113,6 +115,10 @@ class HttpApi:
         app.router.add_get("/health/live", self.live)
         app.router.add_get("/health/ready", self.health)
         app.router.add_get("/metrics", self.metrics)
+        if self.admin_feed is not None:
+            app.router.add_get("/admin", self.admin_page)
+            app.router.add_get("/admin/admin.js", self.admin_script)
+            app.router.add_get("/admin/ws", self.admin_feed.handle_socket)
         app.router.add_post("/api/publish", self.publish)
         app.router.add_post("/api/broadcast", self.broadcast)
         app.router.add_post("/api/send", self.send)
@@ -143,17 +149,17 @@ class HttpApi:
             return await handler(request)
         settings = self.hub.settings
         if request.path in ADMIN_PATHS and settings.admin_key is not None:
-            if not _key_matches(request, settings.admin_key):
+            if not key_matches(request, settings.admin_key):
                 return error_response(ErrorCode.UNAUTHORIZED, "admin action: send Authorization: apikey ADMIN_KEY")
             return await handler(request)
         key = settings.api_key
         if key is None:
-            if not _is_loopback(request.remote):
+            if not is_loopback(request.remote):
                 return error_response(
                     ErrorCode.PERMISSION_DENIED, "no api_key configured: the API answers loopback clients only"
                 )
             return await handler(request)
-        if not _key_matches(request, key) and not (settings.admin_key and _key_matches(request, settings.admin_key)):
+        if not key_matches(request, key) and not (settings.admin_key and key_matches(request, settings.admin_key)):
             return error_response(ErrorCode.UNAUTHORIZED, "missing or wrong API key (Authorization: apikey KEY)")
         return await handler(request)
 
@@ -163,6 +169,13 @@ class HttpApi:
             return msgspec.json.decode(raw, type=kind)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise CommandError(ErrorCode.BAD_REQUEST, f"bad request body: {exc}") from None
+
+    async def admin_page(self, request: web.Request) -> web.Response:
+        """The page holds no data: everything comes over /admin/ws after the key is checked."""
+        return web.Response(text=_web_file("admin.html"), content_type="text/html", headers=PAGE_HEADERS)
+
+    async def admin_script(self, request: web.Request) -> web.Response:
+        return web.Response(text=_web_file("admin.js"), content_type="application/javascript", headers=PAGE_HEADERS)
 
     async def live(self, request: web.Request) -> web.Response:
         """The process answers: restart it only when this fails."""
