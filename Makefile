@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test check lint clean
+.PHONY: serve chat test check lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 serve: $(STAMP)  ## start the server on embedded defaults (127.0.0.1:8000 public, :8001 API)
 	$(BIN)/hubbub serve
+
+chat: $(STAMP)  ## the server with development sign-in: open http://127.0.0.1:8000/chat
+	$(BIN)/hubbub serve --dev
 
 test: $(STAMP)  ## lint, types, then the whole test suite with warnings as errors
 	$(BIN)/ruff check src tests

@@ -55,8 +55,39 @@ class NamespaceOptions:
         return self.history_size > 0 and self.history_ttl > 0
 
 
+DAY = 86400.0
+
+
 def _default_namespaces() -> dict[str, NamespaceOptions]:
-    return {DEFAULT_NAMESPACE: NamespaceOptions(history_size=100, history_ttl=3600.0, presence=True, publish="anyone")}
+    """The embedded set: `default` for trying things, and what the chat page (/chat) uses."""
+    signed_in = NamespaceOptions(subscribe="authenticated", publish="authenticated", read_history="authenticated")
+    return {
+        DEFAULT_NAMESPACE: NamespaceOptions(history_size=100, history_ttl=3600.0, presence=True, publish="anyone"),
+        # chat rooms: room:lobby
+        "room": dataclasses.replace(
+            signed_in,
+            history_size=1000,
+            history_ttl=7 * DAY,
+            presence=True,
+            join_leave=True,
+            read_presence="authenticated",
+        ),
+        # the list of rooms, one publication per room created: rooms:index
+        "rooms": dataclasses.replace(signed_in, history_size=1000, history_ttl=30 * DAY),
+        # direct messages between the users named: dm:alice,bob
+        "dm": NamespaceOptions(
+            history_size=1000,
+            history_ttl=30 * DAY,
+            subscribe="members",
+            publish="members",
+            read_history="members",
+            read_presence="members",
+        ),
+        # typing indicators: ephemeral, never in history
+        "typing": NamespaceOptions(subscribe="authenticated", publish="authenticated"),
+        # personal inboxes: anyone signed in may drop a note, only the owner reads (user:alice)
+        "user": NamespaceOptions(history_size=100, history_ttl=30 * DAY, publish="authenticated", subscribe="owner"),
+    }
 
 
 def _setting(default: Any, help: str, *, flag: bool = True) -> Any:
@@ -83,6 +114,9 @@ class Settings:
     token_issuer: str | None = _setting(None, "required `iss` claim of tokens")
     refresh_before: float = _setting(25.0, "seconds before a token's exp that the server asks for a refresh")
     insecure: bool = _setting(False, "allow a non-loopback host without any token key (never in production)")
+    dev: bool = _setting(
+        False, "development tokens: GET /dev/token?user=NAME mints one (makes a token_secret if none is set)"
+    )
     tls_cert: str | None = _setting(None, "PEM certificate chain: serve wss:// and https:// on the public port")
     tls_key: str | None = _setting(None, "PEM private key of tls_cert")
     allowed_origins: str | None = _setting(
@@ -125,7 +159,7 @@ class Settings:
     @property
     def development_mode(self) -> bool:
         """With no token key at all, anonymous clients may connect and use every namespace."""
-        return self.token_secret is None and self.token_public_key is None and self.token_jwks is None
+        return self.token_secret is None and self.token_public_key is None and self.token_jwks is None and not self.dev
 
     def secrets(self) -> list[str]:
         """Configured secret values, for redaction."""
@@ -294,6 +328,11 @@ def check_settings(settings: Settings) -> None:
     """Rules that span several settings; raise ConfigError naming them."""
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("settings 'tls_cert' and 'tls_key' go together: set both or neither")
+    if settings.dev and not settings.insecure and not _is_loopback_host(settings.host):
+        raise ConfigError(
+            f"setting 'dev' gives anyone a token for any user name; refusing it on host {settings.host!r}"
+            " (not loopback). Pass --insecure to accept that"
+        )
     if settings.development_mode and not settings.insecure:
         for key in ("host",):
             if not _is_loopback_host(getattr(settings, key)):

@@ -9,7 +9,9 @@ await server.close()        # drain: stop accepting, close with 1001, flush hist
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import secrets
 import ssl
 import time
 
@@ -33,6 +35,8 @@ class Server:
     """One hubbub node: public WebSocket port plus internal API port."""
 
     def __init__(self, settings: Settings) -> None:
+        if settings.dev and not settings.token_secret:  # dev tokens need a key: one for this run
+            settings = dataclasses.replace(settings, token_secret=secrets.token_urlsafe(32))
         self.settings = settings
         self.started = asyncio.Event()
         self.draining = False

@@ -8,12 +8,16 @@ core Session: frames in -> commands, outbox flushes -> one text frame per write.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from http import HTTPStatus
+from importlib import resources
 from ssl import SSLContext
 from typing import Any
+from urllib.parse import parse_qs
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -23,7 +27,7 @@ from websockets.protocol import State as WsState
 from websockets.typing import Subprotocol
 
 from hubbub import protocol
-from hubbub.core.auth import TokenVerifier
+from hubbub.core.auth import TokenVerifier, mint_token
 from hubbub.core.hub import Hub
 from hubbub.core.ratelimit import KeyedBuckets
 from hubbub.core.session import Session
@@ -33,6 +37,20 @@ log = logging.getLogger("hubbub.websocket")
 
 WEBSOCKET_PATH = "/connection/websocket"
 ECHO_PATH = "/echo"
+DEV_TOKEN_PATH = "/dev/token"
+DEV_TOKEN_TTL = 3600
+DEV_USER = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # safe inside channel names such as dm:alice,bob
+PAGE_CSP = (
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+# Pages the public port serves with no build step: path -> (file in hubbub/web, content type).
+PAGES = {
+    "/hubbub.js": ("hubbub.js", "application/javascript; charset=utf-8"),
+    "/chat": ("chat.html", "text/html; charset=utf-8"),
+    "/chat/chat.js": ("chat.js", "application/javascript; charset=utf-8"),
+    "/chat/chat.css": ("chat.css", "text/css; charset=utf-8"),
+}
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 section 5.5: control frame payload <= 125 bytes
 
 
@@ -193,7 +211,12 @@ class WebSocketEndpoint:
         return self.server
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
+        path, _, query = request.path.partition("?")
+        page = PAGES.get(path)
+        if page is not None:
+            return _file_response(*page)
+        if path == DEV_TOKEN_PATH and self.hub.settings.dev:
+            return self._dev_token(query)
         if path == "/health":
             status = HTTPStatus.SERVICE_UNAVAILABLE if self.is_draining() else HTTPStatus.OK
             return _json_response(status, b'{"status":"%s"}' % (b"draining" if self.is_draining() else b"ok"))
@@ -214,6 +237,18 @@ class WebSocketEndpoint:
             self.hub.count_limit_hit("connection_attempts_per_ip")
             return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many connection attempts, slow down\n")
         return None
+
+    def _dev_token(self, query: str) -> Response:
+        """DEVELOPMENT ONLY (setting `dev`): a token for any user name asked for."""
+        user = parse_qs(query).get("user", [""])[0]
+        if not DEV_USER.match(user):
+            body = b'{"error":{"code":107,"message":"user: 1 to 32 letters, digits, _ or -"}}'
+            return _json_response(HTTPStatus.BAD_REQUEST, body)
+        secret = self.hub.settings.token_secret
+        assert secret is not None  # Server makes one when `dev` is on
+        ttl = DEV_TOKEN_TTL
+        token = mint_token(secret, user, ttl=ttl)
+        return _json_response(HTTPStatus.OK, protocol.encode({"token": token, "user": user, "ttl": ttl}))
 
     async def handle(self, connection: ServerConnection) -> None:
         address = _peer_ip(connection)
@@ -270,6 +305,26 @@ async def _echo(connection: ServerConnection) -> None:
             await connection.send(message)
     except ConnectionClosed:
         pass
+
+
+@functools.cache
+def _page_body(name: str) -> bytes:
+    return resources.files("hubbub").joinpath("web", name).read_bytes()
+
+
+def _file_response(name: str, content_type: str) -> Response:
+    body = _page_body(name)
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Content-Security-Policy", PAGE_CSP),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("Cache-Control", "no-cache"),
+        ]
+    )
+    return Response(HTTPStatus.OK.value, HTTPStatus.OK.phrase, headers, body)
 
 
 def _json_response(status: HTTPStatus, body: bytes) -> Response:

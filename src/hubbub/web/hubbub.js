@@ -1,0 +1,293 @@
+// hubbub.js: the browser client for hubbub's hubbub.json.v1 protocol (docs/protocol.md).
+// A dependency-free ES module: import { Client } from "/hubbub.js".
+//
+// It reconnects after a dropped connection with exponential backoff and full jitter, connects
+// again, and resubscribes every channel from the last offset it saw, so publications missed
+// meanwhile arrive once, in order, before new ones. When the server cannot fill the gap
+// (`recovered: false`), the subscription's onUnrecovered callback runs so the app can reload.
+
+const SUBPROTOCOL = "hubbub.json.v1";
+const NO_RECONNECT = new Set([1002, 1003, 1007, 1008, 1009, 1010]);
+
+export function reconnectAllowed(code) {
+  return !(code >= 3500 && code <= 3999) && !NO_RECONNECT.has(code);
+}
+
+export class ReplyError extends Error {
+  constructor(error) {
+    super(`${error.code}: ${error.message}`);
+    this.code = error.code;
+    this.temporary = Boolean(error.temporary);
+  }
+}
+
+export class Subscription {
+  constructor(client, channel, options) {
+    this.client = client;
+    this.channel = channel;
+    this.offset = options.since ? options.since.offset : null;
+    this.epoch = options.since ? options.since.epoch : null;
+    this.recovered = null;
+    this.options = options;
+  }
+
+  applyResult(result) {
+    if (result.was_recovering) this.recovered = Boolean(result.recovered);
+    if (result.epoch !== undefined) {
+      this.epoch = result.epoch;
+      if (!result.was_recovering || !this.recovered) this.offset = result.offset ?? 0;
+    }
+    for (const publication of result.publications || []) this.deliver(publication);
+    if (result.was_recovering && !this.recovered && this.options.onUnrecovered) {
+      this.client.callSafely(this.options.onUnrecovered, this);
+    }
+  }
+
+  deliver(publication) {
+    if (publication.offset !== undefined) {
+      if (this.offset !== null && publication.offset <= this.offset) return; // seen already
+      this.offset = publication.offset;
+    }
+    if (this.options.onPublication) this.client.callSafely(this.options.onPublication, publication);
+  }
+
+  unsubscribe() {
+    return this.client.unsubscribe(this.channel);
+  }
+}
+
+export class Client extends EventTarget {
+  // token: a string, or a function returning a token or a promise of one (called again on
+  // reconnect and when the server asks for a refresh).
+  constructor(url, { token = null, name = "hubbub-js", minReconnectDelay = 200, maxReconnectDelay = 20000,
+    commandTimeout = 10000 } = {}) {
+    super();
+    this.url = url;
+    this.token = token;
+    this.name = name;
+    this.minReconnectDelay = minReconnectDelay;
+    this.maxReconnectDelay = maxReconnectDelay;
+    this.commandTimeout = commandTimeout;
+    this.state = "disconnected";
+    this.clientId = null;
+    this.subscriptions = new Map();
+    this.pending = new Map();
+    this.nextId = 1;
+    this.attempt = 0;
+    this.socket = null;
+    this.closing = false;
+    this.connectedWaiters = [];
+    this.retryTimer = null;
+  }
+
+  setState(state, detail = {}) {
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: { state, ...detail } }));
+  }
+
+  callSafely(callback, argument) {
+    try {
+      callback(argument);
+    } catch (error) {
+      console.error("hubbub: a callback failed", error); // never fatal to the connection
+    }
+  }
+
+  reconnectDelay(attempt) {
+    return Math.random() * Math.min(this.maxReconnectDelay, this.minReconnectDelay * 2 ** Math.min(attempt, 32));
+  }
+
+  connect() {
+    this.closing = false;
+    if (this.state === "disconnected" || this.state === "failed") this.open();
+    return this.whenConnected();
+  }
+
+  close() {
+    this.closing = true;
+    clearTimeout(this.retryTimer);
+    if (this.socket) this.socket.close(1000);
+    this.setState("closed");
+  }
+
+  whenConnected() {
+    if (this.state === "connected") return Promise.resolve();
+    return new Promise((resolve, reject) => this.connectedWaiters.push({ resolve, reject }));
+  }
+
+  async tokenValue() {
+    return typeof this.token === "function" ? await this.token() : this.token;
+  }
+
+  open() {
+    this.setState("connecting");
+    const socket = new WebSocket(this.url, SUBPROTOCOL);
+    this.socket = socket;
+    socket.onopen = () => this.handshake(socket);
+    socket.onmessage = (event) => {
+      for (const line of String(event.data).split("\n")) {
+        if (line.trim()) this.dispatch(JSON.parse(line));
+      }
+    };
+    socket.onclose = (event) => this.closed(socket, event);
+  }
+
+  async handshake(socket) {
+    try {
+      const params = { name: this.name };
+      const token = await this.tokenValue();
+      if (token) params.token = token;
+      const result = await this.command("connect", params, { requireConnected: false });
+      this.clientId = result.client;
+      for (const subscription of this.subscriptions.values()) {
+        await this.sendSubscribe(subscription, false);
+      }
+      this.attempt = 0;
+      this.setState("connected");
+      for (const waiter of this.connectedWaiters.splice(0)) waiter.resolve();
+    } catch (error) {
+      if (error instanceof ReplyError && !error.temporary) {
+        this.fail(error); // a refused token will be refused again
+      } else if (socket.readyState === WebSocket.OPEN) {
+        socket.close(4000);
+      }
+    }
+  }
+
+  fail(error) {
+    this.closing = true;
+    if (this.socket) this.socket.close(1000);
+    this.setState("failed", { reason: error.message });
+    for (const waiter of this.connectedWaiters.splice(0)) waiter.reject(error);
+  }
+
+  closed(socket, event) {
+    if (socket !== this.socket) return;
+    this.socket = null;
+    for (const entry of this.pending.values()) entry.reject(new Error("connection lost before the reply"));
+    this.pending.clear();
+    if (this.closing) return;
+    if (!reconnectAllowed(event.code)) {
+      this.fail(new Error(`server closed the connection with code ${event.code}: ${event.reason}`));
+      return;
+    }
+    this.setState("disconnected", { code: event.code, reason: event.reason });
+    const delay = this.reconnectDelay(this.attempt);
+    this.attempt += 1;
+    this.retryTimer = setTimeout(() => {
+      if (!this.closing) this.open();
+    }, delay);
+  }
+
+  dispatch(message) {
+    if (message.id !== undefined) {
+      const entry = this.pending.get(message.id);
+      if (!entry) return;
+      this.pending.delete(message.id);
+      if (message.error) {
+        entry.reject(new ReplyError(message.error));
+        return;
+      }
+      const method = Object.keys(message).find((key) => key !== "id");
+      const result = message[method] || {};
+      if (entry.onResult) entry.onResult(result); // in order with the pushes that follow
+      entry.resolve(result);
+      return;
+    }
+    const push = message.push;
+    if (!push) return;
+    const subscription = push.channel !== undefined ? this.subscriptions.get(push.channel) : undefined;
+    if (push.pub && subscription) {
+      subscription.deliver(push.pub);
+    } else if (push.join && subscription && subscription.options.onJoin) {
+      this.callSafely(subscription.options.onJoin, push.join.info);
+    } else if (push.leave && subscription && subscription.options.onLeave) {
+      this.callSafely(subscription.options.onLeave, push.leave.info);
+    } else if (push.message) {
+      this.dispatchEvent(new CustomEvent("message", { detail: push.message }));
+    } else if (push.refresh) {
+      this.refresh();
+    } else if (push.disconnect) {
+      this.dispatchEvent(new CustomEvent("disconnect", { detail: push.disconnect }));
+    }
+  }
+
+  async refresh() {
+    if (typeof this.token !== "function") return;
+    try {
+      await this.command("refresh", { token: await this.tokenValue() });
+    } catch (error) {
+      console.warn("hubbub: token refresh failed", error);
+    }
+  }
+
+  async command(method, params, { requireConnected = true, onResult = null } = {}) {
+    if (requireConnected && this.state !== "connected") {
+      if (this.state === "closed" || this.state === "failed") throw new Error(`client is ${this.state}`);
+      await this.whenConnected();
+    }
+    const socket = this.socket;
+    if (!socket || socket.readyState !== WebSocket.OPEN) throw new Error("not connected");
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`${method}: no reply within ${this.commandTimeout} ms`));
+      }, this.commandTimeout);
+      const done = (callback) => (value) => {
+        clearTimeout(timer);
+        callback(value);
+      };
+      this.pending.set(id, { resolve: done(resolve), reject: done(reject), onResult });
+      socket.send(JSON.stringify({ id, [method]: params }));
+    });
+  }
+
+  // options: { since: {offset, epoch}, onPublication, onJoin, onLeave, onUnrecovered }
+  async subscribe(channel, options = {}) {
+    if (this.subscriptions.has(channel)) return this.subscriptions.get(channel);
+    const subscription = new Subscription(this, channel, options);
+    this.subscriptions.set(channel, subscription);
+    try {
+      await this.sendSubscribe(subscription, true);
+    } catch (error) {
+      this.subscriptions.delete(channel);
+      throw error;
+    }
+    return subscription;
+  }
+
+  sendSubscribe(subscription, requireConnected) {
+    const params = { channel: subscription.channel };
+    if (subscription.offset !== null && subscription.epoch !== null) {
+      params.since = { offset: subscription.offset, epoch: subscription.epoch };
+    }
+    return this.command("subscribe", params, { requireConnected, onResult: (r) => subscription.applyResult(r) });
+  }
+
+  async unsubscribe(channel) {
+    if (!this.subscriptions.delete(channel)) return;
+    if (this.state === "connected") await this.command("unsubscribe", { channel });
+  }
+
+  publish(channel, data) {
+    return this.command("publish", { channel, data });
+  }
+
+  // options: { limit, since: {offset, epoch}, reverse }
+  history(channel, options = {}) {
+    return this.command("history", { channel, ...options });
+  }
+
+  presence(channel) {
+    return this.command("presence", { channel });
+  }
+
+  send(user, data) {
+    return this.command("send", { user, data });
+  }
+
+  ping() {
+    return this.command("ping", {});
+  }
+}
