@@ -6,7 +6,9 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from hubbub.server import Server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_PRESENT = os.path.exists(CHROMIUM)
@@ -42,3 +44,32 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     yield page
     await context.close()
     assert not errors, f"the page raised: {errors}"
+
+
+class Users:
+    """One browser context (own storage) per user; page errors fail the test."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+
+    async def sign_in(self, server: Server, name: str) -> Page:
+        context = await self.browser.new_context()
+        page = await context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{name}: {error}"))
+        page.on("dialog", lambda dialog: self.dialogs.append(dialog.message))
+        await page.goto(f"http://127.0.0.1:{server.port}/chat")
+        await page.fill("#name", name)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.locator("#title")).to_have_text("#lobby")
+        await expect(page.locator("#state")).to_have_text("connected")
+        return page
+
+
+@pytest.fixture
+async def users(browser: Browser) -> AsyncIterator[Users]:
+    users = Users(browser)
+    yield users
+    assert not users.errors, users.errors
+    assert not users.dialogs, f"a dialog opened: {users.dialogs}"

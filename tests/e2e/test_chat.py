@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from hubbub.config import Settings
-from hubbub.server import Server
 from tests.conftest import StartServer
+from tests.e2e.conftest import Users
 from tests.helpers import SECRET
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -29,35 +27,6 @@ def chat_settings(tmp_path: Path) -> dict[str, Any]:
         "namespaces": Settings().namespaces,
         "history_path": str(tmp_path / "chat.db"),
     }
-
-
-class Users:
-    """One browser context (own storage) per user; page errors fail the test."""
-
-    def __init__(self, browser: Browser) -> None:
-        self.browser = browser
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-
-    async def sign_in(self, server: Server, name: str) -> Page:
-        context = await self.browser.new_context()
-        page = await context.new_page()
-        page.on("pageerror", lambda error: self.errors.append(f"{name}: {error}"))
-        page.on("dialog", lambda dialog: self.dialogs.append(dialog.message))
-        await page.goto(f"http://127.0.0.1:{server.port}/chat")
-        await page.fill("#name", name)
-        await page.get_by_role("button", name="Sign in").click()
-        await expect(page.locator("#title")).to_have_text("#lobby")
-        await expect(page.locator("#state")).to_have_text("connected")
-        return page
-
-
-@pytest.fixture
-async def users(browser: Browser) -> AsyncIterator[Users]:
-    users = Users(browser)
-    yield users
-    assert not users.errors, users.errors
-    assert not users.dialogs, f"a dialog opened: {users.dialogs}"
 
 
 async def say(page: Page, text: str) -> None:

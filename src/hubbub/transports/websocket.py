@@ -240,13 +240,17 @@ class WebSocketEndpoint:
 
     def _dev_token(self, query: str) -> Response:
         """DEVELOPMENT ONLY (setting `dev`): a token for any user name asked for."""
-        user = parse_qs(query).get("user", [""])[0]
+        params = parse_qs(query)
+        user = params.get("user", [""])[0]
         if not DEV_USER.match(user):
             body = b'{"error":{"code":107,"message":"user: 1 to 32 letters, digits, _ or -"}}'
             return _json_response(HTTPStatus.BAD_REQUEST, body)
         secret = self.hub.settings.token_secret
         assert secret is not None  # Server makes one when `dev` is on
-        ttl = DEV_TOKEN_TTL
+        try:  # short-lived tokens let developers watch the refresh flow
+            ttl = min(max(int(params.get("ttl", [DEV_TOKEN_TTL])[0]), 1), DEV_TOKEN_TTL)
+        except ValueError:
+            ttl = DEV_TOKEN_TTL
         token = mint_token(secret, user, ttl=ttl)
         return _json_response(HTTPStatus.OK, protocol.encode({"token": token, "user": user, "ttl": ttl}))
 

@@ -1,0 +1,77 @@
+"""hubbub.js driven in a real browser page: send to a user, token refresh, backoff, state events."""
+
+from __future__ import annotations
+
+from playwright.async_api import Page
+
+from tests.conftest import StartServer
+from tests.e2e.conftest import Users
+from tests.e2e.test_chat import chat_settings, message
+
+# The module under test is loaded into a page of the server's own origin without a CSP
+# (/health), so the test can drive it with evaluate().
+LOAD = "async () => { window.hubbub = await import('/hubbub.js'); return true; }"
+
+
+async def test_send_refresh_and_state_events(start_server: StartServer, tmp_path: object, page: Page) -> None:
+    server = await start_server(**chat_settings(tmp_path), refresh_before=1.5)  # type: ignore[arg-type]
+    # alice's tokens live 3 s: the server pushes `refresh` 1.5 s before exp, and hubbub.js answers
+    await page.goto(f"http://127.0.0.1:{server.port}/health")
+    assert await page.evaluate(LOAD)
+    result = await page.evaluate(
+        """async (url) => {
+            const tokenCalls = { alice: 0 };
+            const token = (user) => async () => {
+                if (user === "alice") tokenCalls.alice += 1;
+                return (await (await fetch(`/dev/token?user=${user}&ttl=3`)).json()).token;
+            };
+            const states = [];
+            const alice = new window.hubbub.Client(url, { token: token("alice") });
+            alice.addEventListener("state", (event) => states.push(event.detail.state));
+            const bob = new window.hubbub.Client(url, { token: token("bob") });
+            const got = new Promise((resolve) => bob.addEventListener("message", (e) => resolve(e.detail)));
+            await Promise.all([alice.connect(), bob.connect()]);
+            await alice.send("bob", { text: "hi bob" });
+            const received = await got;
+            await new Promise((resolve) => setTimeout(resolve, 4000)); // past the first token's exp
+            await alice.ping(); // still connected: each refresh was accepted
+            const delays = Array.from({ length: 200 }, () => alice.reconnectDelay(3));
+            alice.close();
+            bob.close();
+            return { received, tokenCalls: tokenCalls.alice, states, maxDelay: Math.max(...delays),
+                     minDelay: Math.min(...delays) };
+        }""",
+        server.url,
+    )
+    assert result["received"]["data"] == {"text": "hi bob"}
+    assert result["received"]["info"]["user"] == "alice"
+    assert result["tokenCalls"] >= 3  # connect, then a refresh each time the server asked
+    assert result["states"][:2] == ["connecting", "connected"] and result["states"][-1] == "closed"
+    assert 0 <= result["minDelay"] < 400 and 1200 < result["maxDelay"] <= 1600  # full jitter up to 200 * 2^3
+
+
+async def test_scrolling_up_loads_older_history_and_phone_width(
+    start_server: StartServer, tmp_path: object, users: Users
+) -> None:
+    server = await start_server(**chat_settings(tmp_path))  # type: ignore[arg-type]
+    assert server.hub is not None
+    from msgspec import Raw
+
+    await server.hub.publish("rooms:index", Raw(b'{"room":"lobby"}'))
+    for n in range(80):
+        await server.hub.publish("room:lobby", Raw(b'{"text":"old %d"}' % n))
+    alice = await users.sign_in(server, "alice")
+    await alice.set_viewport_size({"width": 375, "height": 700})  # a phone
+    await expect_count(alice, "#messages li", 50)
+    await alice.locator("#message").scroll_into_view_if_needed()
+    assert await alice.locator("#message").is_visible()
+    await alice.locator("#messages").evaluate("list => { list.scrollTop = 0; }")
+    await expect_count(alice, "#messages li", 80)
+    await expect_count(alice, "#messages li >> text=old 0", 1)
+    assert await message(alice, "old 79").count() == 1
+
+
+async def expect_count(page: Page, selector: str, count: int) -> None:
+    from playwright.async_api import expect
+
+    await expect(page.locator(selector)).to_have_count(count)
