@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--count", type=int, help="stop after this many updates (default: run until Ctrl-C)")
 
+    demo = commands.add_parser("demo", help="demo feeds for a running server")
+    demos = demo.add_subparsers(dest="demo", required=True)
+    ticker = demos.add_parser("ticker", help="simulated prices and sports scores (open /ticker to watch)")
+    ticker.add_argument("--url", default=DEFAULT_API_URL, help=f"server API URL (default: {DEFAULT_API_URL})")
+    ticker.add_argument("--api-key", default=os.environ.get("HUBBUB_API_KEY"), help="API key")
+    ticker.add_argument("--symbols", type=int, default=50, help="how many symbols (default: 50)")
+    ticker.add_argument("--rate", type=float, default=200.0, help="price updates per second in all (default: 200)")
+    ticker.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+
     token = commands.add_parser("token", help="mint a development JWT with the configured secret")
     token.add_argument("user")
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires (default: 3600)")
@@ -91,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args)
         if args.command == "top":
             return asyncio.run(_top(args))
+        if args.command == "demo":
+            return asyncio.run(_demo(args))
     except HubbubError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)
         return 2
@@ -205,6 +216,15 @@ async def _top(args: argparse.Namespace) -> int:
                 shown += 1
             if args.count is not None and shown >= args.count:
                 break
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from hubbub.demo import run_ticker
+
+    if not 1 <= args.symbols <= 1000:
+        raise ConfigError("--symbols must be between 1 and 1000")
+    await run_ticker(args.url, symbols=args.symbols, rate=args.rate, duration=args.duration, api_key=args.api_key)
     return 0
 
 

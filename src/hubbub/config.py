@@ -85,6 +85,9 @@ def _default_namespaces() -> dict[str, NamespaceOptions]:
         ),
         # typing indicators: ephemeral, never in history
         "typing": NamespaceOptions(subscribe="authenticated", publish="authenticated"),
+        # live data: slow readers get the newest value, every reader starts from a snapshot
+        "ticker": NamespaceOptions(history_size=1, history_ttl=DAY, conflate=True, allow_anonymous=True),
+        "scores": NamespaceOptions(history_size=1, history_ttl=DAY, conflate=True, allow_anonymous=True),
         # personal inboxes: anyone signed in may drop a note, only the owner reads (user:alice)
         "user": NamespaceOptions(history_size=100, history_ttl=30 * DAY, publish="authenticated", subscribe="owner"),
     }

@@ -206,3 +206,18 @@ async def test_connection_lost_during_a_command_fails_it_at_once(server: Server)
         async with asyncio.timeout(5):
             with pytest.raises(ConnectionLost):
                 await client.subscribe("news")
+
+
+async def test_conflated_channels_start_with_the_snapshot(start_server: StartServer) -> None:
+    """The latest value carried by the subscribe reply reaches the subscriber first."""
+    from hubbub.config import NamespaceOptions
+
+    server = await start_server(namespaces={"ticker": NamespaceOptions(history_size=1, conflate=True)})
+    assert server.hub is not None
+    for price in (1, 2, 3):
+        await server.hub.publish("ticker:ABC", Raw(b"%d" % price))
+    async with Client(server.url) as client:
+        subscription = await client.subscribe("ticker:ABC")
+        assert (await asyncio.wait_for(anext(subscription), 5)).data == 3
+        await server.hub.publish("ticker:ABC", Raw(b"4"))
+        assert (await asyncio.wait_for(anext(subscription), 5)).data == 4

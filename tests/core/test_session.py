@@ -366,3 +366,25 @@ async def test_session_dropped_during_subscribe_leaves_nothing_behind(hub: Hub, 
     assert not [m for m in driver.sink.messages() if m.get("id") == 5]
     assert "chat:r" not in hub.channels
     assert (await hub.presence("chat:r")).clients == {}
+
+
+async def test_conflated_subscribe_starts_from_a_snapshot(loop: ManualLoop) -> None:
+    """On a conflated namespace with history, subscribe replies with the newest value at once,
+    and so does a resubscribe whose gap cannot be filled."""
+    from hubbub.config import NamespaceOptions
+
+    hub = make_hub(loop, namespaces={"ticker": NamespaceOptions(history_size=1, conflate=True)})
+    for price in (1, 2, 3):
+        await hub.publish("ticker:ABC", protocol.Raw(b"%d" % price))
+    reader = await connected(hub, loop)
+    result = await reader.ok("subscribe", {"channel": "ticker:ABC"})
+    assert [p["data"] for p in result["publications"]] == [3] and result["offset"] == 3
+    await hub.publish("ticker:ABC", protocol.Raw(b"4"))
+    loop.run_ready()
+    assert [p["data"] for p in reader.sink.pushes()] == [4]
+    epoch = result["epoch"]
+    for price in (5, 6):
+        await hub.publish("ticker:ABC", protocol.Raw(b"%d" % price))
+    late = await connected(hub, loop)
+    again = await late.ok("subscribe", {"channel": "ticker:ABC", "since": {"offset": 3, "epoch": epoch}})
+    assert again["recovered"] is False and [p["data"] for p in again["publications"]] == [6]

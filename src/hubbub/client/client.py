@@ -65,12 +65,17 @@ class Subscription:
     def _apply_position(self, result: dict[str, Any]) -> None:
         if result.get("was_recovering"):
             self.recovered = bool(result.get("recovered"))
+        # A fresh start (first subscribe, or a gap that could not be filled) takes the stream's
+        # position, after delivering what the reply carries (a conflated channel's snapshot).
+        fresh = "epoch" in result and (not result.get("was_recovering") or not self.recovered)
         if "epoch" in result:
             self.epoch = result["epoch"]
-            if not result.get("was_recovering") or not self.recovered:
-                self.offset = result.get("offset", 0)
+        if fresh:
+            self.offset = None
         for publication in result.get("publications") or ():
             self._deliver(publication)
+        if fresh:
+            self.offset = max(self.offset or 0, result.get("offset", 0))
         if result.get("was_recovering") and not self.recovered and self._on_unrecovered is not None:
             self.client._call_user(self._on_unrecovered, self)
 

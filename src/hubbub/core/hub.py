@@ -281,6 +281,8 @@ class Hub:
                 return protocol.SubscribeResult(), None
             return protocol.SubscribeResult(was_recovering=True, recovered=False), None
         if since is None:
+            if options.conflate:
+                return await self._snapshot(channel, None)
             top = await self.history_store.top(channel)
             return protocol.SubscribeResult(recoverable=True, epoch=top.epoch, offset=top.offset), top.offset
         limit = self.settings.recovery_max_publications
@@ -293,6 +295,8 @@ class Hub:
             and len(page.publications) == missed
             and (missed == 0 or page.publications[0].offset == since.offset + 1)
         )
+        if not recovered and options.conflate:
+            return await self._snapshot(channel, since)
         publications = [publication_from_store(p) for p in page.publications] if recovered else None
         result = protocol.SubscribeResult(
             recoverable=True,
@@ -303,6 +307,24 @@ class Hub:
             publications=publications,
         )
         return result, top.offset
+
+    async def _snapshot(
+        self, channel: str, since: protocol.StreamPosition | None
+    ) -> tuple[protocol.SubscribeResult, int]:
+        """Conflated channels start from their newest value, not from a replay of the backlog.
+
+        The reply carries the latest publication; parked live ones newer than it follow.
+        """
+        page = await self.history_store.read(channel, limit=1, reverse=True)
+        result = protocol.SubscribeResult(
+            recoverable=True,
+            epoch=page.top.epoch,
+            offset=page.top.offset,
+            was_recovering=True if since is not None else None,
+            recovered=False if since is not None else None,
+            publications=[publication_from_store(p) for p in page.publications],
+        )
+        return result, page.top.offset
 
     async def unsubscribe(self, session: Session, channel: str) -> None:
         session.channels.discard(channel)

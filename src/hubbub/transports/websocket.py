@@ -50,6 +50,9 @@ PAGES = {
     "/chat": ("chat.html", "text/html; charset=utf-8"),
     "/chat/chat.js": ("chat.js", "application/javascript; charset=utf-8"),
     "/chat/chat.css": ("chat.css", "text/css; charset=utf-8"),
+    "/ticker": ("ticker.html", "text/html; charset=utf-8"),
+    "/ticker/ticker.js": ("ticker.js", "application/javascript; charset=utf-8"),
+    "/ticker/ticker.css": ("ticker.css", "text/css; charset=utf-8"),
 }
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 section 5.5: control frame payload <= 125 bytes
 

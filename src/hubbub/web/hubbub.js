@@ -33,11 +33,13 @@ export class Subscription {
 
   applyResult(result) {
     if (result.was_recovering) this.recovered = Boolean(result.recovered);
-    if (result.epoch !== undefined) {
-      this.epoch = result.epoch;
-      if (!result.was_recovering || !this.recovered) this.offset = result.offset ?? 0;
-    }
+    // A fresh start (first subscribe, or a gap that could not be filled) takes the stream's
+    // position, after delivering what the reply carries (a conflated channel's snapshot).
+    const fresh = result.epoch !== undefined && (!result.was_recovering || !this.recovered);
+    if (result.epoch !== undefined) this.epoch = result.epoch;
+    if (fresh) this.offset = null;
     for (const publication of result.publications || []) this.deliver(publication);
+    if (fresh) this.offset = Math.max(this.offset ?? 0, result.offset ?? 0);
     if (result.was_recovering && !this.recovered && this.options.onUnrecovered) {
       this.client.callSafely(this.options.onUnrecovered, this);
     }
