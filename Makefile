@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve chat test check lint clean
+.PHONY: serve chat test bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,12 @@ chat: $(STAMP)  ## the server with development sign-in: open http://127.0.0.1:80
 	$(BIN)/hubbub serve --dev
 
 test: $(STAMP)  ## lint, types, then the whole test suite with warnings as errors
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+bench: $(STAMP)  ## benchmark scenarios against a real server (docs/benchmarks.md)
+	$(BIN)/python -m bench ticker
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

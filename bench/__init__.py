@@ -1,0 +1,1 @@
+"""hubbub's benchmark suite: `python -m bench SCENARIO` (docs/benchmarks.md)."""

@@ -1,0 +1,30 @@
+"""`python -m bench SCENARIO [options]`: see docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from bench import ticker
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="hubbub benchmarks")
+    scenarios = parser.add_subparsers(dest="scenario", required=True)
+    feed = scenarios.add_parser("ticker", help="live prices to many readers, 10%% of them slow")
+    feed.add_argument("--readers", type=int, default=2000)
+    feed.add_argument("--symbols", type=int, default=500)
+    feed.add_argument("--per-reader", type=int, default=10, help="symbols each reader subscribes to")
+    feed.add_argument("--rate", type=float, default=5000.0, help="price updates per second in all")
+    feed.add_argument("--slow-fraction", type=float, default=0.1)
+    feed.add_argument("--slow-read-bytes", type=float, default=4096.0, help="bytes/s a slow reader reads")
+    feed.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    args = parser.parse_args()
+    if args.scenario == "ticker":
+        return asyncio.run(ticker.run(args))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

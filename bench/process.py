@@ -1,0 +1,96 @@
+"""The server under test in its own process, pinned to a core, with CPU accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one when pid is None)."""
+    with open(f"/proc/{pid or 'self'}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class CpuMeter:
+    """CPU used by the server and by this load generator since construction, as core fractions."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.started = asyncio.get_running_loop().time()
+        self.server = cpu_seconds(server_pid)
+        self.own = cpu_seconds()
+
+    def read(self) -> dict[str, float]:
+        elapsed = asyncio.get_running_loop().time() - self.started
+        return {
+            "server_cpu": (cpu_seconds(self.server_pid) - self.server) / elapsed,
+            "loadgen_cpu": (cpu_seconds() - self.own) / elapsed,
+        }
+
+
+@dataclass
+class ServerProcess:
+    process: asyncio.subprocess.Process
+    port: int
+    api_url: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def start(cls, cpu: int | None = 0, *flags: str) -> AsyncIterator[ServerProcess]:
+        """`hubbub serve` on free ports, pinned to `cpu`; this process moves to another core."""
+        command = [
+            sys.executable,
+            "-m",
+            "hubbub",
+            "serve",
+            "--port",
+            "0",
+            "--api-port",
+            "0",
+            "--history-path",
+            "none",
+            "--connect-rate-per-ip",
+            "none",
+            "--max-connections-per-ip",
+            "none",
+            "--log-level",
+            "warning",
+            *flags,
+        ]
+        cores = os.cpu_count() or 1
+        if cpu is not None and cores > 1 and shutil.which("taskset"):
+            command = ["taskset", "-c", str(cpu), *command]
+            os.sched_setaffinity(0, {(cpu + 1) % cores})
+        env = {key: value for key, value in os.environ.items() if not key.startswith("HUBBUB_")}
+        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env)
+        try:
+            assert process.stdout is not None
+            port, api_url = 0, ""
+            async with asyncio.timeout(20):
+                while not (port and api_url):
+                    line = (await process.stdout.readline()).decode()
+                    if not line:
+                        raise RuntimeError("the server exited before it served")
+                    if match := re.search(r"WebSocket on ws://[^:]+:(\d+)/", line):
+                        port = int(match.group(1))
+                    if match := re.search(r"server API on (http://\S+)/api/", line):
+                        api_url = match.group(1)
+            yield cls(process, port, api_url)
+        finally:
+            if process.returncode is None:
+                process.terminate()  # the process this function started, by its handle
+                await process.wait()
