@@ -48,6 +48,18 @@ class ServerProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    def memory_kib(self, field: str = "VmRSS") -> int:
+        """VmRSS (now) or VmHWM (peak) of the server, in KiB."""
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise AssertionError(f"{field} not in /proc/{self.pid}/status")
+
     @classmethod
     @contextlib.asynccontextmanager
     async def start(cls, cpu: int | None = 0, *flags: str) -> AsyncIterator[ServerProcess]:

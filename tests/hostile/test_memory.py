@@ -9,9 +9,10 @@ import asyncio
 import zlib
 
 import aiohttp
+from bench.process import ServerProcess
 
 from tests.conftest import OpenRaw, RawClient
-from tests.hostile.conftest import ServerProcess, SpawnServer
+from tests.hostile.conftest import SpawnServer
 from tests.wire import BareWebSocket, client_frame
 
 MIB = 1024
