@@ -14,6 +14,7 @@ import pytest
 from hubbub.config import Settings
 from hubbub.server import Server
 from tests.helpers import NAMESPACES
+from tests.redis_server import redis_url  # noqa: F401 (a fixture for every test folder)
 
 StartServer = Callable[..., Awaitable[Server]]
 

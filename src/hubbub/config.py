@@ -128,6 +128,9 @@ class Settings:
     api_key: str | None = _secret("key for the HTTP API; unset = loopback clients only")
     admin_key: str | None = _secret("key for admin actions (/api/disconnect); unset = api_key rules")
     history_path: str | None = _setting("hubbub-history.db", "SQLite history file; none = in memory")
+    broker: str = _setting("memory", "memory (one process) or redis://HOST:PORT/DB (history and presence too)")
+    redis_prefix: str = _setting("hubbub", "prefix of every Redis key and pub/sub channel")
+    presence_ttl: float = _setting(60.0, "seconds a node's presence entries outlive its last refresh (Redis)")
     ping_interval: float | None = _setting(25.0, "seconds between server pings")
     ping_timeout: float | None = _setting(10.0, "seconds to wait for a pong before closing")
     handshake_timeout: float | None = _setting(10.0, "seconds to complete the WebSocket handshake")
@@ -329,6 +332,8 @@ def load(
 
 def check_settings(settings: Settings) -> None:
     """Rules that span several settings; raise ConfigError naming them."""
+    if settings.broker != "memory" and not settings.broker.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"setting 'broker': {settings.broker!r} is not 'memory' or a redis:// URL")
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("settings 'tls_cert' and 'tls_key' go together: set both or neither")
     if settings.dev and not settings.insecure and not _is_loopback_host(settings.host):

@@ -17,7 +17,7 @@ import time
 
 from aiohttp import web
 
-from hubbub.backends.base import HistoryStore
+from hubbub.backends.base import Broker, HistoryStore, PresenceStore
 from hubbub.backends.memory import MemoryBroker, MemoryHistory, MemoryPresence
 from hubbub.backends.sqlite import SqliteHistory
 from hubbub.config import Settings
@@ -58,6 +58,18 @@ class Server:
     def api_url(self) -> str:
         return f"http://{_url_host(self.settings.api_host)}:{self.api_port}"
 
+    async def _open_backends(self) -> tuple[Broker, HistoryStore, PresenceStore]:
+        settings = self.settings
+        if settings.broker == "memory":
+            return MemoryBroker(), await self._open_history(), MemoryPresence()
+        from hubbub.backends.redis import backends_from_url
+
+        broker, history, presence = backends_from_url(settings.broker, settings.redis_prefix, settings.presence_ttl)
+        await history.open()
+        await broker.start()
+        presence.start()
+        return broker, history, presence
+
     async def _open_history(self) -> HistoryStore:
         path = self.settings.history_path
         if path is None:
@@ -69,8 +81,8 @@ class Server:
     async def start(self) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
-        self._history = await self._open_history()
-        self.hub = Hub(settings, MemoryBroker(), self._history, MemoryPresence(), call_soon=loop.call_soon)
+        broker, self._history, presence = await self._open_backends()
+        self.hub = Hub(settings, broker, self._history, presence, call_soon=loop.call_soon)
         verifier = TokenVerifier.from_settings(settings)
         self._endpoint = WebSocketEndpoint(self.hub, verifier, lambda: self.draining)
         ws_server = await self._endpoint.start(settings.host, settings.port, ssl=_tls_context(settings))

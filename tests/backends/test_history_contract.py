@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -38,10 +39,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=[memory_store, sqlite_store], ids=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> AsyncIterator[HistoryStore]:
-    factory: Factory = request.param
-    history = await factory(tmp_path, clock)
+    if request.param == "redis":
+        from hubbub.backends.redis import RedisHistory
+
+        url = request.getfixturevalue("redis_url")
+        history: HistoryStore = RedisHistory(url, prefix=f"test-{uuid.uuid4().hex}", clock=clock)
+        await history.open()  # type: ignore[attr-defined]
+    else:
+        factory: Factory = memory_store if request.param == "memory" else sqlite_store
+        history = await factory(tmp_path, clock)
     yield history
     await history.close()
 

@@ -201,9 +201,13 @@ class Hub:
             return protocol.PublishResult()
         info = protocol.encode(publisher) if publisher is not None else None
         async with self._publish_lock(channel):
-            top = await self.history_store.append(
-                channel, bytes(data), info, size=options.history_size, ttl=options.history_ttl
-            )
+            try:
+                top = await self.history_store.append(
+                    channel, bytes(data), info, size=options.history_size, ttl=options.history_ttl
+                )
+            except Exception as exc:  # a history backend that is down: never a silent drop
+                log.warning("history append to %s failed: %s", channel, exc)
+                raise CommandError(ErrorCode.INTERNAL, "history unavailable: retry later") from None
             publication = protocol.Publication(data=data, offset=top.offset, info=publisher)
             await self._broker_publish(channel, top.offset, protocol.encode_publication_push(channel, publication))
         if durable:
@@ -214,9 +218,10 @@ class Hub:
         started = time.perf_counter()
         try:
             await self.broker.publish(channel, offset, frame)
-        except Exception:
+        except Exception as exc:
             self.stats.broker_errors += 1
-            raise
+            log.warning("broker publish to %s failed: %s", channel, exc)
+            raise CommandError(ErrorCode.INTERNAL, "broker unavailable: retry later") from None
         finally:
             self.stats.broker_latency.observe(time.perf_counter() - started)
 

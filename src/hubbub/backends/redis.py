@@ -1,0 +1,348 @@
+"""Redis backends: history, presence and fan-out shared by every node (redis-py asyncio).
+
+Keys, all under a settable prefix (default `hubbub`); the channel sits in a hash tag, so one
+channel's keys live in one Redis Cluster slot and its Lua scripts stay single-slot:
+
+    {prefix}:salt                      string: per-dataset salt; epochs derive from it
+    {prefix}:{ch:CHANNEL}:meta         hash: epoch, top (newest offset)
+    {prefix}:{ch:CHANNEL}:stream       stream: entries with ID "OFFSET-0", fields d (data), i (info), e (expires)
+    {prefix}:{ch:CHANNEL}:presence     hash: connection id -> ClientInfo JSON
+    {prefix}:{ch:CHANNEL}:presence:exp sorted set: connection id scored by expiry time
+    {prefix}:pubsub:CHANNEL            pub/sub: publications and join/leave pushes
+    {prefix}:control                   pub/sub: messages for users on every node
+
+Offsets are assigned by a Lua script (HINCRBY on the meta hash), so every node agrees. If Redis
+loses the data, the salt is made again and every epoch changes: clients recovering from before
+are told `recovered: false`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from hubbub.backends.base import BrokerHandler, HistoryPage, StoredPublication, StreamTop
+from hubbub.backends.memory import Clock, epoch_for
+
+log = logging.getLogger("hubbub.redis")
+
+META_TTL = 30 * 86400  # seconds a stream's epoch and top outlive its last publication
+
+_APPEND = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], top .. '-0', 'd', ARGV[3], 'i', ARGV[4], 'e', ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+return {top, epoch, redis.call('XLEN', KEYS[2])}
+"""
+
+_READ = """
+local meta = redis.call('HMGET', KEYS[1], 'top', 'epoch')
+local entries
+if ARGV[3] == '1' then
+  entries = redis.call('XREVRANGE', KEYS[2], ARGV[1], '-', 'COUNT', ARGV[2])
+else
+  entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
+end
+return {meta[1], meta[2], entries}
+"""
+
+_PRESENCE_GET = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, client in ipairs(expired) do
+  redis.call('HDEL', KEYS[1], client)
+  redis.call('ZREM', KEYS[2], client)
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
+class RedisKeys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def channel(self, channel: str, kind: str) -> str:
+        return f"{self.prefix}:{{ch:{channel}}}:{kind}"
+
+    @property
+    def salt(self) -> str:
+        return f"{self.prefix}:salt"
+
+    def pubsub(self, channel: str) -> str:
+        return f"{self.prefix}:pubsub:{channel}"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}:control"
+
+
+def connect(url: str) -> Redis:
+    return Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15)
+
+
+class RedisHistory:
+    """History every node shares: offsets from a Lua script, entries in a capped stream."""
+
+    def __init__(self, url: str, prefix: str = "hubbub", clock: Clock = time.time) -> None:
+        self._redis = connect(url)
+        self._keys = RedisKeys(prefix)
+        self._clock = clock
+        self._salt: str | None = None
+        self._lengths: dict[str, int] = {}
+        self._append = self._redis.register_script(_APPEND)
+        self._read_script = self._redis.register_script(_READ)
+
+    async def _get_salt(self) -> str:
+        if self._salt is None:
+            await self._redis.set(self._keys.salt, secrets.token_hex(16), nx=True)
+            value = await self._redis.get(self._keys.salt)
+            self._salt = value.decode() if isinstance(value, bytes) else str(value)
+        return self._salt
+
+    async def open(self) -> None:
+        await self._get_salt()
+
+    @property
+    def stored_publications(self) -> int:
+        """Entries in the streams this node appended to (other nodes' streams are not counted)."""
+        return sum(self._lengths.values())
+
+    async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop:
+        salt = await self._get_salt()
+        now = self._clock()
+        keys = [self._keys.channel(channel, "meta"), self._keys.channel(channel, "stream")]
+        args: list[bytes | str | int] = [
+            epoch_for(salt, channel),
+            size,
+            data,
+            info or b"",
+            repr(now + ttl),
+            max(1, int(ttl)),
+            META_TTL,
+        ]
+        top, epoch, length = await self._append(keys=keys, args=args)
+        self._lengths[channel] = int(length)
+        return StreamTop(int(top), epoch.decode())
+
+    async def read(
+        self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False
+    ) -> HistoryPage:
+        salt = await self._get_salt()
+        if reverse:
+            start = f"({after}-0" if after is not None else "+"
+        else:
+            start = f"({after}-0" if after is not None else "-"
+        keys = [self._keys.channel(channel, "meta"), self._keys.channel(channel, "stream")]
+        count = limit if limit is not None else 2**31
+        if count == 0:
+            top_offset, epoch, entries = await self._read_script(keys=keys, args=[start, 1, "1" if reverse else "0"])
+            entries = []
+        else:
+            top_offset, epoch, entries = await self._read_script(
+                keys=keys, args=[start, count, "1" if reverse else "0"]
+            )
+        top = StreamTop(int(top_offset or 0), epoch.decode() if epoch else epoch_for(salt, channel))
+        now = self._clock()
+        publications = []
+        for entry_id, raw_fields in entries:
+            fields = dict(zip(raw_fields[::2], raw_fields[1::2], strict=True))
+            if float(fields[b"e"]) <= now:
+                continue
+            info = fields[b"i"] or None
+            publications.append(StoredPublication(int(entry_id.split(b"-")[0]), bytes(fields[b"d"]), info))
+        return HistoryPage(publications, top)
+
+    async def top(self, channel: str) -> StreamTop:
+        return (await self.read(channel, limit=0)).top
+
+    async def sync(self) -> None:
+        """Each append is acknowledged by Redis; durability is Redis's persistence setting."""
+
+    async def channels(self) -> list[str]:
+        pattern = self._keys.channel("*", "meta")  # braces are literal in Redis glob patterns
+        found = []
+        async for key in self._redis.scan_iter(match=pattern, count=1000):
+            name = key.decode()
+            found.append(name[name.index("{ch:") + 4 : name.rindex("}")])
+        return sorted(found)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class RedisPresence:
+    """Presence every node shares. Entries expire `ttl` seconds after their node last refreshed
+    them, so the entries of a node that died go away on their own."""
+
+    def __init__(self, url: str, prefix: str = "hubbub", ttl: float = 60.0, clock: Clock = time.time) -> None:
+        self._redis = connect(url)
+        self._keys = RedisKeys(prefix)
+        self._ttl = ttl
+        self._clock = clock
+        self._mine: dict[tuple[str, str], bytes] = {}  # what this node keeps alive
+        self._get = self._redis.register_script(_PRESENCE_GET)
+        self._refresher: asyncio.Task[None] | None = None
+
+    def _keys_of(self, channel: str) -> tuple[str, str]:
+        return self._keys.channel(channel, "presence"), self._keys.channel(channel, "presence:exp")
+
+    async def _write(self, channel: str, client_id: str, info: bytes) -> None:
+        entries, expiries = self._keys_of(channel)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(entries, client_id, info)
+            pipe.zadd(expiries, {client_id: self._clock() + self._ttl})
+            pipe.expire(entries, int(self._ttl) + 1)
+            pipe.expire(expiries, int(self._ttl) + 1)
+            await pipe.execute()
+
+    async def add(self, channel: str, client_id: str, info: bytes) -> None:
+        self._mine[(channel, client_id)] = info
+        await self._write(channel, client_id, info)
+
+    async def remove(self, channel: str, client_id: str) -> None:
+        self._mine.pop((channel, client_id), None)
+        entries, expiries = self._keys_of(channel)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(entries, client_id)
+            pipe.zrem(expiries, client_id)
+            await pipe.execute()
+
+    async def get(self, channel: str) -> dict[str, bytes]:
+        entries, expiries = self._keys_of(channel)
+        flat = await self._get(keys=[entries, expiries], args=[repr(self._clock())])
+        return {flat[i].decode(): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def refresh(self) -> None:
+        """Push this node's entries' expiry forward (the refresher task calls this every ttl/3)."""
+        for (channel, client_id), info in list(self._mine.items()):
+            await self._write(channel, client_id, info)
+
+    def start(self) -> None:
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl / 3)  # a lease period, not synchronisation
+            try:
+                await self.refresh()
+            except RedisError as exc:
+                log.warning("presence refresh failed: %s", exc)
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self._redis.aclose()
+
+
+class RedisBroker:
+    """Fan-out between nodes over Redis pub/sub: one subscription per channel per node.
+
+    One reader task hands messages to the hub in arrival order. Publications carry their
+    offset in front of the encoded push: `OFFSET\\nFRAME` (`-` when there is none).
+    """
+
+    def __init__(self, url: str, prefix: str = "hubbub", on_health: Callable[[bool], None] | None = None) -> None:
+        self._url = url
+        self._redis = connect(url)
+        self._keys = RedisKeys(prefix)
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._handler: BrokerHandler | None = None
+        self._channels: set[str] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._healthy = False
+        self._on_health = on_health
+
+    def set_handler(self, handler: BrokerHandler) -> None:
+        self._handler = handler
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    async def start(self) -> None:
+        await self._pubsub.subscribe(self._keys.control)
+        self._healthy = True
+        self._reader = asyncio.get_running_loop().create_task(self._read_forever())
+
+    async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
+        head = b"-" if offset is None else b"%d" % offset
+        await self._redis.publish(self._keys.pubsub(channel), head + b"\n" + frame)
+
+    async def publish_control(self, message: bytes) -> None:
+        await self._redis.publish(self._keys.control, message)
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        await self._pubsub.subscribe(self._keys.pubsub(channel))
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        await self._pubsub.unsubscribe(self._keys.pubsub(channel))
+
+    async def _read_forever(self) -> None:
+        prefix = self._keys.pubsub("").encode()
+        control = self._keys.control.encode()
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except RedisError as exc:
+                await self._reconnect(exc)
+                continue
+            if message is None or self._handler is None:
+                continue
+            name, payload = message["channel"], message["data"]
+            if name == control:
+                self._handler.on_control(payload)
+            elif name.startswith(prefix):
+                head, _, frame = payload.partition(b"\n")
+                offset = None if head == b"-" else int(head)
+                self._handler.on_channel_message(name[len(prefix) :].decode(), offset, frame)
+
+    async def _reconnect(self, error: Exception) -> None:
+        """Report not-ready, then resubscribe with exponential backoff and full jitter."""
+        self._set_health(False)
+        log.warning("lost Redis pub/sub: %s", error)
+        attempt = 0
+        while True:
+            await asyncio.sleep(secrets.SystemRandom().uniform(0, min(10.0, 0.1 * 2**attempt)))
+            attempt += 1
+            try:
+                await self._pubsub.reset()
+                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                await self._pubsub.subscribe(self._keys.control, *(self._keys.pubsub(c) for c in self._channels))
+            except RedisError as exc:
+                log.warning("Redis still unavailable: %s", exc)
+                continue
+            self._set_health(True)
+            return
+
+    def _set_health(self, healthy: bool) -> None:
+        self._healthy = healthy
+        if self._on_health is not None:
+            self._on_health(healthy)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._pubsub.aclose()
+        await self._redis.aclose()
+
+
+def backends_from_url(url: str, prefix: str, presence_ttl: float) -> tuple[RedisBroker, RedisHistory, RedisPresence]:
+    return RedisBroker(url, prefix), RedisHistory(url, prefix), RedisPresence(url, prefix, presence_ttl)

@@ -1,0 +1,46 @@
+"""Two hubbub nodes sharing one Redis: fan-out, presence and recovery across nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aiohttp
+from msgspec import Raw
+
+from hubbub import Client
+from tests.conftest import OpenRaw, StartServer
+
+
+async def test_publications_presence_and_recovery_cross_nodes(
+    start_server: StartServer, open_raw: OpenRaw, redis_url: str, http: aiohttp.ClientSession
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    one = await start_server(broker=redis_url, redis_prefix=prefix)
+    two = await start_server(broker=redis_url, redis_prefix=prefix)
+    alice = await open_raw(one)
+    bob = await open_raw(two)
+    await alice.ok("subscribe", {"channel": "chat:room"})
+    await bob.ok("subscribe", {"channel": "chat:room"})
+    # a publication made on either node reaches subscribers on both, with agreed offsets
+    async with http.post(f"{two.api_url}/api/publish", json={"channel": "chat:room", "data": "from two"}) as reply:
+        assert (await reply.json())["offset"] == 1
+    await alice.ok("publish", {"channel": "chat:room", "data": "from one"})
+    for client in (alice, bob):
+        assert [(await client.next_publication())["data"] for _ in range(2)] == ["from two", "from one"]
+    # presence lists the clients of both nodes
+    presence = await bob.ok("presence", {"channel": "chat:room"})
+    assert len(presence["clients"]) == 2
+    # a client that was away recovers from the shared history through the other node
+    async with Client(one.url, min_reconnect_delay=0.01) as client:
+        subscription = await client.subscribe("news")
+        assert two.hub is not None
+        await two.hub.publish("news", Raw(b"1"))
+        assert (await asyncio.wait_for(anext(subscription), 5)).data == 1
+        position = {"offset": subscription.offset, "epoch": subscription.epoch}
+    for n in (2, 3):
+        await two.hub.publish("news", Raw(b"%d" % n))
+    async with Client(two.url) as again:
+        resumed = await again.subscribe("news", since=position)
+        assert [(await asyncio.wait_for(anext(resumed), 5)).data for _ in range(2)] == [2, 3]
+        assert resumed.recovered is True
