@@ -27,6 +27,7 @@ def redis_server(folder: Path, port: int | None = None) -> Iterator[str]:
     if REDIS_SERVER is None:
         pytest.skip("SKIPPED LOUDLY: no redis-server binary (Debian package redis-server); Redis tests did not run")
     port = port or free_port()
+    folder.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
             REDIS_SERVER,

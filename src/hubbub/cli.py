@@ -114,7 +114,28 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {field.name: getattr(args, field.name) for field in config.setting_fields()}
     settings = config.load(flags, args.config, os.environ)
     configure_logging(settings)
+    if settings.workers > 1:
+        return _run_workers(settings)
     return asyncio.run(_run_server(settings))
+
+
+def _run_workers(settings: config.Settings) -> int:
+    """Start `workers` copies of this command on the same ports (SO_REUSEPORT); the kernel spreads
+    new connections over them. Signals are passed on; the exit status is the worst of theirs."""
+    import subprocess
+
+    command = [sys.executable, "-m", "hubbub", *sys.argv[1:], "--workers", "1", "--reuse-port", "true"]
+    children = [subprocess.Popen(command) for _ in range(settings.workers)]
+
+    def forward(signum: int, frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)  # the processes this command started, by handle
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+    print(f"hubbub: {settings.workers} workers on port {settings.port} (API {settings.api_port})", flush=True)
+    return max(child.wait() for child in children)
 
 
 async def _run_server(settings: config.Settings) -> int:

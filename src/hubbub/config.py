@@ -131,6 +131,8 @@ class Settings:
     broker: str = _setting("memory", "memory (one process) or redis://HOST:PORT/DB (history and presence too)")
     redis_prefix: str = _setting("hubbub", "prefix of every Redis key and pub/sub channel")
     presence_ttl: float = _setting(60.0, "seconds a node's presence entries outlive its last refresh (Redis)")
+    workers: int = _setting(1, "processes serving the same ports (SO_REUSEPORT); more than 1 needs a Redis broker")
+    reuse_port: bool = _setting(False, "bind with SO_REUSEPORT (set for each of the --workers processes)")
     ping_interval: float | None = _setting(25.0, "seconds between server pings")
     ping_timeout: float | None = _setting(10.0, "seconds to wait for a pong before closing")
     handshake_timeout: float | None = _setting(10.0, "seconds to complete the WebSocket handshake")
@@ -334,6 +336,15 @@ def check_settings(settings: Settings) -> None:
     """Rules that span several settings; raise ConfigError naming them."""
     if settings.broker != "memory" and not settings.broker.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"setting 'broker': {settings.broker!r} is not 'memory' or a redis:// URL")
+    if settings.workers < 1:
+        raise ConfigError("setting 'workers' must be at least 1")
+    if settings.workers > 1 and settings.broker == "memory":
+        raise ConfigError(
+            "setting 'workers' > 1 needs a Redis broker (--broker redis://HOST:PORT/DB): worker processes share"
+            " publications, history and presence only through it"
+        )
+    if settings.workers > 1 and 0 in (settings.port, settings.api_port):
+        raise ConfigError("setting 'workers' > 1 needs fixed ports: every worker binds the same 'port' and 'api_port'")
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("settings 'tls_cert' and 'tls_key' go together: set both or neither")
     if settings.dev and not settings.insecure and not _is_loopback_host(settings.host):

@@ -95,7 +95,9 @@ class Server:
             handle_signals=False,
         )
         await self._api_runner.setup()
-        site = web.TCPSite(self._api_runner, settings.api_host, settings.api_port)
+        site = web.TCPSite(
+            self._api_runner, settings.api_host, settings.api_port, reuse_port=settings.reuse_port or None
+        )
         await site.start()
         self.api_port = self._api_runner.addresses[0][1]
         self.started.set()

@@ -265,6 +265,7 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
         self._healthy = False
         self._on_health = on_health
+        self._health_changed = asyncio.Event()
 
     def set_handler(self, handler: BrokerHandler) -> None:
         self._handler = handler
@@ -321,7 +322,7 @@ class RedisBroker:
             await asyncio.sleep(secrets.SystemRandom().uniform(0, min(10.0, 0.1 * 2**attempt)))
             attempt += 1
             try:
-                await self._pubsub.reset()
+                await self._pubsub.aclose()
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 await self._pubsub.subscribe(self._keys.control, *(self._keys.pubsub(c) for c in self._channels))
             except RedisError as exc:
@@ -330,8 +331,15 @@ class RedisBroker:
             self._set_health(True)
             return
 
+    async def wait_health(self, healthy: bool) -> None:
+        """Return once the broker's health is `healthy` (for probes and tests)."""
+        while self._healthy != healthy:
+            self._health_changed.clear()
+            await self._health_changed.wait()
+
     def _set_health(self, healthy: bool) -> None:
         self._healthy = healthy
+        self._health_changed.set()
         if self._on_health is not None:
             self._on_health(healthy)
 

@@ -6,6 +6,7 @@ needs `Authorization: apikey KEY`; with none, only loopback clients are answered
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -285,6 +286,7 @@ class HttpApi:
         return json_response(
             {
                 "version": SERVER_VERSION,
+                "pid": os.getpid(),
                 "uptime": round(time.time() - self.started_at, 3),
                 "development_mode": hub.settings.development_mode,
                 "connections": len(hub.sessions),

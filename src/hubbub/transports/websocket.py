@@ -210,6 +210,7 @@ class WebSocketEndpoint:
             ping_interval=settings.ping_interval,
             ping_timeout=settings.ping_timeout,
             server_header="hubbub",
+            reuse_port=settings.reuse_port or None,
         )
         return self.server
 

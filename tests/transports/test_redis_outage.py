@@ -1,0 +1,48 @@
+"""Redis goes away and comes back: connections stay, readiness says so, publishes fail loudly."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import OpenRaw, StartServer
+from tests.redis_server import free_port, redis_server
+
+
+async def ready_status(http: aiohttp.ClientSession, api_url: str) -> int:
+    async with http.get(f"{api_url}/health/ready") as response:
+        return response.status
+
+
+async def test_redis_outage_and_return(
+    start_server: StartServer, open_raw: OpenRaw, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    port = free_port()
+    with redis_server(tmp_path / "first", port) as url:
+        server = await start_server(broker=url, redis_prefix=f"test-{uuid.uuid4().hex}")
+        client = await open_raw(server)
+        await client.ok("subscribe", {"channel": "news"})
+        await client.ok("publish", {"channel": "news", "data": "before"})
+        assert (await client.next_publication())["data"] == "before"
+        assert await ready_status(http, server.api_url) == 200
+    # Redis is down now.
+    broker = server.hub.broker  # type: ignore[union-attr]
+    await asyncio.wait_for(broker.wait_health(False), 10)  # type: ignore[attr-defined]
+    assert await ready_status(http, server.api_url) == 503
+    reply = await client.call("publish", {"channel": "news", "data": "during"})
+    assert reply["error"]["code"] == 100 and reply["error"]["temporary"] is True  # never a silent drop
+    async with http.post(f"{server.api_url}/api/publish", json={"channel": "news", "data": "during"}) as response:
+        assert response.status == 500 and (await response.json())["error"]["code"] == 100
+    assert await client.ok("ping") == {}  # the WebSocket connection stayed
+    with redis_server(tmp_path / "second", port):
+        await asyncio.wait_for(broker.wait_health(True), 30)  # it reconnects with backoff
+        assert await ready_status(http, server.api_url) == 200
+        async with asyncio.timeout(10):
+            while True:  # the first command after the outage may meet a stale pooled connection
+                reply = await client.call("publish", {"channel": "news", "data": "after"})
+                if "error" not in reply:
+                    break
+        assert (await client.next_publication())["data"] == "after"
