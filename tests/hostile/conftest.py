@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+
 from bench.process import ServerProcess
 
 SpawnServer = Callable[..., Awaitable[ServerProcess]]

@@ -9,8 +9,8 @@ import asyncio
 import zlib
 
 import aiohttp
-from bench.process import ServerProcess
 
+from bench.process import ServerProcess
 from tests.conftest import OpenRaw, RawClient
 from tests.hostile.conftest import SpawnServer
 from tests.wire import BareWebSocket, client_frame

@@ -18,6 +18,7 @@ from tests.redis_server import free_port
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+HAPROXY_PRESENT = os.path.exists(HAPROXY)
 TOTAL = 300
 # History long enough to cover the outage: recovery must not depend on how fast clients come back.
 NAMESPACES = '{"default": {"history_size": 1000, "history_ttl": 600, "presence": true, "publish": "anyone"}}'
@@ -25,7 +26,7 @@ NAMESPACES = '{"default": {"history_size": 1000, "history_ttl": 600, "presence":
 
 @contextlib.asynccontextmanager
 async def haproxy(bind_port: int, node_ports: list[int]):  # type: ignore[no-untyped-def]
-    if not os.path.exists(HAPROXY):
+    if not HAPROXY_PRESENT:
         pytest.fail("haproxy is missing: install Debian's haproxy package (.ci/run does)")
     env = {**os.environ, "HUBBUB_BIND": f"127.0.0.1:{bind_port}"}
     for number, port in enumerate(node_ports, start=1):
