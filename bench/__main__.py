@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from bench import ticker
+from bench import cluster, ticker
 
 
 def main() -> int:
@@ -20,9 +20,17 @@ def main() -> int:
     feed.add_argument("--slow-fraction", type=float, default=0.1)
     feed.add_argument("--slow-read-bytes", type=float, default=4096.0, help="bytes/s a slow reader reads")
     feed.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    nodes = scenarios.add_parser("cluster", help="1 process against 2 workers + Redis: cross-node latency, fan-out")
+    nodes.add_argument("--readers", type=int, default=1000)
+    nodes.add_argument("--light-rate", type=float, default=20.0, help="publications/s for the latency run")
+    nodes.add_argument("--heavy-rate", type=float, default=1000.0, help="publications/s for the throughput run")
+    nodes.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    nodes.add_argument("--batch", type=int, default=20, help="publications per request in the throughput run")
     args = parser.parse_args()
     if args.scenario == "ticker":
         return asyncio.run(ticker.run(args))
+    if args.scenario == "cluster":
+        return asyncio.run(cluster.run(args))
     return 2
 
 

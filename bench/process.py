@@ -7,11 +7,16 @@ import contextlib
 import os
 import re
 import shutil
+import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
+REDIS_SERVER = shutil.which("redis-server")
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -21,19 +26,31 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (the workers of `--workers`)."""
+    total = cpu_seconds(pid)
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                for child in children.read().split():
+                    with contextlib.suppress(OSError):
+                        total += tree_cpu_seconds(int(child))
+    return total
+
+
 class CpuMeter:
-    """CPU used by the server and by this load generator since construction, as core fractions."""
+    """CPU used by the server (with its workers) and by this load generator, as core fractions."""
 
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
         self.started = asyncio.get_running_loop().time()
-        self.server = cpu_seconds(server_pid)
+        self.server = tree_cpu_seconds(server_pid)
         self.own = cpu_seconds()
 
     def read(self) -> dict[str, float]:
         elapsed = asyncio.get_running_loop().time() - self.started
         return {
-            "server_cpu": (cpu_seconds(self.server_pid) - self.server) / elapsed,
+            "server_cpu": (tree_cpu_seconds(self.server_pid) - self.server) / elapsed,
             "loadgen_cpu": (cpu_seconds() - self.own) / elapsed,
         }
 
@@ -106,3 +123,52 @@ class ServerProcess:
             if process.returncode is None:
                 process.terminate()  # the process this function started, by its handle
                 await process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path, port: int | None = None) -> Iterator[str]:
+    """Yield redis://127.0.0.1:PORT/0 for a server this function started and stops."""
+    if REDIS_SERVER is None:
+        raise FileNotFoundError("redis-server is not installed (Debian package redis-server)")
+    port = port or free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            REDIS_SERVER,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # wait until it accepts connections (bounded)
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as connection:
+                    connection.sendall(b"PING\r\n")
+                    if connection.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)  # polling a process we started, bounded by the deadline
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()  # the process this function started, by its handle
+        process.wait(timeout=10)

@@ -24,8 +24,9 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from hubbub.backends.base import BrokerHandler, HistoryPage, StoredPublication, StreamTop
@@ -88,8 +89,21 @@ class RedisKeys:
         return f"{self.prefix}:control"
 
 
+MAX_REDIS_CONNECTIONS = 64
+
+
 def connect(url: str) -> Redis:
-    return Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15)
+    """A client whose pool waits for a free connection (up to 10 s) instead of failing at once:
+    a reconnect storm makes many subscribes at the same moment."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_REDIS_CONNECTIONS,
+        timeout=10,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=15,
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
 class RedisHistory:
@@ -266,6 +280,8 @@ class RedisBroker:
         self._healthy = False
         self._on_health = on_health
         self._health_changed = asyncio.Event()
+        self._pubsub_prefix = self._keys.pubsub("").encode()
+        self._control_name = self._keys.control.encode()
 
     def set_handler(self, handler: BrokerHandler) -> None:
         self._handler = handler
@@ -295,23 +311,27 @@ class RedisBroker:
         await self._pubsub.unsubscribe(self._keys.pubsub(channel))
 
     async def _read_forever(self) -> None:
-        prefix = self._keys.pubsub("").encode()
-        control = self._keys.control.encode()
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
+                # Hand over everything already received before waiting again, so publications that
+                # arrive together fan out in one loop turn and each outbox coalesces them.
+                while message is not None:
+                    self._dispatch(message)
+                    message = await self._pubsub.get_message(timeout=0)  # None when nothing is buffered
             except RedisError as exc:
                 await self._reconnect(exc)
-                continue
-            if message is None or self._handler is None:
-                continue
-            name, payload = message["channel"], message["data"]
-            if name == control:
-                self._handler.on_control(payload)
-            elif name.startswith(prefix):
-                head, _, frame = payload.partition(b"\n")
-                offset = None if head == b"-" else int(head)
-                self._handler.on_channel_message(name[len(prefix) :].decode(), offset, frame)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if self._handler is None:
+            return
+        name, payload = message["channel"], message["data"]
+        if name == self._control_name:
+            self._handler.on_control(payload)
+        elif name.startswith(self._pubsub_prefix):
+            head, _, frame = payload.partition(b"\n")
+            offset = None if head == b"-" else int(head)
+            self._handler.on_channel_message(name[len(self._pubsub_prefix) :].decode(), offset, frame)
 
     async def _reconnect(self, error: Exception) -> None:
         """Report not-ready, then resubscribe with exponential backoff and full jitter."""
