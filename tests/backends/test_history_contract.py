@@ -200,3 +200,17 @@ async def test_stored_publications_counts_what_is_kept(store: HistoryStore) -> N
     await append(store, "b", 2)
     await store.sync()
     assert store.stored_publications == 7
+
+
+async def test_append_many_is_appends_in_order(store: HistoryStore) -> None:
+    from hubbub.backends.base import Append
+
+    tops = await store.append_many(
+        [Append("a", b"1", None, 10, 60), Append("b", b"1", None, 10, 60), Append("a", b"2", b'{"u":1}', 10, 60)]
+    )
+    assert [t.offset for t in tops] == [1, 1, 2]
+    assert tops[0].epoch == tops[2].epoch == (await store.top("a")).epoch
+    assert [(p.offset, p.data, p.info) for p in (await store.read("a")).publications] == [
+        (1, b"1", None),
+        (2, b"2", b'{"u":1}'),
+    ]

@@ -97,7 +97,7 @@ async def test_redis_broker_fans_out_between_nodes_in_order(redis_url: str) -> N
         await nodes[1].subscribe("news")
         for offset in range(1, 51):
             await nodes[0].publish("news", offset, b'{"push":%d}' % offset)
-        await nodes[0].publish("elsewhere", None, b"not for node 1")
+        await nodes[0].publish_many([("elsewhere", None, b"not for node 1")])
         await nodes[0].publish("news", None, b"join")
         received = [await asyncio.wait_for(recorders[1].messages.get(), 5) for _ in range(51)]
         assert received[:50] == [("news", n, b'{"push":%d}' % n) for n in range(1, 51)]

@@ -28,6 +28,17 @@ class StreamTop:
 
 
 @dataclass(frozen=True, slots=True)
+class Append:
+    """One publication to store: see HistoryStore.append."""
+
+    channel: str
+    data: bytes
+    info: bytes | None
+    size: int
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryPage:
     publications: list[StoredPublication]
     top: StreamTop
@@ -44,6 +55,11 @@ class HistoryStore(Protocol):
     """
 
     async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop: ...
+
+    async def append_many(self, items: list[Append]) -> list[StreamTop]:
+        """Several appends, applied in list order, as one operation where the store can (one Redis
+        round trip): a batch then reaches subscribers together and coalesces."""
+        ...
 
     async def read(
         self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False
@@ -96,6 +112,10 @@ class Broker(Protocol):
         ...
 
     async def publish(self, channel: str, offset: int | None, frame: bytes) -> None: ...
+
+    async def publish_many(self, messages: list[tuple[str, int | None, bytes]]) -> None:
+        """Several publish() calls, in order, in one operation where the broker can."""
+        ...
 
     async def publish_control(self, message: bytes) -> None: ...
 

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hubbub.backends.base import BrokerHandler, HistoryPage, StoredPublication, StreamTop
+from hubbub.backends.base import Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
 
 Clock = Callable[[], float]
 
@@ -46,6 +46,10 @@ class MemoryBroker:
     async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
         if self._handler is not None:
             self._handler.on_channel_message(channel, offset, frame)
+
+    async def publish_many(self, messages: list[tuple[str, int | None, bytes]]) -> None:
+        for channel, offset, frame in messages:
+            await self.publish(channel, offset, frame)
 
     async def publish_control(self, message: bytes) -> None:
         if self._handler is not None:
@@ -106,6 +110,9 @@ class MemoryHistory:
             self._count -= 1
         self._expire(stream)
         return StreamTop(stream.offset, stream.epoch)
+
+    async def append_many(self, items: list[Append]) -> list[StreamTop]:
+        return [await self.append(i.channel, i.data, i.info, size=i.size, ttl=i.ttl) for i in items]
 
     async def read(
         self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False

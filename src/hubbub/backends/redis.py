@@ -29,7 +29,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from hubbub.backends.base import BrokerHandler, HistoryPage, StoredPublication, StreamTop
+from hubbub.backends.base import Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
 from hubbub.backends.memory import Clock, epoch_for
 
 log = logging.getLogger("hubbub.redis")
@@ -149,6 +149,30 @@ class RedisHistory:
         top, epoch, length = await self._append(keys=keys, args=args)
         self._lengths[channel] = int(length)
         return StreamTop(int(top), epoch.decode())
+
+    async def append_many(self, items: list[Append]) -> list[StreamTop]:
+        """All appends of a batch in one pipeline: one round trip, applied in order."""
+        salt = await self._get_salt()
+        now = self._clock()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for item in items:
+                keys = [self._keys.channel(item.channel, "meta"), self._keys.channel(item.channel, "stream")]
+                args: list[bytes | str | int] = [
+                    epoch_for(salt, item.channel),
+                    item.size,
+                    item.data,
+                    item.info or b"",
+                    repr(now + item.ttl),
+                    max(1, int(item.ttl)),
+                    META_TTL,
+                ]
+                await self._append(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        tops = []
+        for item, (top, epoch, length) in zip(items, replies, strict=True):
+            self._lengths[item.channel] = int(length)
+            tops.append(StreamTop(int(top), epoch.decode()))
+        return tops
 
     async def read(
         self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False
@@ -298,6 +322,13 @@ class RedisBroker:
     async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
         head = b"-" if offset is None else b"%d" % offset
         await self._redis.publish(self._keys.pubsub(channel), head + b"\n" + frame)
+
+    async def publish_many(self, messages: list[tuple[str, int | None, bytes]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, offset, frame in messages:
+                head = b"-" if offset is None else b"%d" % offset
+                pipe.publish(self._keys.pubsub(channel), head + b"\n" + frame)
+            await pipe.execute()
 
     async def publish_control(self, message: bytes) -> None:
         await self._redis.publish(self._keys.control, message)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from hubbub.backends.base import HistoryPage, StoredPublication, StreamTop
+from hubbub.backends.base import Append, HistoryPage, StoredPublication, StreamTop
 from hubbub.backends.memory import Clock, epoch_for, new_salt
 
 log = logging.getLogger("hubbub.history.sqlite")
@@ -150,6 +150,10 @@ class SqliteHistory:
             self._submit_scheduled = True
             asyncio.get_running_loop().call_soon(self._submit)
         return top
+
+    async def append_many(self, items: list[Append]) -> list[StreamTop]:
+        """Offsets are assigned in memory and rows written behind: already one operation."""
+        return [await self.append(i.channel, i.data, i.info, size=i.size, ttl=i.ttl) for i in items]
 
     def _submit(self) -> None:
         """Hand pending rows to the writer thread (FIFO: before any read submitted later)."""

@@ -8,6 +8,7 @@ many subscribers and nodes receive it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -20,7 +21,7 @@ import msgspec
 from msgspec import Raw
 
 from hubbub import protocol
-from hubbub.backends.base import Broker, HistoryStore, PresenceStore, StoredPublication
+from hubbub.backends.base import Append, Broker, HistoryStore, PresenceStore, StoredPublication
 from hubbub.config import DEFAULT_NAMESPACE, NamespaceOptions, Settings
 from hubbub.core.channels import ChannelRules
 from hubbub.core.outbox import Flusher, Outbox
@@ -213,6 +214,58 @@ class Hub:
         if durable:
             await self.history_store.sync()
         return protocol.PublishResult(offset=top.offset, epoch=top.epoch)
+
+    async def publish_many(
+        self, publications: list[tuple[str, Raw]], *, durable: bool = False
+    ) -> list[protocol.PublishResult]:
+        """Publish a batch (server API): one history operation and one broker operation for all, so
+        over Redis the batch reaches every node together and each subscriber gets one frame.
+
+        Every channel is checked before anything is published. Order is kept per channel.
+        """
+        resolved = [(channel, data, self.rules.resolve(channel)) for channel, data in publications]
+        stats = self.stats
+        for channel, data, _ in resolved:
+            namespace = namespace_of(channel)
+            stats.messages_in[namespace] += 1
+            stats.bytes_in[namespace] += len(data)
+            stats.channel_publications[channel] += 1
+        async with contextlib.AsyncExitStack() as locks:
+            for channel in sorted({channel for channel, _, options in resolved if options.keeps_history}):
+                await locks.enter_async_context(self._publish_lock(channel))
+            appends = [
+                Append(channel, bytes(data), None, options.history_size, options.history_ttl)
+                for channel, data, options in resolved
+                if options.keeps_history
+            ]
+            try:
+                tops = iter(await self.history_store.append_many(appends) if appends else [])
+            except Exception as exc:
+                log.warning("history append of a batch failed: %s", exc)
+                raise CommandError(ErrorCode.INTERNAL, "history unavailable: retry later") from None
+            messages: list[tuple[str, int | None, bytes]] = []
+            results = []
+            for channel, data, options in resolved:
+                if options.keeps_history:
+                    top = next(tops)
+                    publication = protocol.Publication(data=data, offset=top.offset)
+                    results.append(protocol.PublishResult(offset=top.offset, epoch=top.epoch))
+                else:
+                    publication = protocol.Publication(data=data)
+                    results.append(protocol.PublishResult())
+                messages.append((channel, publication.offset, protocol.encode_publication_push(channel, publication)))
+            started = time.perf_counter()
+            try:
+                await self.broker.publish_many(messages)
+            except Exception as exc:
+                stats.broker_errors += 1
+                log.warning("broker publish of a batch failed: %s", exc)
+                raise CommandError(ErrorCode.INTERNAL, "broker unavailable: retry later") from None
+            finally:
+                stats.broker_latency.observe(time.perf_counter() - started)
+        if durable:
+            await self.history_store.sync()
+        return results
 
     async def _broker_publish(self, channel: str, offset: int | None, frame: bytes) -> None:
         started = time.perf_counter()

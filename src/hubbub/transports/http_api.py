@@ -213,10 +213,7 @@ class HttpApi:
                 ErrorCode.LIMIT_EXCEEDED, f"at most {self.hub.settings.max_channels_per_connection} channels"
             )
         data = protocol.validate_json(bytes(body.data))
-        for channel in body.channels:  # check every name before publishing anything
-            self.hub.namespace(channel)
-        results = [await self.hub.publish(channel, data) for channel in body.channels]
-        await self.hub.history_store.sync()
+        results = await self.hub.publish_many([(channel, data) for channel in body.channels], durable=True)
         return json_response({"results": results})
 
     async def batch(self, request: web.Request) -> web.Response:
@@ -225,10 +222,7 @@ class HttpApi:
         if len(body.publications) > MAX_BATCH:
             raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"at most {MAX_BATCH} publications per batch")
         checked = [(p.channel, protocol.validate_json(bytes(p.data))) for p in body.publications]
-        for channel, _ in checked:  # check every name before publishing anything
-            self.hub.namespace(channel)
-        results = [await self.hub.publish(channel, data) for channel, data in checked]
-        await self.hub.history_store.sync()
+        results = await self.hub.publish_many(checked, durable=True)  # checks every channel first
         return json_response({"results": results})
 
     async def send(self, request: web.Request) -> web.Response:
