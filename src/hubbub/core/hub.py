@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -191,11 +191,7 @@ class Hub:
         """Store (when the namespace keeps history) and fan out. With `durable`, return only once
         the publication is on disk; otherwise once history reads see it."""
         options = self.rules.resolve(channel)
-        namespace = namespace_of(channel)
-        stats = self.stats
-        stats.messages_in[namespace] += 1
-        stats.bytes_in[namespace] += len(data)
-        stats.channel_publications[channel] += 1
+        self._count_publication(channel, data)
         if not options.keeps_history:
             frame = protocol.encode_publication_push(channel, protocol.Publication(data=data, info=publisher))
             await self._broker_publish(channel, None, frame)
@@ -224,12 +220,8 @@ class Hub:
         Every channel is checked before anything is published. Order is kept per channel.
         """
         resolved = [(channel, data, self.rules.resolve(channel)) for channel, data in publications]
-        stats = self.stats
         for channel, data, _ in resolved:
-            namespace = namespace_of(channel)
-            stats.messages_in[namespace] += 1
-            stats.bytes_in[namespace] += len(data)
-            stats.channel_publications[channel] += 1
+            self._count_publication(channel, data)
         async with contextlib.AsyncExitStack() as locks:
             for channel in sorted({channel for channel, _, options in resolved if options.keeps_history}):
                 await locks.enter_async_context(self._publish_lock(channel))
@@ -254,26 +246,29 @@ class Hub:
                     publication = protocol.Publication(data=data)
                     results.append(protocol.PublishResult())
                 messages.append((channel, publication.offset, protocol.encode_publication_push(channel, publication)))
-            started = time.perf_counter()
-            try:
-                await self.broker.publish_many(messages)
-            except Exception as exc:
-                stats.broker_errors += 1
-                log.warning("broker publish of a batch failed: %s", exc)
-                raise CommandError(ErrorCode.INTERNAL, "broker unavailable: retry later") from None
-            finally:
-                stats.broker_latency.observe(time.perf_counter() - started)
+            await self._to_broker(self.broker.publish_many(messages), f"a batch of {len(messages)}")
         if durable:
             await self.history_store.sync()
         return results
 
+    def _count_publication(self, channel: str, data: Raw) -> None:
+        stats = self.stats
+        namespace = namespace_of(channel)
+        stats.messages_in[namespace] += 1
+        stats.bytes_in[namespace] += len(data)
+        stats.channel_publications[channel] += 1
+
     async def _broker_publish(self, channel: str, offset: int | None, frame: bytes) -> None:
+        await self._to_broker(self.broker.publish(channel, offset, frame), channel)
+
+    async def _to_broker(self, publishing: Awaitable[None], what: str) -> None:
+        """Await a broker publish, timed; a failure becomes a temporary error, never a silent drop."""
         started = time.perf_counter()
         try:
-            await self.broker.publish(channel, offset, frame)
+            await publishing
         except Exception as exc:
             self.stats.broker_errors += 1
-            log.warning("broker publish to %s failed: %s", channel, exc)
+            log.warning("broker publish of %s failed: %s", what, exc)
             raise CommandError(ErrorCode.INTERNAL, "broker unavailable: retry later") from None
         finally:
             self.stats.broker_latency.observe(time.perf_counter() - started)
