@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hubbub import config
@@ -116,7 +116,21 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings)
     if settings.workers > 1:
         return _run_workers(settings)
-    return asyncio.run(_run_server(settings))
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        return runner.run(_run_server(settings))
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop `event_loop` asks for; None = asyncio's default."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise HubbubError("setting 'event_loop' is uvloop but the uvloop package is not installed") from None
+        return None
+    return uvloop.new_event_loop
 
 
 def _run_workers(settings: config.Settings) -> int:

@@ -158,6 +158,7 @@ class Settings:
     shutdown_timeout: float = _setting(10.0, "seconds to drain connections on SIGINT/SIGTERM")
     log_level: str = _setting("info", "debug, info, warning or error")
     log_format: str = _setting("text", "text (human) or json (one object per line)")
+    event_loop: str = _setting("asyncio", "asyncio, uvloop (needs the uvloop package), or auto (uvloop when installed)")
     admin_interval: float = _setting(1.0, "seconds between the admin view's samples")
     namespaces: Mapping[str, NamespaceOptions] = field(
         default_factory=_default_namespaces,
@@ -270,6 +271,9 @@ def _validate(values: dict[str, Any]) -> None:
     log_format = values.get("log_format")
     if log_format is not None and log_format not in ("text", "json"):
         raise ConfigError(f"setting 'log_format': {log_format!r} is not one of text, json")
+    loop = values.get("event_loop")
+    if loop is not None and loop not in ("asyncio", "uvloop", "auto"):
+        raise ConfigError(f"setting 'event_loop': {loop!r} is not one of asyncio, uvloop, auto")
     level = values.get("log_level")
     if level is not None and level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"setting 'log_level': {level!r} is not one of debug, info, warning, error")

@@ -1,18 +1,21 @@
 """Outbox: coalescing, batch cap, slow-consumer cut, conflation under backpressure."""
 
-from hubbub.core.outbox import Flusher, Outbox
+from hubbub.core.outbox import Flusher, Outbox, TurnBatch
 from tests.helpers import ManualLoop, RecordingSink
 
 
 def make_outbox(
-    max_bytes: int = 10_000, max_batch_bytes: int = 1_000
+    max_bytes: int = 10_000,
+    max_batch_bytes: int = 1_000,
+    flusher: Flusher | None = None,
+    loop: ManualLoop | None = None,
 ) -> tuple[Outbox, RecordingSink, ManualLoop, list[str]]:
-    loop = ManualLoop()
+    loop = loop or ManualLoop()
     sink = RecordingSink()
     overflows: list[str] = []
     outbox = Outbox(
         sink,
-        Flusher(loop.call_soon),
+        flusher or Flusher(loop.call_soon),
         max_bytes=max_bytes,
         max_batch_bytes=max_batch_bytes,
         on_overflow=lambda: overflows.append("slow"),
@@ -116,3 +119,80 @@ def test_flusher_slices_large_flushes_across_loop_turns() -> None:
     assert [len(s.frames) for s in sinks] == [1, 1, 0, 0, 0]
     loop.run_ready()
     assert [len(s.frames) for s in sinks] == [1, 1, 1, 1, 1]
+
+
+def batch_pair(max_bytes: int = 10_000) -> tuple[Flusher, ManualLoop, list[tuple[Outbox, RecordingSink, list[str]]]]:
+    loop = ManualLoop()
+    flusher = Flusher(loop.call_soon)
+    pairs = []
+    for _ in range(2):
+        outbox, sink, _, overflows = make_outbox(max_bytes=max_bytes, flusher=flusher, loop=loop)
+        pairs.append((outbox, sink, overflows))
+    return flusher, loop, pairs
+
+
+def test_a_turn_batch_carries_later_messages_and_is_framed_once() -> None:
+    """Messages added to a queued batch in the same turn reach every holder, as one shared payload."""
+    flusher, loop, pairs = batch_pair()
+    batch = flusher.open_batch(b"1")
+    for outbox, _, _ in pairs:
+        outbox.push_batch(batch)
+    batch.add(b"2")
+    batch.add(b"3")
+    loop.run_ready()
+    first, second = pairs[0][1].frames, pairs[1][1].frames
+    assert first == [b"1\n2\n3"]
+    assert first[0] is second[0]
+    assert batch.closed
+
+
+def test_the_flusher_closes_batches_of_past_turns() -> None:
+    """A batch is frozen once the flusher ran, even for an outbox that could not write."""
+    flusher, loop, pairs = batch_pair()
+    pairs[0][1].paused = True
+    batch = flusher.open_batch(b"1")
+    pairs[0][0].push_batch(batch)
+    loop.run_ready()
+    assert batch.closed and pairs[0][1].frames == []
+
+
+def test_batch_growth_counts_against_the_budget() -> None:
+    """A backed-up reader holding a batch that grew past its budget is cut at the next flush."""
+    flusher, loop, pairs = batch_pair(max_bytes=100)
+    outbox, sink, overflows = pairs[0]
+    sink.paused = True
+    batch = flusher.open_batch(b"x" * 10)
+    outbox.push_batch(batch)
+    for _ in range(20):
+        batch.add(b"x" * 10)
+    assert overflows == []
+    loop.run_ready()
+    assert overflows == ["slow"] and outbox.closed
+
+
+def test_mixed_entries_keep_their_order() -> None:
+    """Replies and batches queued in one turn leave in the order they were queued."""
+    flusher, loop, pairs = batch_pair()
+    outbox, sink, _ = pairs[0]
+    outbox.push(b"reply")
+    batch = flusher.open_batch(b"p1")
+    outbox.push_batch(batch)
+    batch.add(b"p2")
+    outbox.push(b"push")
+    loop.run_ready()
+    assert sink.frames == [b"reply\np1\np2\npush"]
+
+
+def test_large_batches_are_split_at_max_batch_bytes() -> None:
+    """A batch bigger than max_batch_bytes leaves as several frames, every message once."""
+    loop = ManualLoop()
+    flusher = Flusher(loop.call_soon)
+    outbox, sink, _, _ = make_outbox(max_batch_bytes=100, flusher=flusher, loop=loop)
+    messages = [b"%02d" % i + b"z" * 28 for i in range(10)]
+    batch: TurnBatch = flusher.open_batch(messages[0])
+    outbox.push_batch(batch)
+    for message in messages[1:]:
+        batch.add(message)
+    loop.run_ready()
+    assert len(sink.frames) > 1 and all(len(frame) <= 100 for frame in sink.frames)
+    assert b"\n".join(sink.frames).split(b"\n") == messages

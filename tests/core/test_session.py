@@ -73,13 +73,50 @@ async def test_publication_reaches_every_subscriber_once(hub: Hub, loop: ManualL
 
 
 async def test_publication_is_encoded_once_for_all_subscribers(hub: Hub, loop: ManualLoop) -> None:
-    """Every subscriber's outbox holds the very same bytes object (encode once)."""
+    """Every subscriber's frame is the very same bytes object (encoded and joined once)."""
     drivers = [await connected(hub, loop) for _ in range(3)]
     for driver in drivers:
         await driver.ok("subscribe", {"channel": "news"})
     await hub.publish("news", protocol.Raw(b"1"))
-    queued = [d.session.outbox._pending[-1] for d in drivers]
-    assert queued[0] is queued[1] is queued[2]
+    await hub.publish("news", protocol.Raw(b"2"))
+    loop.run_ready()
+    frames = [d.sink.frames[-1] for d in drivers]
+    assert frames[0] is frames[1] is frames[2]
+    assert [p["data"] for p in drivers[0].sink.pushes()] == [1, 2]
+
+
+async def handle_unflushed(driver: Driver, method: str, params: dict[str, Any]) -> None:
+    """Run a command without ending the loop turn (no flush), as when frames arrive together."""
+    driver._ids += 1
+    for command in protocol.decode_frame(protocol.encode({"id": driver._ids, method: params})):
+        await driver.session.handle(command)
+
+
+async def test_subscriber_joining_mid_turn_gets_only_later_messages(hub: Hub, loop: ManualLoop) -> None:
+    """A batch opened before a join is not extended to the newcomer; the next message is."""
+    early, late = await connected(hub, loop), await connected(hub, loop)
+    await early.ok("subscribe", {"channel": "news"})
+    await hub.publish("news", protocol.Raw(b"1"))
+    await handle_unflushed(late, "subscribe", {"channel": "news"})
+    await hub.publish("news", protocol.Raw(b"2"))
+    await hub.publish("news", protocol.Raw(b"3"))
+    loop.run_ready()
+    assert [p["data"] for p in early.sink.pushes()] == [1, 2, 3]
+    assert [p["data"] for p in late.sink.pushes()] == [2, 3]
+    assert late.sink.pushes()[0]["offset"] == late.sink.reply(late._ids)["subscribe"]["offset"] + 1
+
+
+async def test_subscriber_leaving_mid_turn_gets_nothing_after(hub: Hub, loop: ManualLoop) -> None:
+    """Messages published after an unsubscribe in the same turn do not reach the leaver."""
+    stays, leaves = await connected(hub, loop), await connected(hub, loop)
+    await stays.ok("subscribe", {"channel": "news"})
+    await leaves.ok("subscribe", {"channel": "news"})
+    await hub.publish("news", protocol.Raw(b"1"))
+    await handle_unflushed(leaves, "unsubscribe", {"channel": "news"})
+    await hub.publish("news", protocol.Raw(b"2"))
+    loop.run_ready()
+    assert [p["data"] for p in stays.sink.pushes()] == [1, 2]
+    assert [p["data"] for p in leaves.sink.pushes()] == [1]
 
 
 async def test_command_before_connect_is_refused(hub: Hub, loop: ManualLoop) -> None:

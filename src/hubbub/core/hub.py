@@ -24,7 +24,7 @@ from hubbub import protocol
 from hubbub.backends.base import Append, Broker, HistoryStore, PresenceStore, StoredPublication
 from hubbub.config import DEFAULT_NAMESPACE, NamespaceOptions, Settings
 from hubbub.core.channels import ChannelRules
-from hubbub.core.outbox import Flusher, Outbox
+from hubbub.core.outbox import Flusher, Outbox, TurnBatch
 from hubbub.core.stats import Stats
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode
 
@@ -45,6 +45,8 @@ class ChannelSubscribers:
     catching_up: dict[str, list[tuple[int | None, bytes]]] = field(default_factory=dict)
     # Set once the broker subscription for this channel is in place.
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # This loop turn's messages, queued by reference in every live outbox (see outbox.py).
+    batch: TurnBatch | None = None
 
     def __len__(self) -> int:
         return len(self.live) + len(self.catching_up)
@@ -126,6 +128,7 @@ class Hub:
             subscribers = self.channels.get(channel)
             if subscribers is not None:
                 subscribers.live.pop(session.client_id, None)
+                subscribers.batch = None  # the next message opens a batch for those who stay
                 subscribers.catching_up.pop(session.client_id, None)
 
     async def remove_session(self, session: Session) -> None:
@@ -150,11 +153,17 @@ class Hub:
         stats.messages_out[subscribers.namespace] += len(live)
         stats.bytes_out[subscribers.namespace] += len(live) * (len(frame) + 1)
         if subscribers.conflate:
-            for outbox in subscribers.live.values():
+            for outbox in live.values():
                 outbox.push_latest(channel, frame)
-        else:
-            for outbox in subscribers.live.values():
-                outbox.push(frame)
+            return
+        batch = subscribers.batch
+        if batch is not None and not batch.closed:
+            batch.add(frame)  # every live outbox holds this batch already
+            return
+        if live:
+            batch = subscribers.batch = self.flusher.open_batch(frame)
+            for outbox in live.values():
+                outbox.push_batch(batch)
 
     def on_control(self, message: bytes) -> None:
         control = msgspec.json.decode(message, type=Control)
@@ -325,6 +334,7 @@ class Hub:
             if offset is None or last_offset is None or offset > last_offset:
                 outbox.push(frame)
         subscribers.live[session.client_id] = outbox
+        subscribers.batch = None  # a batch opened before the join is not this subscriber's
 
     async def _position(
         self, channel: str, options: NamespaceOptions, since: protocol.StreamPosition | None
@@ -384,6 +394,7 @@ class Hub:
         subscribers = self.channels.get(channel)
         if subscribers is not None:
             subscribers.live.pop(session.client_id, None)
+            subscribers.batch = None
             subscribers.catching_up.pop(session.client_id, None)
             if not subscribers:
                 del self.channels[channel]

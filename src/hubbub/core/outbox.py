@@ -4,6 +4,11 @@ The fan-out path (DESIGN.md): a publication is encoded once; each subscriber's o
 appends a reference to those bytes. The first append in a loop turn marks the outbox dirty;
 one `Flusher` callback per turn joins each dirty outbox's messages with "\\n" into one frame
 and hands it to the sink in one write. Nothing here awaits, and no task exists per message.
+
+Within one loop turn, messages of one channel go into a shared `TurnBatch`: the first message
+of the turn costs one append per subscriber, every further one a single append to the batch.
+The batch is closed (frozen) when the flusher runs, and joined once for all its subscribers, so
+their transports can share one prebuilt frame. Order is kept per channel, not across channels.
 """
 
 from __future__ import annotations
@@ -34,6 +39,32 @@ class Sink(Protocol):
         """Start the closing handshake with this close code; returns at once."""
 
 
+class TurnBatch:
+    """The messages one channel published during one loop turn, shared by its subscribers."""
+
+    __slots__ = ("_joined", "closed", "messages", "size")
+
+    def __init__(self, first: bytes) -> None:
+        self.messages = [first]
+        self.size = len(first) + 1
+        self.closed = False
+        self._joined: bytes | None = None
+
+    def add(self, data: bytes) -> None:
+        self.messages.append(data)
+        self.size += len(data) + 1
+
+    def joined(self) -> bytes:
+        """All messages as one newline-separated payload, built once; closes the batch."""
+        self.closed = True
+        if self._joined is None:
+            self._joined = b"\n".join(self.messages)
+        return self._joined
+
+
+Entry = bytes | TurnBatch
+
+
 class Flusher:
     """Runs dirty outboxes' flushes once per loop turn, at most `slice_size` per callback.
 
@@ -46,6 +77,9 @@ class Flusher:
         self._slice_size = slice_size
         self._dirty: list[Outbox] = []
         self._scheduled = False
+        self._last_pending: list[Entry] = []
+        self._last_joined = b""
+        self._open_batches: list[TurnBatch] = []
 
     def mark(self, outbox: Outbox) -> None:
         self._dirty.append(outbox)
@@ -53,19 +87,62 @@ class Flusher:
             self._scheduled = True
             self._call_soon(self.run)
 
+    def open_batch(self, first: bytes) -> TurnBatch:
+        """A batch for this turn's messages of one channel; the next flush closes it."""
+        batch = TurnBatch(first)
+        self._open_batches.append(batch)
+        if not self._scheduled:
+            self._scheduled = True
+            self._call_soon(self.run)
+        return batch
+
     def run(self) -> None:
         self._scheduled = False
+        if self._open_batches:
+            for open_batch in self._open_batches:
+                open_batch.closed = True
+            self._open_batches = []
         dirty = self._dirty
         if len(dirty) > self._slice_size:
-            batch = dirty[: self._slice_size]
+            now = dirty[: self._slice_size]
             del dirty[: self._slice_size]
             self._scheduled = True
             self._call_soon(self.run)
         else:
-            batch = dirty
+            now = dirty
             self._dirty = []
-        for outbox in batch:
+        for outbox in now:
             outbox.flush()
+        self._last_pending = []  # hold no messages past the turn
+        self._last_joined = b""
+
+    def joined(self, pending: list[Entry]) -> bytes:
+        """The pending entries as one newline-separated payload, shared when possible.
+
+        A lone batch is joined once for all its subscribers. Otherwise consecutive outboxes
+        holding the same entries (list equality is a pointer comparison per entry) share the
+        bytes too. Shared bytes let the transport reuse one prebuilt frame (docs/benchmarks.md).
+        """
+        if len(pending) == 1:
+            only = pending[0]
+            return only if isinstance(only, bytes) else only.joined()
+        if pending == self._last_pending:
+            return self._last_joined
+        joined = b"\n".join(flatten(pending))
+        self._last_pending = pending
+        self._last_joined = joined
+        return joined
+
+
+def flatten(entries: list[Entry]) -> list[bytes]:
+    messages: list[bytes] = []
+    for entry in entries:
+        if isinstance(entry, bytes):
+            messages.append(entry)
+        else:
+            entry.closed = True
+            messages.extend(entry.messages)
+    return messages
 
 
 class Outbox:
@@ -78,6 +155,7 @@ class Outbox:
 
     __slots__ = (
         "_budget",
+        "_counted",
         "_drops",
         "_flusher",
         "_latest",
@@ -105,8 +183,9 @@ class Outbox:
         self._drops: Counter[str] = drops if drops is not None else Counter()
         self._sink = sink
         self._flusher = flusher
-        self._pending: list[bytes] = []
+        self._pending: list[Entry] = []
         self._pending_bytes = 0
+        self._counted = 0  # entries of _pending whose bytes are exact in _pending_bytes
         self._latest: dict[str, bytes] = {}
         self._max_bytes = max_bytes
         self._budget = max_bytes  # max_bytes minus what the transport held at the last flush
@@ -133,6 +212,19 @@ class Outbox:
         if self._pending_bytes > self._budget:
             self._overflow()
 
+    def push_batch(self, batch: TurnBatch) -> None:
+        """Queue a channel's batch for this turn; messages added to it later come along."""
+        if self.closed:
+            self._drops["closed"] += 1
+            return
+        self._pending.append(batch)
+        self._pending_bytes += batch.size
+        if not self._scheduled:
+            self._scheduled = True
+            self._flusher.mark(self)
+        if self._pending_bytes > self._budget:
+            self._overflow()
+
     def push_latest(self, key: str, data: bytes) -> None:
         """Queue a conflatable message: while backed up, it replaces the older one of `key`."""
         if not self._waiting:
@@ -151,7 +243,7 @@ class Outbox:
             self._overflow()
 
     def _overflow(self) -> None:
-        self._drops["slow_consumer"] += len(self._pending) + len(self._latest)
+        self._drops["slow_consumer"] += len(flatten(self._pending)) + len(self._latest)
         self.discard()
         self._on_overflow()
 
@@ -161,6 +253,7 @@ class Outbox:
         self._pending = []
         self._latest = {}
         self._pending_bytes = 0
+        self._counted = 0
 
     def flush(self) -> None:
         """Write queued messages as frames of at most max_batch_bytes, while the sink takes them."""
@@ -174,18 +267,39 @@ class Outbox:
         pending = self._pending
         if not pending:
             return
+        if self._counted < len(pending):
+            self._count_batch_growth(pending)
+            if self._pending_bytes > self._budget:
+                self._overflow()
+                return
         if not sink.writable():
             self._wait_for_sink()
             return
         if self._pending_bytes <= self._max_batch_bytes:
-            sink.write(b"\n".join(pending))
+            sink.write(self._flusher.joined(pending))
             self._pending = []
             self._pending_bytes = 0
+            self._counted = 0
         else:
-            self._write_in_batches(sink, pending)
+            self._write_in_batches(sink, flatten(pending))
         self._budget = self._max_bytes - sink.buffered_bytes()
 
+    def _count_batch_growth(self, pending: list[Entry]) -> None:
+        """Batches were counted with their first message when queued; add what came later.
+
+        Only entries queued since the last count are visited, so a backed-up reader's growing
+        queue costs O(new entries) per flush, not O(queue).
+        """
+        grown = 0
+        for entry in pending[self._counted :]:
+            if not isinstance(entry, bytes):
+                entry.closed = True
+                grown += entry.size - len(entry.messages[0]) - 1
+        self._pending_bytes += grown
+        self._counted = len(pending)
+
     def _write_in_batches(self, sink: Sink, pending: list[bytes]) -> None:
+        """Frames of at most max_batch_bytes (a single larger message goes alone)."""
         start = 0
         count = len(pending)
         while start < count:
@@ -199,7 +313,8 @@ class Outbox:
             start = end
             if start < count and not sink.writable():
                 break
-        self._pending = pending[start:]
+        self._pending = [*pending[start:]]
+        self._counted = len(self._pending)
         if self._pending:
             self._wait_for_sink()
 

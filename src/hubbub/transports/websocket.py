@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import re
+import struct
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from http import HTTPStatus
@@ -62,26 +63,64 @@ def close_reason(text: str) -> str:
     return encoded.decode(errors="ignore")
 
 
-class WebSocketSink:
-    """Writes outbox frames straight into one `websockets` connection.
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, final RFC 6455 text frame (a server never masks, section 5.1)."""
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x81, length))
+    elif length < 65536:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
 
-    Bypasses `Connection.send()` (a coroutine, one await per frame) the way
-    `websockets.broadcast()` does: safe because we never fragment and compression is off.
+
+class FrameCache:
+    """The last payload framed, so a fan-out frames one payload once for every connection."""
+
+    __slots__ = ("frame", "payload")
+
+    def __init__(self) -> None:
+        self.payload = b""
+        self.frame = text_frame(b"")
+
+    def frame_for(self, payload: bytes) -> bytes:
+        if payload is not self.payload:
+            self.payload = payload
+            self.frame = text_frame(payload)
+        return self.frame
+
+
+class WebSocketSink:
+    """Writes outbox frames straight into one `websockets` connection's transport.
+
+    Bypasses `Connection.send()` (a coroutine, one await per frame) and even `send_text`
+    (a Frame object and a serialisation per connection): the flusher hands consecutive
+    connections the same payload object, framed once by `FrameCache`. Raw writes are safe only
+    while the connection is OPEN, no fragmented send is in progress, the protocol has nothing
+    queued, and no extension (permessage-deflate) is negotiated; otherwise we go through
+    `send_text`, as `websockets.broadcast()` does.
     """
 
-    __slots__ = ("_connection", "_tasks")
+    __slots__ = ("_connection", "_frames", "_raw", "_tasks")
 
-    def __init__(self, connection: ServerConnection) -> None:
+    def __init__(self, connection: ServerConnection, frames: FrameCache) -> None:
         self._connection = connection
+        self._frames = frames
+        self._raw = not connection.protocol.extensions
         self._tasks: set[asyncio.Future[None]] = set()
 
     def write(self, payload: bytes) -> None:
         connection = self._connection
-        if connection.protocol.state is not WsState.OPEN:
+        protocol = connection.protocol
+        if protocol.state is not WsState.OPEN:
             return
         try:
-            connection.protocol.send_text(payload)
-            connection.send_data()
+            if self._raw and connection.send_in_progress is None and not protocol.writes:
+                connection.transport.write(self._frames.frame_for(payload))
+            else:
+                protocol.send_text(payload)
+                connection.send_data()
         except Exception as exc:  # a dead transport must not abort the fan-out
             log.debug("write to %s failed: %s", connection.id, exc)
 
@@ -190,6 +229,7 @@ class WebSocketEndpoint:
         )
         self._attempts = KeyedBuckets(settings.connect_rate_per_ip, settings.connect_burst_per_ip)
         self._open_per_ip: Counter[str] = Counter()
+        self._frames = FrameCache()
 
     async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> Server:
         settings = self.hub.settings
@@ -273,7 +313,7 @@ class WebSocketEndpoint:
 
     async def _serve_session(self, connection: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
-        sink = WebSocketSink(connection)
+        sink = WebSocketSink(connection, self._frames)
         session = Session(
             self.hub,
             sink,
