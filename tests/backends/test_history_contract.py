@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hubbub.backends.base import HistoryStore
+from hubbub.backends import sqlite as sqlite_module
+from hubbub.backends.base import HistoryStore, StreamTop
 from hubbub.backends.memory import MemoryHistory
 from hubbub.backends.sqlite import SqliteHistory
 
@@ -214,3 +215,24 @@ async def test_append_many_is_appends_in_order(store: HistoryStore) -> None:
         (1, b"1", None),
         (2, b"2", b'{"u":1}'),
     ]
+
+
+async def test_sqlite_caches_empty_streams_boundedly(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tops of never-published channels are cached (no thread hop per subscribe), at most
+    ABSENT_CACHE_SIZE of them, and a first publication replaces the cached empty top."""
+    monkeypatch.setattr(sqlite_module, "ABSENT_CACHE_SIZE", 3)
+    store = await sqlite_store(tmp_path, clock)
+    try:
+        assert isinstance(store, SqliteHistory)
+        empty = await store.top("waiting")
+        assert empty.offset == 0 and "waiting" in store._absent
+        first = await store.append("waiting", b"1", None, size=10, ttl=60)
+        assert first == StreamTop(1, empty.epoch)
+        assert await store.top("waiting") == first and "waiting" not in store._absent
+        for name in ("a", "b", "c", "d"):
+            await store.top(name)
+        assert list(store._absent) == ["b", "c", "d"]
+    finally:
+        await store.close()

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -52,6 +53,9 @@ CREATE TABLE IF NOT EXISTS publications (
 Row = tuple[str, int, float, float, bytes, bytes | None]
 
 
+ABSENT_CACHE_SIZE = 10_000  # ~150 bytes each: about 1.5 MB at most
+
+
 class SqliteHistory:
     """History in a SQLite file; survives clean restarts with the same epochs."""
 
@@ -62,6 +66,9 @@ class SqliteHistory:
         self._db: sqlite3.Connection | None = None
         self._salt = ""
         self._tops: dict[str, StreamTop] = {}  # channels that have publications
+        # Channels read but never published to (subscribers waiting for a first message): a
+        # bounded cache, so a connect storm does not cost a thread round trip per subscribe.
+        self._absent: OrderedDict[str, StreamTop] = OrderedDict()
         self._rows: list[Row] = []  # appended, not yet handed to the writer thread
         self._trims: dict[str, tuple[str, int, int]] = {}  # channel -> (epoch, top, size)
         self._submit_scheduled = False
@@ -137,7 +144,7 @@ class SqliteHistory:
     # ---- writes -------------------------------------------------------------------------
 
     async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop:
-        top = self._tops.get(channel)
+        top = self._tops.get(channel) or self._absent.pop(channel, None)
         if top is None:
             loaded = await self._run(self._read_top, channel)
             top = self._tops.setdefault(channel, loaded)  # another append may have loaded it meanwhile
@@ -228,13 +235,17 @@ class SqliteHistory:
         return await self._run(self._read, channel, after, limit, reverse)
 
     async def top(self, channel: str) -> StreamTop:
-        top = self._tops.get(channel)
+        top = self._tops.get(channel) or self._absent.get(channel)
         if top is not None:
             return top
         self._submit()
         loaded = await self._run(self._read_top, channel)
-        if loaded.offset > 0:  # cache only streams that exist: names from clients must not grow memory
+        if loaded.offset > 0:
             loaded = self._tops.setdefault(channel, loaded)
+        elif channel not in self._tops:  # names from clients: bounded, oldest forgotten first
+            self._absent[channel] = loaded
+            if len(self._absent) > ABSENT_CACHE_SIZE:
+                self._absent.popitem(last=False)
         return loaded
 
     def _channels(self) -> list[str]:
