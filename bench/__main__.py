@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from bench import cluster, ticker
+from bench import cluster, suite, ticker
 
 
 def main() -> int:
@@ -26,9 +26,18 @@ def main() -> int:
     nodes.add_argument("--heavy-rate", type=float, default=1000.0, help="publications/s for the throughput run")
     nodes.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     nodes.add_argument("--batch", type=int, default=20, help="publications per request in the throughput run")
+    peers = scenarios.add_parser("suite", help="hubbub against websockets, aiohttp, python-socketio (ratios)")
+    peers.add_argument("--servers", default="hubbub,websockets,aiohttp,socketio")
+    peers.add_argument("--scenarios", default="fanout,channels,chat,idle")
+    peers.add_argument("--seconds", type=float, default=0.0, help="seconds per phase (default 3; smoke 0.5)")
+    peers.add_argument("--uvloop", action="store_true", help="run every server on uvloop")
+    peers.add_argument("--smoke", action="store_true", help="toy scale: checks that the suite works")
+    peers.add_argument("--out", help="folder for results.json and the PNG charts")
     args = parser.parse_args()
     if args.scenario == "ticker":
         return asyncio.run(ticker.run(args))
+    if args.scenario == "suite":
+        return asyncio.run(suite.run(args))
     if args.scenario == "cluster":
         return asyncio.run(cluster.run(args))
     return 2

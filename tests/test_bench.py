@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,28 @@ def test_cluster_scenario_runs_and_reports() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 process" in done.stdout and "2 workers + Redis" in done.stdout
+
+
+def test_suite_compares_hubbub_with_the_python_peers(tmp_path: Path) -> None:
+    """Every scenario runs against every server; peers are printed as ratios; charts are written."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "suite", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "failed" not in done.stdout, done.stdout
+    for heading in ("fan-out 1->50, closed loop", "20 channels x 3", "chat 40 users / 4 rooms", "200 idle connections"):
+        assert heading in done.stdout
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert {r["server"] for r in results} == {"hubbub", "websockets", "aiohttp", "socketio"}
+    hubbub = [r for r in results if r["server"] == "hubbub"]
+    assert all(r["lost"] == 0 for r in hubbub), hubbub
+    assert all(r["delivered_per_s"] > 0 for r in hubbub if r["phase"] != "idle")
+    assert all(r["kib_per_conn"] > 0 and r["handshakes_per_s"] > 0 for r in hubbub)
+    ratio_rows = [row for row in done.stdout.splitlines() if row.startswith("| websockets |")]
+    assert ratio_rows and all("x |" in row for row in ratio_rows)
+    for chart in ("deliveries.png", "latency.png"):
+        assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG")

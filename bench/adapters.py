@@ -1,0 +1,64 @@
+"""How the load generator speaks to each server: subscribe steps, publish frames, app pings.
+
+hubbub speaks its own protocol (connect and subscribes pipelined in one frame, as a client
+may); the naive peers share one text protocol (bench/peers); python-socketio uses Socket.IO
+packets over its WebSocket transport (Engine.IO v4).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    path: str
+    subprotocol: str | None = None
+
+    def steps(self, channels: list[str]) -> list[tuple[bytes | None, bytes]]:
+        """(frame to send or None, substring to wait for) after the upgrade, in order."""
+        raise NotImplementedError
+
+    def publish(self, channel: str, payload: str, sequence: int) -> bytes:
+        raise NotImplementedError
+
+    def answer(self, frame: bytes) -> bytes | None:
+        """A reply to an application-level ping, or None."""
+        return None
+
+
+class HubbubAdapter(Adapter):
+    def steps(self, channels: list[str]) -> list[tuple[bytes | None, bytes]]:
+        lines = [b'{"id":1,"connect":{}}']
+        lines += [json.dumps({"id": 2 + i, "subscribe": {"channel": c}}).encode() for i, c in enumerate(channels)]
+        return [(b"\n".join(lines), b'"id":%d,' % (len(channels) + 1))]
+
+    def publish(self, channel: str, payload: str, sequence: int) -> bytes:
+        return b'{"id":%d,"publish":{"channel":"%s","data":"%s"}}' % (sequence, channel.encode(), payload.encode())
+
+
+class PlainAdapter(Adapter):
+    def steps(self, channels: list[str]) -> list[tuple[bytes | None, bytes]]:
+        return [(b"sub " + channel.encode(), b"ok " + channel.encode()) for channel in channels]
+
+    def publish(self, channel: str, payload: str, sequence: int) -> bytes:
+        return b"pub %s %s" % (channel.encode(), payload.encode())
+
+
+class SocketIOAdapter(Adapter):
+    def steps(self, channels: list[str]) -> list[tuple[bytes | None, bytes]]:
+        opening: list[tuple[bytes | None, bytes]] = [(None, b"0{"), (b"40", b"40")]
+        return opening + [(b'42["sub","%s"]' % c.encode(), b'42["ok","%s"]' % c.encode()) for c in channels]
+
+    def publish(self, channel: str, payload: str, sequence: int) -> bytes:
+        return b'42["pub","%s","%s"]' % (channel.encode(), payload.encode())
+
+    def answer(self, frame: bytes) -> bytes | None:
+        return b"3" if frame == b"2" else None  # Engine.IO ping -> pong
+
+
+HUBBUB = HubbubAdapter("hubbub", "/connection/websocket", "hubbub.json.v1")
+PLAIN = PlainAdapter("plain", "/")
+SOCKETIO = SocketIOAdapter("socketio", "/socket.io/?EIO=4&transport=websocket")

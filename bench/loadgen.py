@@ -1,0 +1,186 @@
+"""The suite's load generator: many WebSocket connections on one asyncio loop, one core.
+
+Deliveries are counted per frame with `bytes.count` (C speed), so frames that coalesce many
+messages cost little; latency is send time (embedded in each payload) to parse time. In
+closed-loop runs only each frame's oldest message is timed (the frame's worst case); in
+open-loop runs every message is. The process's own CPU is measured: above 90% of a core it
+was probably the limit, and the suite says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bench.adapters import Adapter
+from bench.wsreader import Reader, masked_text_frame
+
+MARKER = re.compile(rb"#B\d+:(\d+):")
+PAYLOAD_BYTES = 100
+
+
+def payload(sequence: int) -> str:
+    """ASCII, no quotes or backslashes: travels unchanged inside every adapter's framing."""
+    head = f"#B{sequence}:{time.monotonic_ns()}:"
+    return head + "x" * max(0, PAYLOAD_BYTES - len(head))
+
+
+@dataclass
+class Deliveries:
+    """Messages delivered to a group of connections, and their latencies in nanoseconds."""
+
+    count: int = 0
+    first_at: int = 0
+    last_at: int = 0
+    time_every_message: bool = False
+    latencies: list[int] = field(default_factory=list)
+    _target: int = 0
+    _reached: asyncio.Future[None] | None = None
+
+    def on_frame(self, frame: bytes) -> None:
+        found = frame.count(b"#B")
+        if not found:
+            return
+        now = time.monotonic_ns()
+        self.count += found
+        self.last_at = now
+        if not self.first_at:
+            self.first_at = now
+        if self.time_every_message:
+            self.latencies.extend(now - int(stamp) for stamp in MARKER.findall(frame))
+        else:
+            oldest = MARKER.search(frame)
+            if oldest is not None:
+                self.latencies.append(now - int(oldest.group(1)))
+        if self._reached is not None and self.count >= self._target and not self._reached.done():
+            self._reached.set_result(None)
+
+    async def reach(self, target: int, limit: float) -> bool:
+        """Wait until `target` messages were delivered; False on timeout."""
+        if self.count >= target:
+            return True
+        self._target = target
+        self._reached = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._reached, limit)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._reached = None
+
+    def reset(self, time_every_message: bool) -> None:
+        self.count = self.first_at = self.last_at = 0
+        self.latencies = []
+        self.time_every_message = time_every_message
+
+
+class Link(Reader):
+    """One connection: runs the adapter's setup steps, then counts what it is sent."""
+
+    def __init__(self, adapter: Adapter, deliveries: Deliveries) -> None:
+        super().__init__(self._on_text)
+        self.adapter = adapter
+        self.deliveries = deliveries
+        self.expect: bytes | None = None
+        self.step_done: asyncio.Future[None] | None = None
+
+    def _on_text(self, frame: bytes) -> None:
+        if self.expect is not None:
+            if self.expect in frame:
+                self.expect = None
+                if self.step_done is not None and not self.step_done.done():
+                    self.step_done.set_result(None)
+            return
+        reply = self.adapter.answer(frame)
+        if reply is not None:
+            self.send(reply)
+            return
+        self.deliveries.on_frame(frame)
+
+    def send(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(masked_text_frame(frame))
+
+    def send_many(self, frames: Sequence[bytes]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(masked_text_frame(frame) for frame in frames))
+
+    def arm(self, expect: bytes) -> None:
+        """Wait for a frame containing `expect` (armed before sending, so no reply slips by)."""
+        self.expect = expect
+        self.step_done = asyncio.get_running_loop().create_future()
+
+    async def run_steps(self, steps: list[tuple[bytes | None, bytes]], limit: float) -> None:
+        for index, (send, expect) in enumerate(steps):
+            if index or self.step_done is None:  # a first step without a send was armed before the upgrade
+                self.arm(expect)
+            if send is not None:
+                self.send(send)
+            assert self.step_done is not None
+            await asyncio.wait_for(self.step_done, limit)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_link(
+    adapter: Adapter, port: int, channels: list[str], deliveries: Deliveries, source: str = "127.0.0.1"
+) -> Link:
+    """Upgrade, run the setup steps (subscribe to `channels`), return the counting connection."""
+    loop = asyncio.get_running_loop()
+    _, link = await loop.create_connection(lambda: Link(adapter, deliveries), "127.0.0.1", port, local_addr=(source, 0))
+    assert link.transport is not None
+    steps = adapter.steps(channels)
+    if steps and steps[0][0] is None:  # the server speaks first (Socket.IO's open packet)
+        link.arm(steps[0][1])
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol_line = f"Sec-WebSocket-Protocol: {adapter.subprotocol}\r\n" if adapter.subprotocol else ""
+    link.transport.write(
+        (
+            f"GET {adapter.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"{protocol_line}\r\n"
+        ).encode()
+    )
+    try:
+        await asyncio.wait_for(link.handshaken, 15)
+        await link.run_steps(steps, 15)
+    except BaseException:
+        link.close()
+        raise
+    return link
+
+
+async def open_many(
+    adapter: Adapter,
+    port: int,
+    channel_sets: list[list[str]],
+    deliveries: Deliveries,
+    concurrency: int = 50,
+) -> tuple[list[Link], float]:
+    """Open one link per channel set, `concurrency` handshakes at a time; returns links and seconds."""
+    gate = asyncio.Semaphore(concurrency)
+    sources = [f"127.0.0.{1 + i}" for i in range(4)]  # spread over source IPs: enough ports for 20k
+
+    async def one(index: int, channels: list[str]) -> Link:
+        async with gate:
+            return await open_link(adapter, port, channels, deliveries, sources[index % len(sources)])
+
+    started = time.perf_counter()
+    links = await asyncio.gather(*(one(i, channels) for i, channels in enumerate(channel_sets)))
+    return list(links), time.perf_counter() - started
+
+
+def percentile(values: list[int], fraction: float) -> float:
+    """Milliseconds at `fraction` of sorted nanosecond samples (0 when empty)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] / 1e6
