@@ -13,6 +13,7 @@ import asyncio
 import base64
 import os
 import re
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,15 @@ class Deliveries:
         finally:
             self._reached = None
 
+    async def drain(self, target: int, quiet: float = 3.0, limit: float = 120.0) -> None:
+        """Wait for `target` deliveries while they keep coming: stop after `quiet` seconds
+        without progress (the rest is lost) or `limit` seconds in all."""
+        deadline = time.monotonic() + limit
+        while self.count < target and time.monotonic() < deadline:
+            before = self.count
+            if not await self.reach(target, quiet) and self.count == before:
+                return
+
     def reset(self, time_every_message: bool) -> None:
         self.count = self.first_at = self.last_at = 0
         self.latencies = []
@@ -130,12 +140,37 @@ class Link(Reader):
             self.transport.close()
 
 
+TCP_FASTOPEN_CONNECT = getattr(socket, "TCP_FASTOPEN_CONNECT", 30)  # Linux 4.11+
+
+
+async def _fast_open_socket(source: str, port: int) -> socket.socket:
+    """A client socket whose SYN carries the first write (TCP Fast Open, once the server sent a
+    cookie on an earlier connection)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.bind((source, 0))
+    sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
 async def open_link(
-    adapter: Adapter, port: int, channels: list[str], deliveries: Deliveries, source: str = "127.0.0.1"
+    adapter: Adapter,
+    port: int,
+    channels: list[str],
+    deliveries: Deliveries,
+    source: str = "127.0.0.1",
+    fast_open: bool = False,
 ) -> Link:
     """Upgrade, run the setup steps (subscribe to `channels`), return the counting connection."""
     loop = asyncio.get_running_loop()
-    _, link = await loop.create_connection(lambda: Link(adapter, deliveries), "127.0.0.1", port, local_addr=(source, 0))
+    if fast_open:
+        sock = await _fast_open_socket(source, port)
+        _, link = await loop.create_connection(lambda: Link(adapter, deliveries), sock=sock)
+    else:
+        _, link = await loop.create_connection(
+            lambda: Link(adapter, deliveries), "127.0.0.1", port, local_addr=(source, 0)
+        )
     assert link.transport is not None
     steps = adapter.steps(channels)
     if steps and steps[0][0] is None:  # the server speaks first (Socket.IO's open packet)
@@ -164,6 +199,7 @@ async def open_many(
     channel_sets: list[list[str]],
     deliveries: Deliveries,
     concurrency: int = 50,
+    fast_open: bool = False,
 ) -> tuple[list[Link], float]:
     """Open one link per channel set, `concurrency` handshakes at a time; returns links and seconds."""
     gate = asyncio.Semaphore(concurrency)
@@ -171,7 +207,7 @@ async def open_many(
 
     async def one(index: int, channels: list[str]) -> Link:
         async with gate:
-            return await open_link(adapter, port, channels, deliveries, sources[index % len(sources)])
+            return await open_link(adapter, port, channels, deliveries, sources[index % len(sources)], fast_open)
 
     started = time.perf_counter()
     links = await asyncio.gather(*(one(i, channels) for i, channels in enumerate(channel_sets)))

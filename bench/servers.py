@@ -87,9 +87,11 @@ def pin_load_generator() -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running(spec: ServerSpec, folder: Path, uvloop: bool, pinned: bool) -> AsyncIterator[RunningServer]:
+async def running(
+    spec: ServerSpec, folder: Path, uvloop: bool, pinned: bool, extra: list[str] | None = None
+) -> AsyncIterator[RunningServer]:
     port = free_port()
-    command = spec.command(port, folder, uvloop)
+    command = [*spec.command(port, folder, uvloop), *(extra or [])]
     if pinned:
         command = ["taskset", "-c", "0", *command]
     env = {key: value for key, value in os.environ.items() if not key.startswith("HUBBUB_")}

@@ -27,6 +27,7 @@ from bench.loadgen import Deliveries, Link, open_many, payload, percentile
 from bench.servers import SERVERS, RunningServer, own_cpu, pin_load_generator, running
 
 WINDOW = 64
+FAST_OPEN = [False]  # set by --fast-open: the load generator's sockets use TCP Fast Open
 LG_SATURATED = 0.9
 
 
@@ -103,7 +104,7 @@ async def _connect(
 ) -> tuple[list[Link], float, float]:
     """Open links; returns them, handshakes/s and the server's idle KiB per connection."""
     before = server.rss_kib()
-    links, seconds = await open_many(server.spec.adapter, server.port, channel_sets, deliveries)
+    links, seconds = await open_many(server.spec.adapter, server.port, channel_sets, deliveries, fast_open=FAST_OPEN[0])
     await asyncio.sleep(settle)  # a measurement interval: let the server's memory settle, not synchronisation
     return links, len(links) / seconds, (server.rss_kib() - before) / max(len(links), 1)
 
@@ -126,7 +127,7 @@ async def _closed_loop(
             await asyncio.sleep(0)
         elif not await deliveries.reach((sent - WINDOW + 1) * subscribers, 10):
             break
-    await deliveries.reach(sent * subscribers, 5)
+    await deliveries.drain(sent * subscribers)
     return _finish(Result(scenario, server.spec.name, "closed loop"), deliveries, started, meter, sent * subscribers)
 
 
@@ -154,7 +155,7 @@ async def _open_loop(
             link.send(adapter.publish(channel, payload(i), i + 10))
         sent += max(due, 0)
         await asyncio.sleep(0.002)  # the publishing clock's tick
-    await deliveries.reach(sent * fanout, 5)
+    await deliveries.drain(sent * fanout)
     result = _finish(
         Result(scenario, server.spec.name, f"open loop {offered / 1000:g}k/s", offered),
         deliveries,
@@ -278,6 +279,7 @@ async def run(args: Namespace) -> int:
         print(f"note: open-file limit allows {limit:,} connections, not {scale.idle:,}: idle scenario scaled down")
         scale = Scale(**{**asdict(scale), "idle": limit})
     pinned = pin_load_generator()
+    FAST_OPEN[0] = args.fast_open
     names = [name.strip() for name in args.servers.split(",") if name.strip()]
     scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     results: list[Result] = []
@@ -287,7 +289,8 @@ async def run(args: Namespace) -> int:
             for name in names:
                 spec = SERVERS[name]
                 for job in jobs_for(scenario, scale):
-                    async with running(spec, Path(folder), args.uvloop, pinned) as server:
+                    extra = args.hubbub_flags.split() if name == "hubbub" else []
+                    async with running(spec, Path(folder), args.uvloop, pinned, extra) as server:
                         try:
                             found = await job(server)
                         except Exception as exc:  # one server failing must not end the comparison

@@ -65,13 +65,18 @@ class BareWebSocket:
         await self.writer.drain()
 
     async def read_frame(self) -> tuple[int, bytes]:
+        first, payload = await self.read_frame_with_flags()
+        return first & 0x0F, payload
+
+    async def read_frame_with_flags(self) -> tuple[int, bytes]:
+        """(first header byte: FIN, RSV1-3 and opcode; payload) of the next frame."""
         first, second = await self.reader.readexactly(2)
         length = second & 0x7F
         if length == 126:
             (length,) = struct.unpack("!H", await self.reader.readexactly(2))
         elif length == 127:
             (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
-        return first & 0x0F, await self.reader.readexactly(length)
+        return first, await self.reader.readexactly(length)
 
     async def read_messages(self) -> list[dict[str, Any]]:
         """The messages of the next text frame; pings on the way are answered."""

@@ -146,7 +146,11 @@ class Settings:
     connect_burst_per_ip: int = _setting(100, "connection attempts one IP may make at once")
     max_connections_per_ip: int | None = _setting(1000, "open WebSocket connections per IP")
     max_connections_per_user: int | None = _setting(100, "open connections per user id")
-    compression: bool = _setting(False, "negotiate permessage-deflate (costs CPU per connection)")
+    compression: bool = _setting(False, "negotiate permessage-deflate with clients that offer it")
+    tcp_fastopen: int = _setting(
+        0, "TCP Fast Open queue on the public port (Linux; needs net.ipv4.tcp_fastopen & 2); 0 = off"
+    )
+    compression_threshold: int = _setting(512, "with compression: frames of fewer bytes are sent uncompressed")
     test_echo_endpoint: bool = _setting(False, "TEST ONLY: serve an echo WebSocket at /echo (conformance suite)")
     max_message_bytes: int | None = _setting(65536, "largest incoming frame; larger closes with 1009")
     max_outbox_bytes: int = _setting(1048576, "bytes queued per connection before it is cut as slow (3008)")

@@ -15,9 +15,12 @@ from hubbub.server import Server
 from tests.conftest import StartServer
 from tests.helpers import SECRET
 
+ENCODINGS = pytest.mark.parametrize("encoding", ["json", "msgpack"])
 
-async def test_subscribe_iterate_publish_history_presence(server: Server) -> None:
-    async with Client(server.url) as client:
+
+@ENCODINGS
+async def test_subscribe_iterate_publish_history_presence(server: Server, encoding: str) -> None:
+    async with Client(server.url, encoding=encoding) as client:
         subscription = await client.subscribe("chat:room")
         result = await client.publish("chat:room", {"text": "hi"})
         assert result["offset"] == 1
@@ -29,13 +32,20 @@ async def test_subscribe_iterate_publish_history_presence(server: Server) -> Non
         assert list(presence["clients"]) == [client.client_id]
 
 
-async def test_callbacks_receive_publications_and_messages(start_server: StartServer) -> None:
+@pytest.mark.parametrize(
+    ("bob_encoding", "alice_encoding"), [("json", "json"), ("msgpack", "json"), ("json", "msgpack")]
+)
+async def test_callbacks_receive_publications_and_messages(
+    start_server: StartServer, bob_encoding: str, alice_encoding: str
+) -> None:
+    """Publications and messages cross between JSON and MessagePack clients unchanged."""
     server = await start_server(token_secret=SECRET)
     received: asyncio.Queue[ClientPublication] = asyncio.Queue()
     messages: asyncio.Queue[object] = asyncio.Queue()
+    bob_token, alice_token = mint_token(SECRET, "bob"), mint_token(SECRET, "alice")
     async with (
-        Client(server.url, token=mint_token(SECRET, "bob"), on_message=messages.put_nowait) as bob,
-        Client(server.url, token=mint_token(SECRET, "alice")) as alice,
+        Client(server.url, token=bob_token, on_message=messages.put_nowait, encoding=bob_encoding) as bob,
+        Client(server.url, token=alice_token, encoding=alice_encoding) as alice,
     ):
         await bob.subscribe("news", received.put_nowait)
         await alice.publish("news", [1, 2])
@@ -45,8 +55,9 @@ async def test_callbacks_receive_publications_and_messages(start_server: StartSe
         assert await asyncio.wait_for(messages.get(), 5) == {"ding": True}
 
 
-async def test_error_replies_raise_reply_error(server: Server) -> None:
-    async with Client(server.url) as client:
+@ENCODINGS
+async def test_error_replies_raise_reply_error(server: Server, encoding: str) -> None:
+    async with Client(server.url, encoding=encoding) as client:
         with pytest.raises(ReplyError) as caught:
             await client.subscribe("nowhere:x")
         assert caught.value.code == ErrorCode.UNKNOWN_CHANNEL and not caught.value.temporary
@@ -63,12 +74,13 @@ async def test_refused_token_raises_and_does_not_retry(start_server: StartServer
     await client.close()
 
 
-async def test_recovers_every_publication_after_its_socket_is_cut(server: Server) -> None:
+@ENCODINGS
+async def test_recovers_every_publication_after_its_socket_is_cut(server: Server, encoding: str) -> None:
     """The socket dies mid-stream; after reconnecting each publication arrives once, in order."""
     hub = server.hub
     assert hub is not None
     total = 300
-    async with Client(server.url, min_reconnect_delay=0.01, max_reconnect_delay=0.1) as client:
+    async with Client(server.url, min_reconnect_delay=0.01, max_reconnect_delay=0.1, encoding=encoding) as client:
         subscription = await client.subscribe("news")
         seen: list[int] = []
 

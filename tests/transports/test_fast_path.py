@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from websockets.frames import Frame, Opcode
 
 from hubbub.transports.websocket import FrameCache, text_frame
+from tests.conftest import StartServer
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
@@ -23,3 +26,15 @@ def test_frame_cache_frames_each_payload_object_once() -> None:
     assert cache.frame_for(payload) is frame
     other = cache.frame_for(b"y" * 10)
     assert other is not frame and other.endswith(b"y" * 10)
+
+
+async def test_tcp_fast_open_is_set_on_the_public_port(start_server: StartServer) -> None:
+    """The setting reaches the listening sockets (what the kernel does with it is its business)."""
+    server = await start_server(tcp_fastopen=256)
+    assert server._endpoint is not None and server._endpoint.server is not None
+    for listening in server._endpoint.server.sockets:
+        assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN) == 256
+    plain = await start_server()
+    assert plain._endpoint is not None and plain._endpoint.server is not None
+    for listening in plain._endpoint.server.sockets:
+        assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN) == 0

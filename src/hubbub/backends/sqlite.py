@@ -182,17 +182,17 @@ class SqliteHistory:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-                deleted = 0
-                for channel, (epoch, top, size) in trims.items():
-                    db.execute(
-                        "INSERT INTO streams (channel, epoch, top) VALUES (?, ?, ?)"
-                        " ON CONFLICT (channel) DO UPDATE SET top = excluded.top",
-                        (channel, epoch, top),
-                    )
-                    deleted += db.execute(
-                        "DELETE FROM publications WHERE channel = ? AND (offset <= ? OR expires <= ?)",
-                        (channel, top - size, now),
-                    ).rowcount
+                # One C-level loop per statement (executemany), not a Python loop: fewer GIL
+                # hand-overs between this thread and the event loop.
+                db.executemany(
+                    "INSERT INTO streams (channel, epoch, top) VALUES (?, ?, ?)"
+                    " ON CONFLICT (channel) DO UPDATE SET top = excluded.top",
+                    [(channel, epoch, top) for channel, (epoch, top, _) in trims.items()],
+                )
+                deleted = db.executemany(
+                    "DELETE FROM publications WHERE channel = ? AND (offset <= ? OR expires <= ?)",
+                    [(channel, top - size, now) for channel, (_, top, size) in trims.items()],
+                ).rowcount
             self._count += len(rows) - deleted
         except sqlite3.Error:
             self._write_failed = True  # the next open rotates epochs: clients will reload

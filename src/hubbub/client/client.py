@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from hubbub.errors import ClientError, ConnectionLost, ReplyError, close_code_allows_reconnect
-from hubbub.protocol import SUBPROTOCOL_JSON
+from hubbub.protocol import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK
 
 log = logging.getLogger("hubbub.client")
 
@@ -128,8 +128,12 @@ class Client:
         command_timeout: float = 10.0,
         on_message: Callable[[Any], Any] | None = None,
         ssl: SSLContext | None = None,
+        encoding: str = "json",
     ) -> None:
+        if encoding not in ("json", "msgpack"):
+            raise ClientError(f"encoding must be json or msgpack, not {encoding!r}")
         self.url = url
+        self.encoding = encoding
         self._ssl = ssl
         self.name = name
         self.min_reconnect_delay = min_reconnect_delay
@@ -222,7 +226,8 @@ class Client:
         while not self._closing.is_set():
             self.state = "connecting"
             try:
-                subprotocols = [Subprotocol(SUBPROTOCOL_JSON)]
+                name = SUBPROTOCOL_MSGPACK if self.encoding == "msgpack" else SUBPROTOCOL_JSON
+                subprotocols = [Subprotocol(name)]
                 options: dict[str, Any] = {"ssl": self._ssl} if self._ssl is not None else {}
                 async with connect(
                     self.url, subprotocols=subprotocols, max_size=2**26, open_timeout=10, **options
@@ -315,6 +320,9 @@ class Client:
 
     async def _read_frames(self, ws: ClientConnection) -> None:
         async for frame in ws:
+            if isinstance(frame, bytes) and self.encoding == "msgpack":
+                self._read_msgpack(frame)
+                continue
             for line in frame.splitlines() if isinstance(frame, str) else frame.split(b"\n"):
                 if not line.strip():
                     continue
@@ -323,6 +331,17 @@ class Client:
                 except msgspec.DecodeError:
                     log.warning("ignoring a line that is not JSON: %.80r", line)
                     continue
+                self._dispatch(message)
+
+    def _read_msgpack(self, frame: bytes) -> None:
+        """A binary frame holds one message (a map) or several (an array of maps)."""
+        try:
+            value = msgspec.msgpack.decode(frame)
+        except msgspec.DecodeError:
+            log.warning("ignoring a frame that is not MessagePack: %.80r", frame)
+            return
+        for message in value if isinstance(value, list) else [value]:
+            if isinstance(message, dict):
                 self._dispatch(message)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
@@ -376,7 +395,11 @@ class Client:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[command_id] = _Pending(future, on_result)
         try:
-            await ws.send(msgspec.json.encode({"id": command_id, method: params}).decode())
+            command = {"id": command_id, method: params}
+            if self.encoding == "msgpack":
+                await ws.send(msgspec.msgpack.encode(command))
+            else:
+                await ws.send(msgspec.json.encode(command).decode())
             return await asyncio.wait_for(asyncio.shield(future), self.command_timeout)
         except ConnectionClosed:
             raise ConnectionLost("connection lost while sending") from None

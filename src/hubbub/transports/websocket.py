@@ -11,9 +11,11 @@ import asyncio
 import functools
 import logging
 import re
+import socket
 import struct
+import zlib
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from http import HTTPStatus
 from importlib import resources
 from ssl import SSLContext
@@ -23,6 +25,7 @@ from urllib.parse import parse_qs
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, NegotiationError
+from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 from websockets.protocol import State as WsState
 from websockets.typing import Subprotocol
@@ -32,7 +35,7 @@ from hubbub.core.auth import TokenVerifier, mint_token
 from hubbub.core.hub import Hub
 from hubbub.core.ratelimit import KeyedBuckets
 from hubbub.core.session import Session
-from hubbub.errors import DisconnectCode, ProtocolError
+from hubbub.errors import ConfigError, DisconnectCode, ProtocolError
 
 log = logging.getLogger("hubbub.websocket")
 
@@ -63,32 +66,82 @@ def close_reason(text: str) -> str:
     return encoded.decode(errors="ignore")
 
 
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked, final RFC 6455 text frame (a server never masks, section 5.1)."""
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+
+
+def data_frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked, final RFC 6455 data frame (a server never masks, section 5.1)."""
     length = len(payload)
+    first = 0x80 | opcode
     if length < 126:
-        header = bytes((0x81, length))
+        header = bytes((first, length))
     elif length < 65536:
-        header = struct.pack("!BBH", 0x81, 126, length)
+        header = struct.pack("!BBH", first, 126, length)
     else:
-        header = struct.pack("!BBQ", 0x81, 127, length)
+        header = struct.pack("!BBQ", first, 127, length)
     return header + payload
 
 
+def text_frame(payload: bytes) -> bytes:
+    return data_frame(OP_TEXT, payload)
+
+
+RSV1 = 0x40  # permessage-deflate: this message is compressed (RFC 7692 section 6)
+SYNC_TAIL = b"\x00\x00\xff\xff"
+DEFLATE_MEM_LEVEL = 5  # the websockets default: less memory per compressor
+
+
+def deflated_frame(opcode: int, payload: bytes, window_bits: int) -> bytes:
+    """A compressed permessage-deflate message without context takeover (RFC 7692 section 7.2.1):
+    the same bytes for every connection that negotiated this window, so built once per fan-out."""
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -window_bits, DEFLATE_MEM_LEVEL)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    frame = bytearray(data_frame(opcode, data[:-4] if data.endswith(SYNC_TAIL) else data))
+    frame[0] |= RSV1
+    return bytes(frame)
+
+
 class FrameCache:
-    """The last payload framed, so a fan-out frames one payload once for every connection."""
+    """The last outbox payload framed, so a fan-out converts and frames it once for every
+    connection of one encoding (JSON text frames, or MessagePack binary frames)."""
 
-    __slots__ = ("frame", "payload")
+    __slots__ = ("_convert", "_deflated", "_deflated_key", "_opcode", "data", "frame", "payload")
 
-    def __init__(self) -> None:
+    def __init__(self, opcode: int = OP_TEXT, convert: Callable[[bytes], bytes] | None = None) -> None:
+        self._opcode = opcode
+        self._convert = convert
         self.payload = b""
-        self.frame = text_frame(b"")
+        self.data = b""
+        self.frame = data_frame(opcode, b"")
+        self._deflated_key: tuple[bytes, int] = (b"", 0)
+        self._deflated = b""
+
+    @property
+    def binary(self) -> bool:
+        return self._opcode == OP_BINARY
+
+    def _load(self, payload: bytes) -> None:
+        self.payload = payload
+        self.data = self._convert(payload) if self._convert is not None else payload
+        self.frame = data_frame(self._opcode, self.data)
 
     def frame_for(self, payload: bytes) -> bytes:
         if payload is not self.payload:
-            self.payload = payload
-            self.frame = text_frame(payload)
+            self._load(payload)
         return self.frame
+
+    def data_for(self, payload: bytes) -> bytes:
+        if payload is not self.payload:
+            self._load(payload)
+        return self.data
+
+    def deflated_frame_for(self, payload: bytes, window_bits: int) -> bytes:
+        payload_seen, bits_seen = self._deflated_key
+        if payload is not payload_seen or window_bits != bits_seen:
+            self._deflated = deflated_frame(self._opcode, self.data_for(payload), window_bits)
+            self._deflated_key = (payload, window_bits)
+        return self._deflated
 
 
 class WebSocketSink:
@@ -97,17 +150,26 @@ class WebSocketSink:
     Bypasses `Connection.send()` (a coroutine, one await per frame) and even `send_text`
     (a Frame object and a serialisation per connection): the flusher hands consecutive
     connections the same payload object, framed once by `FrameCache`. Raw writes are safe only
-    while the connection is OPEN, no fragmented send is in progress, the protocol has nothing
-    queued, and no extension (permessage-deflate) is negotiated; otherwise we go through
-    `send_text`, as `websockets.broadcast()` does.
+    while the connection is OPEN, no fragmented send is in progress and the protocol has nothing
+    queued. With permessage-deflate, frames under `compression_threshold` bytes go uncompressed
+    (allowed per message, RFC 7692 section 6) and larger ones are compressed once per fan-out
+    (the server never takes over context); anything else goes through `send_text`/`send_binary`,
+    as `websockets.broadcast()` does.
     """
 
-    __slots__ = ("_connection", "_frames", "_raw", "_tasks")
+    __slots__ = ("_connection", "_deflate_bits", "_frames", "_raw", "_tasks", "_threshold")
 
-    def __init__(self, connection: ServerConnection, frames: FrameCache) -> None:
+    def __init__(self, connection: ServerConnection, frames: FrameCache, compression_threshold: int = 0) -> None:
         self._connection = connection
         self._frames = frames
-        self._raw = not connection.protocol.extensions
+        extensions = connection.protocol.extensions
+        self._raw = not extensions
+        self._threshold = compression_threshold if extensions else 1 << 62
+        self._deflate_bits = 0
+        if len(extensions) == 1 and isinstance(extensions[0], PerMessageDeflate):
+            deflate = extensions[0]
+            if deflate.local_no_context_takeover and deflate.local_max_window_bits >= 9:  # zlib cannot do 8
+                self._deflate_bits = deflate.local_max_window_bits
         self._tasks: set[asyncio.Future[None]] = set()
 
     def write(self, payload: bytes) -> None:
@@ -116,11 +178,19 @@ class WebSocketSink:
         if protocol.state is not WsState.OPEN:
             return
         try:
-            if self._raw and connection.send_in_progress is None and not protocol.writes:
-                connection.transport.write(self._frames.frame_for(payload))
+            if connection.send_in_progress is None and not protocol.writes:
+                if len(payload) < self._threshold:
+                    connection.transport.write(self._frames.frame_for(payload))
+                    return
+                if self._deflate_bits:
+                    connection.transport.write(self._frames.deflated_frame_for(payload, self._deflate_bits))
+                    return
+            data = self._frames.data_for(payload)
+            if self._frames.binary:
+                protocol.send_binary(data)
             else:
-                protocol.send_text(payload)
-                connection.send_data()
+                protocol.send_text(data)
+            connection.send_data()
         except Exception as exc:  # a dead transport must not abort the fan-out
             log.debug("write to %s failed: %s", connection.id, exc)
 
@@ -153,6 +223,24 @@ class WebSocketSink:
         """Wait for a close this sink started, so its close code is the one the peer sees."""
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def enable_fast_open(sockets: Iterable[socket.socket], queue: int) -> None:
+    """TCP Fast Open (RFC 7413): a returning client's SYN carries its upgrade request, saving a
+    round trip per reconnect. The kernel also needs net.ipv4.tcp_fastopen with bit 2 set."""
+    option = getattr(socket, "TCP_FASTOPEN", None)
+    if option is None:
+        raise ConfigError("setting 'tcp_fastopen': this platform has no TCP Fast Open")
+    for listening in sockets:
+        listening.setsockopt(socket.IPPROTO_TCP, option, queue)
+
+
+def deflate_factory() -> ServerPerMessageDeflateFactory:
+    """permessage-deflate where the server never takes over context: each compressed message
+    stands alone, so one compression serves every subscriber (the client may keep its own)."""
+    return ServerPerMessageDeflateFactory(
+        server_no_context_takeover=True, compress_settings={"memLevel": DEFLATE_MEM_LEVEL}
+    )
 
 
 class GuardedConnection(ServerConnection):
@@ -207,10 +295,13 @@ def origin_allowed(origin: str | None, host: str | None, allowed: list[str] | No
 
 
 def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
-    """`hubbub.json.v1` when offered; a client offering nothing gets JSON too."""
-    if not offered or protocol.SUBPROTOCOL_JSON in offered:
-        return Subprotocol(protocol.SUBPROTOCOL_JSON) if offered else None
-    raise NegotiationError(f"unsupported subprotocol; this server speaks {protocol.SUBPROTOCOL_JSON}")
+    """The client's first offer we speak (JSON or MessagePack); offering nothing means JSON."""
+    if not offered:
+        return None
+    for name in offered:
+        if name in protocol.SUBPROTOCOLS:
+            return Subprotocol(name)
+    raise NegotiationError(f"unsupported subprotocol; this server speaks {', '.join(protocol.SUBPROTOCOLS)}")
 
 
 class WebSocketEndpoint:
@@ -230,6 +321,7 @@ class WebSocketEndpoint:
         self._attempts = KeyedBuckets(settings.connect_rate_per_ip, settings.connect_burst_per_ip)
         self._open_per_ip: Counter[str] = Counter()
         self._frames = FrameCache()
+        self._msgpack_frames = FrameCache(OP_BINARY, protocol.msgpack_from_json_lines)
 
     async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> Server:
         settings = self.hub.settings
@@ -244,7 +336,8 @@ class WebSocketEndpoint:
             create_connection=connection_class,
             process_request=self.process_request,
             select_subprotocol=select_subprotocol,
-            compression="deflate" if settings.compression else None,
+            compression=None,
+            extensions=[deflate_factory()] if settings.compression else None,
             max_size=settings.max_message_bytes,
             open_timeout=settings.handshake_timeout,
             ping_interval=settings.ping_interval,
@@ -252,6 +345,8 @@ class WebSocketEndpoint:
             server_header="hubbub",
             reuse_port=settings.reuse_port or None,
         )
+        if settings.tcp_fastopen:
+            enable_fast_open(self.server.sockets, settings.tcp_fastopen)
         return self.server
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -313,7 +408,9 @@ class WebSocketEndpoint:
 
     async def _serve_session(self, connection: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
-        sink = WebSocketSink(connection, self._frames)
+        msgpack = connection.subprotocol == protocol.SUBPROTOCOL_MSGPACK
+        frames = self._msgpack_frames if msgpack else self._frames
+        sink = WebSocketSink(connection, frames, self.hub.settings.compression_threshold)
         session = Session(
             self.hub,
             sink,
@@ -322,12 +419,11 @@ class WebSocketEndpoint:
         )
         try:
             async for message in connection:
-                if isinstance(message, bytes):
-                    reason = f"binary frames are not part of {protocol.SUBPROTOCOL_JSON}"
-                    session.disconnect(DisconnectCode.UNSUPPORTED_DATA, reason, notify=False)
-                    break
                 try:
-                    commands = protocol.decode_frame(message)
+                    commands = protocol.decode_frame(_command_lines(message, msgpack))
+                except UnsupportedFrame as exc:
+                    session.disconnect(DisconnectCode.UNSUPPORTED_DATA, str(exc), notify=False)
+                    break
                 except ProtocolError as exc:
                     session.disconnect(DisconnectCode.BAD_REQUEST, f"bad request: {exc}", notify=False)
                     break
@@ -339,6 +435,20 @@ class WebSocketEndpoint:
             session.closed()
             await self.hub.remove_session(session)
             await sink.settle()
+
+
+class UnsupportedFrame(Exception):
+    """A text frame on a MessagePack connection, or a binary frame on a JSON one (close 1003)."""
+
+
+def _command_lines(message: str | bytes, msgpack: bool) -> bytes | str:
+    if msgpack:
+        if isinstance(message, str):
+            raise UnsupportedFrame(f"text frames are not part of {protocol.SUBPROTOCOL_MSGPACK}")
+        return protocol.json_lines_from_msgpack(message)
+    if isinstance(message, bytes):
+        raise UnsupportedFrame(f"binary frames are not part of {protocol.SUBPROTOCOL_JSON}")
+    return message
 
 
 def _peer_ip(connection: ServerConnection) -> str:
