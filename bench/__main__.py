@@ -34,6 +34,7 @@ def main() -> int:
     peers.add_argument("--smoke", action="store_true", help="toy scale: checks that the suite works")
     peers.add_argument("--out", help="folder for results.json and the PNG charts")
     peers.add_argument("--hubbub-flags", default="", help='more `hubbub serve` flags, e.g. "--tcp-fastopen 256"')
+    peers.add_argument("--deflate", action="store_true", help="load generator offers permessage-deflate")
     peers.add_argument("--fast-open", action="store_true", help="load generator connects with TCP Fast Open")
     args = parser.parse_args()
     if args.scenario == "ticker":

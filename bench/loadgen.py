@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from bench.adapters import Adapter
 from bench.wsreader import Reader, masked_text_frame
 
+OFFER_DEFLATE = [False]  # set by the suite's --deflate: offer permessage-deflate
 MARKER = re.compile(rb"#B\d+:(\d+):")
 PAYLOAD_BYTES = 100
 
@@ -177,6 +178,8 @@ async def open_link(
         link.arm(steps[0][1])
     key = base64.b64encode(os.urandom(16)).decode()
     protocol_line = f"Sec-WebSocket-Protocol: {adapter.subprotocol}\r\n" if adapter.subprotocol else ""
+    if OFFER_DEFLATE[0]:
+        protocol_line += "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"
     link.transport.write(
         (
             f"GET {adapter.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"

@@ -23,7 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench import report
-from bench.loadgen import Deliveries, Link, open_many, payload, percentile
+from bench.loadgen import OFFER_DEFLATE, Deliveries, Link, open_many, payload, percentile
 from bench.servers import SERVERS, RunningServer, own_cpu, pin_load_generator, running
 
 WINDOW = 64
@@ -280,6 +280,7 @@ async def run(args: Namespace) -> int:
         scale = Scale(**{**asdict(scale), "idle": limit})
     pinned = pin_load_generator()
     FAST_OPEN[0] = args.fast_open
+    OFFER_DEFLATE[0] = args.deflate
     names = [name.strip() for name in args.servers.split(",") if name.strip()]
     scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     results: list[Result] = []

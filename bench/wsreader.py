@@ -2,7 +2,9 @@
 
 `websockets` would cost an await and a task switch per message; a load generator reading
 hundreds of thousands of messages a second on one core cannot afford that. Server frames are
-unmasked; what we send is masked (RFC 6455 section 5.3). Messages are handed to `on_text`.
+unmasked; what we send is masked (RFC 6455 section 5.3). Messages are handed to `on_text`;
+compressed ones (permessage-deflate with server_no_context_takeover, as hubbub sends them) are
+inflated first.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import json
 import os
 import struct
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -98,8 +101,11 @@ class Reader(asyncio.Protocol):
                 start = offset + 10
             if size < start + length:
                 break
-            if opcode == 0x1:
-                self.on_text(bytes(buffer[start : start + length]))
+            if opcode == 0x1 or opcode == 0x2:
+                payload = bytes(buffer[start : start + length])
+                if buffer[offset] & 0x40:  # RSV1: permessage-deflate, the server keeps no context
+                    payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
+                self.on_text(payload)
             elif opcode == 0x9 and self.transport is not None:  # ping: answer with a pong
                 payload = bytes(buffer[start : start + length])
                 frame = masked_text_frame(payload)

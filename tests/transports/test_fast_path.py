@@ -7,8 +7,8 @@ import socket
 import pytest
 from websockets.frames import Frame, Opcode
 
-from hubbub.transports.websocket import FrameCache, text_frame
-from tests.conftest import StartServer
+from hubbub.transports.websocket import HANDSHAKE_DONE, FrameCache, text_frame
+from tests.conftest import OpenRaw, StartServer
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
@@ -38,3 +38,15 @@ async def test_tcp_fast_open_is_set_on_the_public_port(start_server: StartServer
     assert plain._endpoint is not None and plain._endpoint.server is not None
     for listening in plain._endpoint.server.sockets:
         assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN) == 0
+
+
+async def test_open_connections_do_not_keep_their_handshake(start_server: StartServer, open_raw: OpenRaw) -> None:
+    """An idle connection drops its upgrade request and response (headers: kilobytes each)."""
+    server = await start_server()
+    client = await open_raw(server, headers={"Cookie": "session=" + "c" * 4000})
+    await client.ok("subscribe", {"channel": "idle"})
+    assert server._endpoint is not None and server._endpoint.server is not None
+    (connection,) = server._endpoint.server.connections
+    assert connection.request is HANDSHAKE_DONE and not HANDSHAKE_DONE.headers
+    assert connection.response is None
+    assert await client.ok("ping") == {}  # and the connection still works

@@ -58,6 +58,7 @@ PAGES = {
     "/ticker/ticker.js": ("ticker.js", "application/javascript; charset=utf-8"),
     "/ticker/ticker.css": ("ticker.css", "text/css; charset=utf-8"),
 }
+HANDSHAKE_DONE = Request(WEBSOCKET_PATH, Headers())
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 section 5.5: control frame payload <= 125 bytes
 
 
@@ -396,8 +397,16 @@ class WebSocketEndpoint:
     async def handle(self, connection: ServerConnection) -> None:
         address = _peer_ip(connection)
         self._open_per_ip[address] += 1
+        is_echo = connection.request is not None and connection.request.path.split("?", 1)[0] == ECHO_PATH
+        # The handshake's request and response (headers: about 4 KiB) are not needed once the
+        # connection is open; an idle connection should not carry them for hours. `websockets`
+        # treats a request of None as "handshake pending", so a shared empty one stands in, and
+        # its parser keeps the original request alive, so its headers are emptied in place.
+        if connection.request is not None:
+            connection.request.headers.clear()
+        connection.request, connection.response = HANDSHAKE_DONE, None
         try:
-            if connection.request is not None and connection.request.path.split("?", 1)[0] == ECHO_PATH:
+            if is_echo:
                 await _echo(connection)
             else:
                 await self._serve_session(connection)
