@@ -24,7 +24,7 @@ test: $(STAMP)  ## lint, types, then the whole test suite with warnings as error
 	$(BIN)/pytest -q
 
 bench: $(STAMP)  ## benchmark scenarios against a real server (docs/benchmarks.md)
-	$(BIN)/python -m bench ticker
+	$(BIN)/python -m bench suite --out bench-results
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -114,7 +114,7 @@ def plots(results: list[Result], folder: Path, meta: dict[str, Any]) -> list[Pat
     latency = [r for r in results if r.phase.startswith("open loop")]
     if latency:
         labels = list(dict.fromkeys(f"{r.scenario}\n{r.phase}" for r in latency))
-        figure, axes = plt.subplots(figsize=(10, 5))
+        figure, axes = plt.subplots(figsize=(12, 5.5))
         width = 0.8 / len(servers)
         for i, server in enumerate(servers):
             p99 = [
@@ -134,7 +134,8 @@ def plots(results: list[Result], folder: Path, meta: dict[str, Any]) -> list[Pat
                 color=bars.patches[0].get_facecolor() if bars.patches else None,
                 label=f"{server} p50",
             )
-        axes.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(labels))], labels, fontsize=7)
+        ticks = [label.replace(" users / ", " users /\n").replace(" open loop", "\nopen loop") for label in labels]
+        axes.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(labels))], ticks, fontsize=7)
         axes.set_yscale("log")
         axes.set_ylabel("latency ms (log): wide bar p99, narrow bar p50")
         axes.legend(fontsize=7, ncol=2)
