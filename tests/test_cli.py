@@ -16,6 +16,7 @@ import aiohttp
 import jwt
 import pytest
 
+from hubbub import cli
 from hubbub.errors import DisconnectCode
 from tests.helpers import SECRET
 
@@ -100,6 +101,18 @@ async def test_serve_prints_urls_and_drains_on_sigterm(spawn, tmp_path: Path) ->
         assert [p["data"] for p in (await response.json())["publications"]] == ["kept"]
     again.process.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(again.process.wait(), 15) == 0
+
+
+async def test_event_loop_setting_picks_the_loop(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--event-loop uvloop` runs the server on uvloop (installed by the dev extra); default asyncio."""
+    fast = await spawn("serve", "--port", "0", "--api-port", "0", "--history-path", "none", "--event-loop", "uvloop")
+    await fast.wait_for_line(r"event loop: uvloop;")
+    plain = await spawn("serve", "--port", "0", "--api-port", "0", "--history-path", "none")
+    await plain.wait_for_line(r"event loop: asyncio;")
+    for server in (fast, plain):
+        server.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(server.process.wait(), 15) == 0
+    assert cli.loop_factory("asyncio") is None and cli.loop_factory("auto") is not None
 
 
 async def test_publish_and_subscribe_commands(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

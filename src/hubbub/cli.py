@@ -171,7 +171,9 @@ async def _run_server(settings: config.Settings) -> int:
     if settings.development_mode:
         print("hubbub: DEVELOPMENT MODE: no token_secret set, anonymous clients may connect", flush=True)
     history = settings.history_path or "memory"
-    print(f"hubbub: history in {history}; namespaces: {', '.join(sorted(settings.namespaces))}", flush=True)
+    loop_name = type(loop).__module__.split(".")[0]
+    namespaces = ", ".join(sorted(settings.namespaces))
+    print(f"hubbub: history in {history}; event loop: {loop_name}; namespaces: {namespaces}", flush=True)
     await stop.wait()
     print("hubbub: shutting down", flush=True)
     await server.close()

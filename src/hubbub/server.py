@@ -109,6 +109,8 @@ class Server:
         self._closed = True
         self.draining = True
         deadline = time.monotonic() + self.settings.shutdown_timeout
+        if self._endpoint is not None:
+            self._endpoint.stop_keepalive()
         if self._endpoint is not None and self._endpoint.server is not None:
             ws_server = self._endpoint.server
             ws_server.close(code=DisconnectCode.GOING_AWAY, reason="server shutting down")

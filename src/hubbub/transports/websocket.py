@@ -36,6 +36,7 @@ from hubbub.core.hub import Hub
 from hubbub.core.ratelimit import KeyedBuckets
 from hubbub.core.session import Session
 from hubbub.errors import ConfigError, DisconnectCode, ProtocolError
+from hubbub.transports.keepalive import Keepalive
 
 log = logging.getLogger("hubbub.websocket")
 
@@ -321,6 +322,9 @@ class WebSocketEndpoint:
         )
         self._attempts = KeyedBuckets(settings.connect_rate_per_ip, settings.connect_burst_per_ip)
         self._open_per_ip: Counter[str] = Counter()
+        self._keepalive = (
+            Keepalive(settings.ping_interval, settings.ping_timeout) if settings.ping_interval is not None else None
+        )
         self._frames = FrameCache()
         self._msgpack_frames = FrameCache(OP_BINARY, protocol.msgpack_from_json_lines)
 
@@ -341,14 +345,20 @@ class WebSocketEndpoint:
             extensions=[deflate_factory()] if settings.compression else None,
             max_size=settings.max_message_bytes,
             open_timeout=settings.handshake_timeout,
-            ping_interval=settings.ping_interval,
-            ping_timeout=settings.ping_timeout,
+            ping_interval=None,  # one shared timer instead of a task per connection (keepalive.py)
+            ping_timeout=None,
             server_header="hubbub",
             reuse_port=settings.reuse_port or None,
         )
         if settings.tcp_fastopen:
             enable_fast_open(self.server.sockets, settings.tcp_fastopen)
+        if self._keepalive is not None:
+            self._keepalive.start()
         return self.server
+
+    def stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.stop()
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path, _, query = request.path.partition("?")
@@ -405,12 +415,16 @@ class WebSocketEndpoint:
         if connection.request is not None:
             connection.request.headers.clear()
         connection.request, connection.response = HANDSHAKE_DONE, None
+        if self._keepalive is not None:
+            self._keepalive.add(connection)
         try:
             if is_echo:
                 await _echo(connection)
             else:
                 await self._serve_session(connection)
         finally:
+            if self._keepalive is not None:
+                self._keepalive.discard(connection)
             self._open_per_ip[address] -= 1
             if self._open_per_ip[address] <= 0:
                 del self._open_per_ip[address]

@@ -1,7 +1,9 @@
-"""The raw frame fast path: byte-identical to what `websockets` would send, and guarded."""
+"""Where hubbub reaches into `websockets` for speed and memory: the raw frame fast path (byte-identical
+to what `websockets` would send), the shared keepalive, dropped handshakes, TCP Fast Open."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -9,6 +11,7 @@ from websockets.frames import Frame, Opcode
 
 from hubbub.transports.websocket import HANDSHAKE_DONE, FrameCache, text_frame
 from tests.conftest import OpenRaw, StartServer
+from tests.wire import BareWebSocket, client_frame
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
@@ -50,3 +53,19 @@ async def test_open_connections_do_not_keep_their_handshake(start_server: StartS
     assert connection.request is HANDSHAKE_DONE and not HANDSHAKE_DONE.headers
     assert connection.response is None
     assert await client.ok("ping") == {}  # and the connection still works
+
+
+async def test_one_timer_pings_every_connection_without_a_task_each(start_server: StartServer) -> None:
+    """Pings arrive every ping_interval; no connection carries a keepalive task of its own."""
+    server = await start_server(ping_interval=0.1, ping_timeout=5)
+    sockets = [await BareWebSocket.open(server.url) for _ in range(3)]
+    for socket_ in sockets:
+        for _ in range(2):  # two pings each, answered (read_messages answers, read_frame does not)
+            opcode, payload = await asyncio.wait_for(socket_.read_frame(), 5)
+            assert opcode == 0x9 and len(payload) == 4
+            await socket_.send_bytes(client_frame(payload, opcode=0xA))
+    assert server._endpoint is not None and server._endpoint.server is not None
+    assert len(server._endpoint.server.connections) == 3
+    assert all(connection.keepalive_task is None for connection in server._endpoint.server.connections)
+    for socket_ in sockets:
+        socket_.close()
