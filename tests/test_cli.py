@@ -104,10 +104,10 @@ async def test_serve_prints_urls_and_drains_on_sigterm(spawn, tmp_path: Path) ->
 
 
 async def test_event_loop_setting_picks_the_loop(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """`--event-loop uvloop` runs the server on uvloop (installed by the dev extra); default asyncio."""
-    fast = await spawn("serve", "--port", "0", "--api-port", "0", "--history-path", "none", "--event-loop", "uvloop")
+    """The default (auto) runs on uvloop, installed by the dev extra; `--event-loop asyncio` does not."""
+    fast = await spawn("serve", "--port", "0", "--api-port", "0", "--history-path", "none")
     await fast.wait_for_line(r"event loop: uvloop;")
-    plain = await spawn("serve", "--port", "0", "--api-port", "0", "--history-path", "none")
+    plain = await spawn("serve", "--port", "0", "--api-port", "0", "--history-path", "none", "--event-loop", "asyncio")
     await plain.wait_for_line(r"event loop: asyncio;")
     for server in (fast, plain):
         server.process.send_signal(signal.SIGTERM)

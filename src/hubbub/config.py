@@ -162,7 +162,7 @@ class Settings:
     shutdown_timeout: float = _setting(10.0, "seconds to drain connections on SIGINT/SIGTERM")
     log_level: str = _setting("info", "debug, info, warning or error")
     log_format: str = _setting("text", "text (human) or json (one object per line)")
-    event_loop: str = _setting("asyncio", "asyncio, uvloop (needs the uvloop package), or auto (uvloop when installed)")
+    event_loop: str = _setting("auto", "auto (uvloop when installed), uvloop (needs the uvloop package) or asyncio")
     admin_interval: float = _setting(1.0, "seconds between the admin view's samples")
     namespaces: Mapping[str, NamespaceOptions] = field(
         default_factory=_default_namespaces,
