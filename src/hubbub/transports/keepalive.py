@@ -8,7 +8,7 @@ behaviour and close code as `websockets`' own keepalive.
 
 It uses the connection's ping bookkeeping (`pending_pings`, which the connection resolves when a
 pong arrives) and its sans-I/O protocol, like the fan-out fast path: checked against websockets
-15-17 (pinned below 18 in pyproject.toml).
+17.x (pinned to 17 in pyproject.toml).
 """
 
 from __future__ import annotations
