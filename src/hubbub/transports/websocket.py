@@ -13,6 +13,7 @@ import logging
 import re
 import socket
 import struct
+import sys
 import zlib
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -159,14 +160,14 @@ class WebSocketSink:
     as `websockets.broadcast()` does.
     """
 
-    __slots__ = ("_connection", "_deflate_bits", "_frames", "_raw", "_tasks", "_threshold")
+    __slots__ = ("_connection", "_deflate_bits", "_frames", "_tasks", "_threshold")
 
     def __init__(self, connection: ServerConnection, frames: FrameCache, compression_threshold: int = 0) -> None:
         self._connection = connection
         self._frames = frames
         extensions = connection.protocol.extensions
-        self._raw = not extensions
-        self._threshold = compression_threshold if extensions else 1 << 62
+        # Frames shorter than this go out raw and uncompressed: all of them without an extension.
+        self._threshold = compression_threshold if extensions else sys.maxsize
         self._deflate_bits = 0
         if len(extensions) == 1 and isinstance(extensions[0], PerMessageDeflate):
             deflate = extensions[0]
