@@ -12,6 +12,8 @@ import asyncio
 import sys
 from collections.abc import Callable
 
+from aiohttp import web
+
 
 def loop_factory(argv: list[str]) -> Callable[[], asyncio.AbstractEventLoop]:
     if "--uvloop" in argv:
@@ -28,3 +30,15 @@ def port_from(argv: list[str]) -> int:
 def announce(name: str, port: int) -> None:
     print(f"{name} listening on 127.0.0.1:{port}", flush=True)
     sys.stdout.flush()
+
+
+async def serve_aiohttp(app: web.Application, name: str, port: int) -> None:
+    """Run an aiohttp app on 127.0.0.1:port (0 = any free port) until cancelled."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+    await site.start()
+    server = site._server
+    assert isinstance(server, asyncio.Server)
+    announce(name, server.sockets[0].getsockname()[1])
+    await asyncio.Future()

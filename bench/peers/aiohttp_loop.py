@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from aiohttp import WSMsgType, web
 
-from bench.peers import announce, loop_factory, port_from
+from bench.peers import loop_factory, port_from, serve_aiohttp
 
 channels: defaultdict[str, set[web.WebSocketResponse]] = defaultdict(set)
 
@@ -42,14 +42,7 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
 async def main(port: int) -> None:
     app = web.Application()
     app.router.add_get("/", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    announce("aiohttp-loop", server.sockets[0].getsockname()[1])
-    await asyncio.Future()
+    await serve_aiohttp(app, "aiohttp-loop", port)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from bench.peers import announce, loop_factory, port_from
+from bench.peers import loop_factory, port_from, serve_aiohttp
 
 hub = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
 
@@ -32,14 +32,7 @@ async def on_pub(sid: str, channel: str, payload: Any) -> None:
 async def main(port: int) -> None:
     app = web.Application()
     hub.attach(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    announce("python-socketio", server.sockets[0].getsockname()[1])
-    await asyncio.Future()
+    await serve_aiohttp(app, "python-socketio", port)
 
 
 if __name__ == "__main__":
