@@ -104,12 +104,7 @@ def plots(results: list[Result], folder: Path, meta: dict[str, Any]) -> list[Pat
         axes.set_yscale("log")
         axes.set_ylabel("deliveries/s (log scale), closed loop, 64 in flight")
         axes.legend()
-        figure.text(0.01, 0.01, caption, fontsize=6, wrap=True)
-        figure.subplots_adjust(bottom=0.2)
-        path = folder / "deliveries.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(plt, figure, caption, folder / "deliveries.png", bottom=0.2))
 
     latency = [r for r in results if r.phase.startswith("open loop")]
     if latency:
@@ -139,10 +134,14 @@ def plots(results: list[Result], folder: Path, meta: dict[str, Any]) -> list[Pat
         axes.set_yscale("log")
         axes.set_ylabel("latency ms (log): wide bar p99, narrow bar p50")
         axes.legend(fontsize=7, ncol=2)
-        figure.text(0.01, 0.01, caption, fontsize=6, wrap=True)
-        figure.subplots_adjust(bottom=0.25)
-        path = folder / "latency.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(plt, figure, caption, folder / "latency.png", bottom=0.25))
     return written
+
+
+def _save(plt: Any, figure: Any, caption: str, path: Path, bottom: float) -> Path:
+    """Machine, versions and command under the chart, then the PNG."""
+    figure.text(0.01, 0.01, caption, fontsize=6, wrap=True)
+    figure.subplots_adjust(bottom=bottom)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

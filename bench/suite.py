@@ -156,14 +156,13 @@ async def _open_loop(
         sent += max(due, 0)
         await asyncio.sleep(0.002)  # the publishing clock's tick
     await deliveries.drain(sent * fanout)
-    result = _finish(
+    return _finish(
         Result(scenario, server.spec.name, f"open loop {offered / 1000:g}k/s", offered),
         deliveries,
         started,
         meter,
         sent * fanout,
     )
-    return result
 
 
 async def fanout(server: RunningServer, subscribers: int, scale: Scale) -> list[Result]:
