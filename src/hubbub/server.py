@@ -113,14 +113,13 @@ class Server:
             self._endpoint.stop_keepalive()
         if self._endpoint is not None and self._endpoint.server is not None:
             ws_server = self._endpoint.server
-            ws_server.close(code=DisconnectCode.GOING_AWAY, reason="server shutting down")
+            ws_server.close(DisconnectCode.GOING_AWAY, "server shutting down")
             try:
                 await asyncio.wait_for(ws_server.wait_closed(), max(0.1, deadline - time.monotonic()))
             except TimeoutError:
                 log.warning("connections still open after %.1fs: aborting them", self.settings.shutdown_timeout)
-                for connection in list(ws_server.connections):
-                    if connection.transport is not None:
-                        connection.transport.abort()
+                for connection in ws_server.connections:
+                    connection.abort()
         if self.admin_feed is not None:
             await self.admin_feed.stop()
         if self._api_runner is not None:

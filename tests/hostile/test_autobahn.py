@@ -1,8 +1,8 @@
 """Autobahn TestSuite server cases (kosoku) against the public WebSocket transport.
 
 The echo endpoint exists only with the test-only setting `test_echo_endpoint`. Compression is
-on, so the permessage-deflate cases (12.x, 13.x) run too. The five known failures are
-`websockets` behaviours documented in docs/security.md; the test pins that exact set, so a new
+on, so the permessage-deflate cases (12.x, 13.x) run too. The one known failure is a
+`websockets` behaviour documented in docs/security.md; the test pins that exact set, so a new
 failure, or a fix upstream, shows up here.
 """
 
@@ -16,11 +16,7 @@ from kosoku import FailureError, run_fuzzingclient
 from tests.conftest import StartServer
 
 KNOWN_FAILURES = {
-    "7.1.5",  # data frame after a close frame: websockets closes 1002, Autobahn wants 1000
-    "9.3.1",  # 4 MiB text message in 64-byte fragments: websockets' fragment cap closes 1009
-    "9.3.2",  # same, 128-byte fragments
-    "9.4.1",  # 4 MiB binary message in 64-byte fragments
-    "9.4.2",  # same, 128-byte fragments
+    "7.1.5",  # data frame after a close frame: websockets' parser closes 1002, Autobahn wants 1000
 }
 
 # The large-message compression cases take about 5 minutes; they passed in the full run quoted in

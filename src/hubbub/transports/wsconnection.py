@@ -1,0 +1,475 @@
+"""One WebSocket connection: an asyncio Protocol around `websockets`' sans-I/O `ServerProtocol`.
+
+`websockets` still owns RFC 6455: request validation and the 101 response, frame parsing
+(masking, opcodes, control-frame rules, max size across fragments: close 1009), permessage-deflate,
+pongs and the close handshake. This module does the I/O its asyncio server used to do, with
+less per connection (docs/benchmarks.md: handshakes/s and idle memory): no handler task, no
+assembler futures; a task exists only while a connection has commands to run.
+
+What it adds on top of the sans-I/O core, as `websockets.asyncio` did: a handshake timeout,
+message reassembly with fail-fast UTF-8 checks (close 1007), inbound flow control (stop reading
+while 16 messages wait), a read hold on peers who provoke writes they never read (ping floods),
+write flow control for the outbox, pings with pong tracking, and a close timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from websockets.extensions.base import ServerExtensionFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+log = logging.getLogger("hubbub.websocket")
+
+Message = str | bytes
+# Called as the protocol's method: (protocol, offered) -> chosen, or raise NegotiationError (400).
+SelectSubprotocol = Callable[[ServerProtocol, Sequence[Subprotocol]], Subprotocol | None]
+MAX_QUEUED_MESSAGES = 16  # stop reading a peer while this many of its messages wait (websockets' default)
+RESUME_QUEUED_MESSAGES = 4
+WRITE_LIMIT_HIGH = 32 * 1024  # transport pauses writing above this (websockets' default)
+WRITE_LIMIT_LOW = WRITE_LIMIT_HIGH // 4
+CLOSE_TIMEOUT = 10.0  # seconds a peer gets to finish the closing handshake
+HOLD_QUEUE = 1  # reasons to stop reading: bit flags
+HOLD_UNREAD = 2
+
+
+class MessageHandler(Protocol):
+    """What runs an open connection's messages (a hubbub session, or the test echo)."""
+
+    async def handle(self, message: Message) -> None: ...
+
+    async def closed(self) -> None: ...
+
+
+class ConnectionEvents(Protocol):
+    """What the endpoint decides for each connection."""
+
+    def process_request(self, connection: WebSocketConnection, request: Request) -> Response | None: ...
+
+    def opened(self, connection: WebSocketConnection, request: Request) -> MessageHandler: ...
+
+
+class ConnectionOptions:
+    """Per-server settings every connection shares (one object, not one copy per connection)."""
+
+    __slots__ = (
+        "extensions",
+        "handshake_timeout",
+        "max_size",
+        "max_unread_bytes",
+        "select_subprotocol",
+        "server_header",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_size: int | None,
+        handshake_timeout: float | None,
+        max_unread_bytes: int,
+        extensions: Sequence[ServerExtensionFactory] | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
+        server_header: str = "hubbub",
+    ) -> None:
+        self.select_subprotocol = select_subprotocol
+        self.max_size = max_size
+        self.handshake_timeout = handshake_timeout
+        self.max_unread_bytes = max_unread_bytes
+        self.extensions = extensions
+        self.server_header = server_header
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """The transport side of one client; the endpoint's `MessageHandler` does the rest."""
+
+    __slots__ = (
+        "_close_timer",
+        "_fragments",
+        "_handler",
+        "_inbox",
+        "_lost",
+        "_read_holds",
+        "_registry",
+        "_text_decoder",
+        "_timer",
+        "_worker",
+        "_writable_callbacks",
+        "events",
+        "options",
+        "paused",
+        "pings",
+        "protocol",
+        "remote_address",
+        "transport",
+    )
+
+    def __init__(self, registry: ConnectionRegistry, events: ConnectionEvents, options: ConnectionOptions) -> None:
+        self._registry = registry
+        self.events = events
+        self.options = options
+        self.protocol = ServerProtocol(
+            extensions=options.extensions,
+            select_subprotocol=options.select_subprotocol,
+            max_size=options.max_size,
+            logger=log,
+        )
+        self.transport: asyncio.Transport | None = None
+        self.remote_address: Any = None
+        self.paused = False  # the transport asked us to stop writing
+        self.pings: dict[bytes, asyncio.Future[None]] | None = None
+        self._handler: MessageHandler | None = None
+        self._inbox: deque[Message] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._fragments: list[Message] | None = None
+        self._text_decoder: codecs.IncrementalDecoder | None = None
+        self._writable_callbacks: list[Callable[[], None]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._read_holds = 0
+        self._lost = False
+
+    # What the endpoint and sessions use.
+
+    @property
+    def state(self) -> State:
+        return self.protocol.state
+
+    @property
+    def subprotocol(self) -> Subprotocol | None:
+        return self.protocol.subprotocol
+
+    def respond(self, status: HTTPStatus, text: str) -> Response:
+        """A plain-text HTTP answer instead of the upgrade (for `process_request`)."""
+        return self.protocol.reject(status, text)
+
+    def flush(self) -> None:
+        """Write what the sans-I/O protocol has queued; an empty chunk means "send EOF"."""
+        transport = self.transport
+        if transport is None:
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                with contextlib.suppress(Exception):  # uvloop may raise on a closing transport
+                    transport.write_eof()
+            else:  # TLS cannot half-close
+                transport.close()
+        if self._close_timer is None and self.protocol.close_expected():
+            self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+
+    def send_message(self, message: Message) -> None:
+        """One message through the protocol (compressed when negotiated); no-op unless open."""
+        if self.protocol.state is not State.OPEN:
+            return
+        if isinstance(message, str):
+            self.protocol.send_text(message.encode())
+        else:
+            self.protocol.send_binary(message)
+        self.flush()
+
+    def ping(self, data: bytes) -> asyncio.Future[None] | None:
+        """Send a ping; the future completes when its pong (or a later one) arrives."""
+        if self.protocol.state is not State.OPEN or self.transport is None:
+            return None
+        if self.pings is None:
+            self.pings = {}
+        if data in self.pings:
+            return None
+        pong: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pings[data] = pong
+        self.protocol.send_ping(data)
+        self.flush()
+        return pong
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake; the peer gets CLOSE_TIMEOUT seconds to answer."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self.flush()
+        elif self.protocol.state is State.CONNECTING:
+            self.abort()
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 section 7.1.7): close frame, then close TCP at once."""
+        self.protocol.fail(code, reason)
+        self.flush()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        """Call back once the transport takes writes again (or the connection is gone)."""
+        if not self.paused or self._lost:
+            asyncio.get_running_loop().call_soon(callback)
+            return
+        if self._writable_callbacks is None:
+            self._writable_callbacks = []
+        self._writable_callbacks.append(callback)
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+        self.transport = stream
+        stream.set_write_buffer_limits(WRITE_LIMIT_HIGH, WRITE_LIMIT_LOW)
+        self.remote_address = transport.get_extra_info("peername")
+        self._registry.add(self)
+        if self.options.handshake_timeout is not None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.options.handshake_timeout, self._handshake_expired
+            )
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        for event in events:
+            if isinstance(event, Frame):
+                if protocol.state is not State.CONNECTING:
+                    self._frame_received(event)
+            elif isinstance(event, Request):
+                self._request_received(event)
+        self.flush()
+        transport = self.transport
+        if (
+            transport is not None
+            and not self._read_holds & HOLD_UNREAD
+            and transport.get_write_buffer_size() > self.options.max_unread_bytes
+        ):
+            self._hold_reading(HOLD_UNREAD)
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self.flush()
+        return None  # let the transport close: a WebSocket never writes after the peer's EOF
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._release_reading(HOLD_UNREAD)
+        self._call_writable_callbacks()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.protocol.receive_eof()  # idempotent; the protocol is CLOSED after it
+        for timer in (self._timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._close_timer = None
+        if self.pings:
+            for pong in self.pings.values():
+                pong.cancel()
+            self.pings = None
+        self.paused = False
+        self._call_writable_callbacks()
+        if self._handler is None:
+            self._registry.discard(self)
+        elif self._worker is None:
+            self._worker = asyncio.ensure_future(self._run_inbox())
+        # else: the running worker finishes the inbox, then closes the handler
+
+    # Internals
+
+    def _handshake_expired(self) -> None:
+        self._timer = None
+        if self.protocol.state is State.CONNECTING:
+            log.debug("handshake from %s timed out", self.remote_address)
+            self.abort()
+
+    def _request_received(self, request: Request) -> None:
+        protocol = self.protocol
+        try:
+            response = self.events.process_request(self, request)
+        except Exception:
+            log.exception("process_request failed")
+            response = protocol.reject(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
+        if response is None:
+            response = protocol.accept(request)
+        if self.options.server_header:
+            response.headers["Server"] = self.options.server_header
+        protocol.send_response(response)
+        if protocol.state is not State.OPEN:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            self._handler = self.events.opened(self, request)
+        except Exception:
+            log.exception("opening a connection failed")
+            self.fail(1011, "internal error")
+        # The sans-I/O parser's frame keeps the request alive for the connection's life; its
+        # headers (kilobytes with cookies) are not needed once open, so empty them in place.
+        request.headers.clear()
+
+    def _frame_received(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
+            self._data_frame(frame)
+        elif opcode is Opcode.PONG:
+            self._pong(bytes(frame.data))
+
+    def _data_frame(self, frame: Frame) -> None:
+        protocol = self.protocol
+        if protocol.close_sent is not None and protocol.close_rcvd is None:
+            return  # we are closing (or failed this connection): drop what the peer still sends
+        opcode = frame.opcode
+        try:
+            if opcode is Opcode.TEXT:
+                if frame.fin:
+                    self._deliver(bytes(frame.data).decode())
+                    return
+                self._text_decoder = codecs.getincrementaldecoder("utf-8")()
+                self._fragments = [self._text_decoder.decode(frame.data)]
+            elif opcode is Opcode.BINARY:
+                if frame.fin:
+                    self._deliver(bytes(frame.data))
+                    return
+                self._text_decoder = None
+                self._fragments = [bytes(frame.data)]
+            else:  # continuation: the sans-I/O parser checked one is expected
+                fragments = self._fragments
+                if fragments is None:  # the message was already refused
+                    return
+                decoder = self._text_decoder
+                fragments.append(
+                    decoder.decode(frame.data, final=frame.fin) if decoder is not None else bytes(frame.data)
+                )
+                if frame.fin:
+                    self._fragments = self._text_decoder = None
+                    self._deliver("".join(fragments) if decoder is not None else b"".join(fragments))  # type: ignore[arg-type]
+        except UnicodeDecodeError as exc:
+            self._fragments = self._text_decoder = None
+            self.fail(1007, f"{exc.reason} at position {exc.start}")
+
+    def _deliver(self, message: Message) -> None:
+        if self._handler is None:
+            return
+        if self._inbox is None:
+            self._inbox = deque()
+        self._inbox.append(message)
+        if len(self._inbox) >= MAX_QUEUED_MESSAGES:
+            self._hold_reading(HOLD_QUEUE)
+        if self._worker is None:
+            self._worker = asyncio.ensure_future(self._run_inbox())
+
+    async def _run_inbox(self) -> None:
+        """Runs the handler on queued messages in order; exists only while there are some."""
+        handler = self._handler
+        assert handler is not None
+        inbox = self._inbox
+        try:
+            while inbox:
+                message = inbox.popleft()
+                if len(inbox) <= RESUME_QUEUED_MESSAGES:
+                    self._release_reading(HOLD_QUEUE)
+                try:
+                    await handler.handle(message)
+                except Exception:
+                    log.exception("handling a message failed")
+                    self.fail(1011, "internal error")
+                    inbox.clear()
+        finally:
+            self._worker = None
+        if self._lost:
+            self._inbox = None
+            try:
+                await handler.closed()
+            finally:
+                self._handler = None
+                self._registry.discard(self)
+
+    def _pong(self, data: bytes) -> None:
+        """A pong acknowledges its ping and every earlier one (RFC 6455 allows skipping pongs)."""
+        pings = self.pings
+        if not pings or data not in pings:
+            return
+        for sent in list(pings):
+            pong = pings.pop(sent)
+            if not pong.done():
+                pong.set_result(None)
+            if sent == data:
+                break
+
+    def _hold_reading(self, reason: int) -> None:
+        if not self._read_holds and self.transport is not None and not self._lost:
+            self.transport.pause_reading()
+        self._read_holds |= reason
+
+    def _release_reading(self, reason: int) -> None:
+        if not self._read_holds & reason:
+            return
+        self._read_holds &= ~reason
+        if not self._read_holds and self.transport is not None and not self._lost:
+            self.transport.resume_reading()
+
+    def _call_writable_callbacks(self) -> None:
+        callbacks, self._writable_callbacks = self._writable_callbacks, None
+        for callback in callbacks or ():
+            callback()
+
+
+class ConnectionRegistry:
+    """Every live connection of one listening server, for shutdown and the keepalive."""
+
+    def __init__(self) -> None:
+        self.connections: dict[WebSocketConnection, None] = {}  # insertion-ordered set
+        self._empty: asyncio.Event | None = None
+        self.on_discard: Callable[[WebSocketConnection], None] | None = None
+
+    def add(self, connection: WebSocketConnection) -> None:
+        self.connections[connection] = None
+
+    def discard(self, connection: WebSocketConnection) -> None:
+        if self.connections.pop(connection, 0) is None and self.on_discard is not None:
+            self.on_discard(connection)
+        if not self.connections and self._empty is not None:
+            self._empty.set()
+
+    async def wait_empty(self) -> None:
+        if not self.connections:
+            return
+        if self._empty is None:
+            self._empty = asyncio.Event()
+        await self._empty.wait()
+
+
+class WebSocketServer:
+    """The listening socket(s) and their connections; what `Server` shuts down."""
+
+    def __init__(self, server: asyncio.Server, registry: ConnectionRegistry) -> None:
+        self._server = server
+        self._registry = registry
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return tuple(self._server.sockets)
+
+    @property
+    def connections(self) -> list[WebSocketConnection]:
+        return list(self._registry.connections)
+
+    def close(self, code: int, reason: str) -> None:
+        """Stop listening; close open connections with `code`, drop those mid-handshake."""
+        self._server.close()
+        for connection in list(self._registry.connections):
+            connection.close(code, reason)
+
+    async def wait_closed(self) -> None:
+        await self._registry.wait_empty()
+        await self._server.wait_closed()
