@@ -228,9 +228,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.remote_address = transport.get_extra_info("peername")
         self._registry.add(self)
         if self.options.handshake_timeout is not None:
-            self._timer = asyncio.get_running_loop().call_later(
-                self.options.handshake_timeout, self._handshake_expired
-            )
+            self._timer = asyncio.get_running_loop().call_later(self.options.handshake_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
