@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 from websockets.datastructures import Headers
 from websockets.exceptions import NegotiationError
 from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
-from websockets.http11 import Request, Response
+from websockets.http11 import Response
 from websockets.protocol import State as WsState
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
@@ -38,6 +38,7 @@ from hubbub.core.session import Session
 from hubbub.core.session import State as SessionState
 from hubbub.errors import ConfigError, DisconnectCode, ProtocolError
 from hubbub.transports.frames import DEFLATE_MEM_LEVEL, OP_BINARY, FrameCache
+from hubbub.transports.handshake import UpgradeRequest
 from hubbub.transports.keepalive import Keepalive
 from hubbub.transports.wsconnection import (
     ConnectionOptions,
@@ -88,12 +89,14 @@ class WebSocketSink:
     takes over context); a window zlib cannot make (8 bits) goes through the protocol instead.
     """
 
-    __slots__ = ("_connection", "_deflate_bits", "_frames", "_threshold")
+    __slots__ = ("_connection", "_deflate_bits", "_frames", "_protocol", "_threshold")
 
     def __init__(self, connection: WebSocketConnection, frames: FrameCache, compression_threshold: int = 0) -> None:
+        assert connection.protocol is not None, "a sink is made for an open connection"
         self._connection = connection
+        self._protocol = connection.protocol
         self._frames = frames
-        extensions = connection.protocol.extensions
+        extensions = self._protocol.extensions
         # Frames shorter than this go out raw and uncompressed: all of them without an extension.
         self._threshold = compression_threshold if extensions else sys.maxsize
         self._deflate_bits = 0
@@ -104,7 +107,8 @@ class WebSocketSink:
 
     def write(self, payload: bytes) -> None:
         connection = self._connection
-        if connection.protocol.state is not WsState.OPEN:
+        protocol = self._protocol
+        if protocol.state is not WsState.OPEN:
             return
         transport = connection.transport
         assert transport is not None
@@ -116,9 +120,9 @@ class WebSocketSink:
             else:
                 data = self._frames.data_for(payload)
                 if self._frames.binary:
-                    connection.protocol.send_binary(data)
+                    protocol.send_binary(data)
                 else:
-                    connection.protocol.send_text(data)
+                    protocol.send_text(data)
                 connection.flush()
         except Exception as exc:  # a dead transport must not abort the fan-out
             log.debug("write to %s failed: %s", connection.remote_address, exc)
@@ -258,6 +262,7 @@ class WebSocketEndpoint:
             handshake_timeout=settings.handshake_timeout,
             # A peer provoking writes (pongs) it never reads is not read either past this.
             max_unread_bytes=settings.max_outbox_bytes,
+            max_head_bytes=settings.max_request_head_bytes,
             extensions=[deflate_factory()] if settings.compression else None,
             select_subprotocol=select_subprotocol,
         )
@@ -287,7 +292,7 @@ class WebSocketEndpoint:
         if self._keepalive is not None:
             self._keepalive.stop()
 
-    def process_request(self, connection: WebSocketConnection, request: Request) -> Response | None:
+    def process_request(self, connection: WebSocketConnection, request: UpgradeRequest) -> Response | None:
         path, _, query = request.path.partition("?")
         page = PAGES.get(path)
         if page is not None:
@@ -302,7 +307,7 @@ class WebSocketEndpoint:
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found; the WebSocket endpoint is {WEBSOCKET_PATH}\n")
         if self.is_draining():
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "server is shutting down\n")
-        if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self._allowed_origins):
+        if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), self._allowed_origins):
             self.hub.count_limit_hit("origin")
             return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
         address = _peer_ip(connection)
@@ -331,7 +336,7 @@ class WebSocketEndpoint:
         token = mint_token(secret, user, ttl=ttl)
         return _json_response(HTTPStatus.OK, protocol.encode({"token": token, "user": user, "ttl": ttl}))
 
-    def opened(self, connection: WebSocketConnection, request: Request) -> MessageHandler:
+    def opened(self, connection: WebSocketConnection, request: UpgradeRequest) -> MessageHandler:
         """The upgrade succeeded: count the address and give the connection its session."""
         address = _peer_ip(connection)
         self._open_per_ip[address] += 1

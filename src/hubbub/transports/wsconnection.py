@@ -1,10 +1,10 @@
 """One WebSocket connection: an asyncio Protocol around `websockets`' sans-I/O `ServerProtocol`.
 
-`websockets` still owns RFC 6455: request validation and the 101 response, frame parsing
-(masking, opcodes, control-frame rules, max size across fragments: close 1009), permessage-deflate,
-pongs and the close handshake. This module does the I/O its asyncio server used to do, with
-less per connection (docs/benchmarks.md: handshakes/s and idle memory): no handler task, no
-assembler futures; a task exists only while a connection has commands to run.
+After the upgrade (handshake.py), `websockets` owns RFC 6455: frame parsing (masking, opcodes,
+control-frame rules, max size across fragments: close 1009), permessage-deflate, pongs and the
+close handshake. This module does the I/O its asyncio server used to do, with less per
+connection (docs/benchmarks.md: handshakes/s and idle memory): no handler task, no assembler
+futures; a task exists only while a connection has commands to run.
 
 What it adds on top of the sans-I/O core, as `websockets.asyncio` did: a handshake timeout,
 message reassembly with fail-fast UTF-8 checks (close 1007), inbound flow control (stop reading
@@ -25,16 +25,23 @@ from typing import Any, Protocol
 
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request, Response
+from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
+
+from hubbub.transports.handshake import (
+    HEAD_END,
+    HandshakeError,
+    SelectSubprotocol,
+    UpgradeRequest,
+    accept_upgrade,
+    error_response,
+    parse_head,
+)
 
 log = logging.getLogger("hubbub.websocket")
 
 Message = str | bytes
-# Called as the protocol's method: (protocol, offered) -> chosen, or raise NegotiationError (400).
-SelectSubprotocol = Callable[[ServerProtocol, Sequence[Subprotocol]], Subprotocol | None]
 MAX_QUEUED_MESSAGES = 16  # stop reading a peer while this many of its messages wait (websockets' default)
 RESUME_QUEUED_MESSAGES = 4
 WRITE_LIMIT_HIGH = 32 * 1024  # transport pauses writing above this (websockets' default)
@@ -55,9 +62,9 @@ class MessageHandler(Protocol):
 class ConnectionEvents(Protocol):
     """What the endpoint decides for each connection."""
 
-    def process_request(self, connection: WebSocketConnection, request: Request) -> Response | None: ...
+    def process_request(self, connection: WebSocketConnection, request: UpgradeRequest) -> Response | None: ...
 
-    def opened(self, connection: WebSocketConnection, request: Request) -> MessageHandler: ...
+    def opened(self, connection: WebSocketConnection, request: UpgradeRequest) -> MessageHandler: ...
 
 
 class ConnectionOptions:
@@ -66,6 +73,7 @@ class ConnectionOptions:
     __slots__ = (
         "extensions",
         "handshake_timeout",
+        "max_head_bytes",
         "max_size",
         "max_unread_bytes",
         "select_subprotocol",
@@ -78,6 +86,7 @@ class ConnectionOptions:
         max_size: int | None,
         handshake_timeout: float | None,
         max_unread_bytes: int,
+        max_head_bytes: int = 16384,
         extensions: Sequence[ServerExtensionFactory] | None = None,
         select_subprotocol: SelectSubprotocol | None = None,
         server_header: str = "hubbub",
@@ -86,6 +95,7 @@ class ConnectionOptions:
         self.max_size = max_size
         self.handshake_timeout = handshake_timeout
         self.max_unread_bytes = max_unread_bytes
+        self.max_head_bytes = max_head_bytes
         self.extensions = extensions
         self.server_header = server_header
 
@@ -97,6 +107,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_close_timer",
         "_fragments",
         "_handler",
+        "_head",
         "_inbox",
         "_lost",
         "_read_holds",
@@ -118,12 +129,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._registry = registry
         self.events = events
         self.options = options
-        self.protocol = ServerProtocol(
-            extensions=options.extensions,
-            select_subprotocol=options.select_subprotocol,
-            max_size=options.max_size,
-            logger=log,
-        )
+        self.protocol: ServerProtocol | None = None  # made once the upgrade is accepted
+        self._head: bytearray | None = bytearray()
         self.transport: asyncio.Transport | None = None
         self.remote_address: Any = None
         self.paused = False  # the transport asked us to stop writing
@@ -143,22 +150,26 @@ class WebSocketConnection(asyncio.Protocol):
 
     @property
     def state(self) -> State:
-        return self.protocol.state
+        protocol = self.protocol
+        if protocol is not None:
+            return protocol.state
+        return State.CLOSED if self._lost else State.CONNECTING
 
     @property
-    def subprotocol(self) -> Subprotocol | None:
-        return self.protocol.subprotocol
+    def subprotocol(self) -> str | None:
+        return self.protocol.subprotocol if self.protocol is not None else None
 
     def respond(self, status: HTTPStatus, text: str) -> Response:
         """A plain-text HTTP answer instead of the upgrade (for `process_request`)."""
-        return self.protocol.reject(status, text)
+        return error_response(HandshakeError(status, text.rstrip("\n")))
 
     def flush(self) -> None:
         """Write what the sans-I/O protocol has queued; an empty chunk means "send EOF"."""
         transport = self.transport
-        if transport is None:
+        protocol = self.protocol
+        if transport is None or protocol is None:
             return
-        for data in self.protocol.data_to_send():
+        for data in protocol.data_to_send():
             if data:
                 transport.write(data)
             elif transport.can_write_eof():
@@ -166,22 +177,24 @@ class WebSocketConnection(asyncio.Protocol):
                     transport.write_eof()
             else:  # TLS cannot half-close
                 transport.close()
-        if self._close_timer is None and self.protocol.close_expected():
+        if self._close_timer is None and protocol.close_expected():
             self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
     def send_message(self, message: Message) -> None:
         """One message through the protocol (compressed when negotiated); no-op unless open."""
-        if self.protocol.state is not State.OPEN:
+        protocol = self.protocol
+        if protocol is None or protocol.state is not State.OPEN:
             return
         if isinstance(message, str):
-            self.protocol.send_text(message.encode())
+            protocol.send_text(message.encode())
         else:
-            self.protocol.send_binary(message)
+            protocol.send_binary(message)
         self.flush()
 
     def ping(self, data: bytes) -> asyncio.Future[None] | None:
         """Send a ping; the future completes when its pong (or a later one) arrives."""
-        if self.protocol.state is not State.OPEN or self.transport is None:
+        protocol = self.protocol
+        if protocol is None or protocol.state is not State.OPEN or self.transport is None:
             return None
         if self.pings is None:
             self.pings = {}
@@ -189,20 +202,24 @@ class WebSocketConnection(asyncio.Protocol):
             return None
         pong: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pings[data] = pong
-        self.protocol.send_ping(data)
+        protocol.send_ping(data)
         self.flush()
         return pong
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the peer gets CLOSE_TIMEOUT seconds to answer."""
-        if self.protocol.state is State.OPEN:
-            self.protocol.send_close(code, reason)
-            self.flush()
-        elif self.protocol.state is State.CONNECTING:
+        protocol = self.protocol
+        if protocol is None:
             self.abort()
+        elif protocol.state is State.OPEN:
+            protocol.send_close(code, reason)
+            self.flush()
 
     def fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 section 7.1.7): close frame, then close TCP at once."""
+        if self.protocol is None:
+            self.abort()
+            return
         self.protocol.fail(code, reason)
         self.flush()
 
@@ -232,14 +249,15 @@ class WebSocketConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
+        if protocol is None:
+            data = self._handshake_data(data)
+            protocol = self.protocol
+            if protocol is None or not data:
+                return
         protocol.receive_data(data)
-        events = protocol.events_received()
-        for event in events:
+        for event in protocol.events_received():
             if isinstance(event, Frame):
-                if protocol.state is not State.CONNECTING:
-                    self._frame_received(event)
-            elif isinstance(event, Request):
-                self._request_received(event)
+                self._frame_received(event)
         self.flush()
         transport = self.transport
         if (
@@ -250,8 +268,9 @@ class WebSocketConnection(asyncio.Protocol):
             self._hold_reading(HOLD_UNREAD)
 
     def eof_received(self) -> bool | None:
-        self.protocol.receive_eof()
-        self.flush()
+        if self.protocol is not None:
+            self.protocol.receive_eof()
+            self.flush()
         return None  # let the transport close: a WebSocket never writes after the peer's EOF
 
     def pause_writing(self) -> None:
@@ -264,7 +283,9 @@ class WebSocketConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self.protocol.receive_eof()  # idempotent; the protocol is CLOSED after it
+        self._head = None
+        if self.protocol is not None:
+            self.protocol.receive_eof()  # idempotent; the protocol is CLOSED after it
         for timer in (self._timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -285,24 +306,47 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _handshake_expired(self) -> None:
         self._timer = None
-        if self.protocol.state is State.CONNECTING:
+        if self.protocol is None:
             log.debug("handshake from %s timed out", self.remote_address)
             self.abort()
 
-    def _request_received(self, request: Request) -> None:
-        protocol = self.protocol
+    def _handshake_data(self, data: bytes) -> bytes:
+        """Collect the upgrade request; answer it once complete. Returns bytes that followed it."""
+        head = self._head
+        if head is None:  # answered with an HTTP error: ignore the rest
+            return b""
+        head += data
+        end = head.find(HEAD_END)
+        limit = self.options.max_head_bytes
+        if end < 0 or end > limit:
+            if len(head) > limit:
+                self._refuse(
+                    error_response(HandshakeError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"))
+                )
+            return b""
+        rest = bytes(head[end + len(HEAD_END) :])
+        self._head = None
         try:
+            request = parse_head(bytes(head[:end]))
             response = self.events.process_request(self, request)
+            if response is not None:
+                self._refuse(response)
+                return b""
+            options = self.options
+            protocol = ServerProtocol(
+                extensions=options.extensions, state=State.OPEN, max_size=options.max_size, logger=log
+            )
+            answer = accept_upgrade(request, protocol, options.select_subprotocol, options.server_header)
+        except HandshakeError as error:
+            self._refuse(error_response(error))
+            return b""
         except Exception:
-            log.exception("process_request failed")
-            response = protocol.reject(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
-        if response is None:
-            response = protocol.accept(request)
-        if self.options.server_header:
-            response.headers["Server"] = self.options.server_header
-        protocol.send_response(response)
-        if protocol.state is not State.OPEN:
-            return
+            log.exception("handshake failed")
+            self._refuse(error_response(HandshakeError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")))
+            return b""
+        assert self.transport is not None
+        self.transport.write(answer)
+        self.protocol = protocol
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -311,9 +355,15 @@ class WebSocketConnection(asyncio.Protocol):
         except Exception:
             log.exception("opening a connection failed")
             self.fail(1011, "internal error")
-        # The sans-I/O parser's frame keeps the request alive for the connection's life; its
-        # headers (kilobytes with cookies) are not needed once open, so empty them in place.
-        request.headers.clear()
+        return rest
+
+    def _refuse(self, response: Response) -> None:
+        """Answer with a plain HTTP response and close (nothing more is read)."""
+        self._head = None
+        response.headers["Server"] = self.options.server_header
+        if self.transport is not None:
+            self.transport.write(response.serialize())
+            self.transport.close()
 
     def _frame_received(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -324,6 +374,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _data_frame(self, frame: Frame) -> None:
         protocol = self.protocol
+        assert protocol is not None
         if protocol.close_sent is not None and protocol.close_rcvd is None:
             return  # we are closing (or failed this connection): drop what the peer still sends
         opcode = frame.opcode

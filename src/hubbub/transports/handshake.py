@@ -1,0 +1,180 @@
+"""The HTTP upgrade request (RFC 6455 section 4.2), parsed and answered in one pass.
+
+`websockets`' sans-I/O handshake (a generator per line, a `Headers` multidict, a `Response`
+object per answer) was more than half of a connect's server time; measured (docs/benchmarks.md)
+this path takes handshakes/s past aiohttp's. It is strict, as `websockets` is: CRLF lines, token
+header names, no body, no obs-fold, a bounded head (431 past `max_request_head_bytes`), and the
+same answers for a bad upgrade (400, 405, 426 with `Sec-WebSocket-Version: 13`, 505). Header
+grammar (Connection, Upgrade, subprotocol lists), the accept key and permessage-deflate
+negotiation still come from `websockets`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import re
+import time
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHandshake
+from websockets.headers import parse_connection, parse_subprotocol, parse_upgrade
+from websockets.http11 import Response
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+from websockets.utils import accept_key
+
+HEAD_END = b"\r\n\r\n"
+TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+# Fields whose repeats are one comma-separated list (RFC 9110 section 5.3); any other repeat is refused.
+LIST_FIELDS = frozenset({"connection", "upgrade", "sec-websocket-extensions", "sec-websocket-protocol", "cookie"})
+
+
+class HandshakeError(Exception):
+    """A request we answer with an HTTP error instead of an upgrade."""
+
+    def __init__(self, status: HTTPStatus, text: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.headers = headers
+
+
+class UpgradeRequest:
+    """Request line and header fields (names lower-cased; list fields joined with ", ")."""
+
+    __slots__ = ("headers", "method", "path", "version")
+
+    def __init__(self, method: str, path: str, version: str, headers: dict[str, str]) -> None:
+        self.method = method
+        self.path = path
+        self.version = version
+        self.headers = headers
+
+
+def parse_head(head: bytes) -> UpgradeRequest:
+    """Parse everything before the blank line; raise HandshakeError (400) on any malformation."""
+    lines = head.split(b"\r\n")
+    try:
+        raw_method, raw_path, raw_version = lines[0].split(b" ")
+    except ValueError:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "invalid HTTP request line") from None
+    if not TOKEN.fullmatch(raw_method) or not raw_path.startswith(b"/") or not raw_path.isascii():
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "invalid HTTP request line")
+    if raw_version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "unsupported protocol; expected HTTP/1.1")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        raw_name, colon, raw_value = line.partition(b":")
+        if not colon or not TOKEN.fullmatch(raw_name):
+            raise HandshakeError(HTTPStatus.BAD_REQUEST, "invalid HTTP header line")
+        raw_value = raw_value.strip(b" \t")
+        if not FIELD_VALUE.fullmatch(raw_value):
+            raise HandshakeError(HTTPStatus.BAD_REQUEST, "invalid HTTP header value")
+        name = raw_name.decode().lower()
+        value = raw_value.decode("iso-8859-1")
+        if name in headers:
+            if name not in LIST_FIELDS:
+                raise HandshakeError(HTTPStatus.BAD_REQUEST, f"duplicate {name} header")
+            value = f"{headers[name]}, {value}"
+        headers[name] = value
+    if "transfer-encoding" in headers or headers.get("content-length", "0") != "0":
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "a WebSocket upgrade request has no body")
+    return UpgradeRequest(raw_method.decode(), raw_path.decode(), raw_version.decode(), headers)
+
+
+SelectSubprotocol = Callable[[ServerProtocol, Sequence[Subprotocol]], Subprotocol | None]
+
+
+def accept_upgrade(
+    request: UpgradeRequest, protocol: ServerProtocol, select: SelectSubprotocol | None, server: str
+) -> bytes:
+    """Check the upgrade and negotiate; returns the whole 101 response, or raises HandshakeError.
+
+    `protocol` (already OPEN) receives the accepted extensions and subprotocol."""
+    if request.method != "GET":
+        raise HandshakeError(HTTPStatus.METHOD_NOT_ALLOWED, "a WebSocket upgrade uses GET", [("Allow", "GET")])
+    if request.version != "HTTP/1.1":
+        raise HandshakeError(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "a WebSocket upgrade needs HTTP/1.1")
+    headers = request.headers
+    try:
+        connection = parse_connection(headers.get("connection", ""))
+        upgrade = parse_upgrade(headers.get("upgrade", ""))
+    except InvalidHandshake:
+        connection, upgrade = [], []
+    if not any(option.lower() == "upgrade" for option in connection) or not (
+        len(upgrade) == 1 and upgrade[0].lower() == "websocket"
+    ):
+        raise HandshakeError(
+            HTTPStatus.UPGRADE_REQUIRED,
+            "this is a WebSocket endpoint: connect with a WebSocket client",
+            [("Upgrade", "websocket")],
+        )
+    key = headers.get("sec-websocket-key")
+    if key is None or _key_length(key) != 16:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "missing or invalid Sec-WebSocket-Key")
+    if headers.get("sec-websocket-version") != "13":
+        raise HandshakeError(
+            HTTPStatus.UPGRADE_REQUIRED, "unsupported WebSocket version", [("Sec-WebSocket-Version", "13")]
+        )
+    lines = [
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+        accept_key(key).encode(),
+        b"\r\nDate: ",
+        http_date().encode(),
+    ]
+    try:
+        offered_extensions = headers.get("sec-websocket-extensions")
+        if offered_extensions is not None and protocol.available_extensions:
+            answer, protocol.extensions = protocol.process_extensions(
+                Headers([("Sec-WebSocket-Extensions", offered_extensions)])
+            )
+            if answer is not None:
+                lines += [b"\r\nSec-WebSocket-Extensions: ", answer.encode()]
+        offered = headers.get("sec-websocket-protocol")
+        chosen = select(protocol, parse_subprotocol(offered) if offered else []) if select is not None else None
+    except InvalidHandshake as exc:  # NegotiationError and malformed extension/subprotocol lists
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, f"WebSocket negotiation failed: {exc}") from None
+    if chosen is not None:
+        protocol.subprotocol = chosen
+        lines += [b"\r\nSec-WebSocket-Protocol: ", chosen.encode()]
+    lines += [b"\r\nServer: ", server.encode(), b"\r\n\r\n"]
+    return b"".join(lines)
+
+
+def _key_length(key: str) -> int:
+    try:
+        return len(base64.b64decode(key.encode(), validate=True))
+    except (binascii.Error, UnicodeEncodeError):
+        return -1
+
+
+def error_response(error: HandshakeError) -> Response:
+    """A short plain-text answer that closes the connection."""
+    body = (error.text + "\n").encode()
+    headers = Headers(
+        [
+            ("Date", http_date()),
+            ("Connection", "close"),
+            ("Content-Length", str(len(body))),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            *error.headers,
+        ]
+    )
+    return Response(error.status.value, error.status.phrase, headers, body)
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The Date header value, formatted once per second rather than once per response."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
