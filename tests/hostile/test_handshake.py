@@ -65,6 +65,8 @@ BAD_REQUESTS = {
     "http-1.0": (upgrade("GET /connection/websocket HTTP/1.0"), 505, None),
     "no-upgrade-header": (upgrade(drop="Upgrade"), 426, ("upgrade", "websocket")),
     "no-connection-header": (upgrade(drop="Connection"), 426, ("upgrade", "websocket")),
+    "upgrade-to-two-protocols": (upgrade().replace(b"Upgrade: websocket", b"Upgrade: websocket, h2c"), 426, None),
+    "connection-without-upgrade": (upgrade().replace(b"keep-alive, Upgrade", b"keep-alive"), 426, None),
     "old-version": (upgrade(extra="").replace(b"Version: 13", b"Version: 8"), 426, ("sec-websocket-version", "13")),
     "no-key": (upgrade(drop="Sec-WebSocket-Key"), 400, None),
     "key-not-base64": (upgrade(key="not base64!"), 400, None),
@@ -117,6 +119,16 @@ async def test_repeated_list_headers_are_joined_and_cookies_of_kilobytes_pass(se
     writer.write(request)
     head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode()
     assert head.startswith("HTTP/1.1 101") and "Sec-WebSocket-Protocol: hubbub.json.v1" in head
+    writer.close()
+
+
+async def test_header_values_are_case_insensitive_tokens(server: Server) -> None:
+    request = (
+        upgrade().replace(b"Upgrade: websocket", b"Upgrade: WebSocket").replace(b"keep-alive, Upgrade", b"UPGRADE")
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(request)
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 101")
     writer.close()
 
 

@@ -29,6 +29,7 @@ from websockets.utils import accept_key
 
 HEAD_END = b"\r\n\r\n"
 TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+TOKEN_TEXT = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 # Fields whose repeats are one comma-separated list (RFC 9110 section 5.3); any other repeat is refused.
 LIST_FIELDS = frozenset({"connection", "upgrade", "sec-websocket-extensions", "sec-websocket-protocol", "cookie"})
@@ -101,13 +102,11 @@ def accept_upgrade(
     if request.version != "HTTP/1.1":
         raise HandshakeError(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "a WebSocket upgrade needs HTTP/1.1")
     headers = request.headers
-    try:
-        connection = parse_connection(headers.get("connection", ""))
-        upgrade = parse_upgrade(headers.get("upgrade", ""))
-    except InvalidHandshake:
-        connection, upgrade = [], []
-    if not any(option.lower() == "upgrade" for option in connection) or not (
-        len(upgrade) == 1 and upgrade[0].lower() == "websocket"
+    if not (
+        _is_single(headers.get("connection"), "upgrade") or _lists(parse_connection, headers, "connection", "upgrade")
+    ) or not (
+        _is_single(headers.get("upgrade"), "websocket")
+        or _lists(parse_upgrade, headers, "upgrade", "websocket", only=True)
     ):
         raise HandshakeError(
             HTTPStatus.UPGRADE_REQUIRED,
@@ -136,7 +135,14 @@ def accept_upgrade(
             if answer is not None:
                 lines += [b"\r\nSec-WebSocket-Extensions: ", answer.encode()]
         offered = headers.get("sec-websocket-protocol")
-        chosen = select(protocol, parse_subprotocol(offered) if offered else []) if select is not None else None
+        if select is None:
+            chosen = None
+        elif offered is None:
+            chosen = select(protocol, [])
+        else:  # one plain token is the common case; lists go through the full grammar
+            chosen = select(
+                protocol, [Subprotocol(offered)] if TOKEN_TEXT.fullmatch(offered) else parse_subprotocol(offered)
+            )
     except InvalidHandshake as exc:  # NegotiationError and malformed extension/subprotocol lists
         raise HandshakeError(HTTPStatus.BAD_REQUEST, f"WebSocket negotiation failed: {exc}") from None
     if chosen is not None:
@@ -144,6 +150,22 @@ def accept_upgrade(
         lines += [b"\r\nSec-WebSocket-Protocol: ", chosen.encode()]
     lines += [b"\r\nServer: ", server.encode(), b"\r\n\r\n"]
     return b"".join(lines)
+
+
+def _is_single(value: str | None, token: str) -> bool:
+    """The common case: the field is exactly one token (any case), no list to parse."""
+    return value is not None and len(value) == len(token) and value.lower() == token
+
+
+def _lists(
+    parse: Callable[[str], Sequence[str]], headers: dict[str, str], name: str, token: str, *, only: bool = False
+) -> bool:
+    """Whether the comma-separated field holds `token` (with `only`: and nothing else)."""
+    try:
+        values = [value.lower() for value in parse(headers.get(name, ""))]
+    except InvalidHandshake:
+        return False
+    return values == [token] if only else token in values
 
 
 def _key_length(key: str) -> int:

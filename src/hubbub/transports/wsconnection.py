@@ -299,7 +299,7 @@ class WebSocketConnection(asyncio.Protocol):
         if self._handler is None:
             self._registry.discard(self)
         elif self._worker is None:
-            self._worker = asyncio.ensure_future(self._run_inbox())
+            self._worker = asyncio.get_running_loop().create_task(self._run_inbox())
         # else: the running worker finishes the inbox, then closes the handler
 
     # Internals
@@ -415,7 +415,7 @@ class WebSocketConnection(asyncio.Protocol):
         if len(self._inbox) >= MAX_QUEUED_MESSAGES:
             self._hold_reading(HOLD_QUEUE)
         if self._worker is None:
-            self._worker = asyncio.ensure_future(self._run_inbox())
+            self._worker = asyncio.get_running_loop().create_task(self._run_inbox())
 
     async def _run_inbox(self) -> None:
         """Runs the handler on queued messages in order; exists only while there are some."""
