@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
 import os
 import signal
@@ -133,6 +134,23 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+GC_YOUNG_THRESHOLD = 7000  # CPython's default is 700
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper cyclic-GC passes for a server holding thousands of long-lived connections.
+
+    With CPython's defaults the collector ran about 340 times while 5,000 clients connected and
+    took ~12% of that time, two full passes included (docs/benchmarks.md). Objects made at start-up
+    (modules, settings, the hub) are moved out of its view (`gc.freeze`), and young-generation
+    passes run every 7,000 allocations instead of 700: garbage cycles (a closed connection and its
+    session) live a little longer, memory stays bounded.
+    """
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def _run_workers(settings: config.Settings) -> int:
     """Start `workers` copies of this command on the same ports (SO_REUSEPORT); the kernel spreads
     new connections over them. Signals are passed on; the exit status is the worst of theirs."""
@@ -166,6 +184,7 @@ async def _run_server(settings: config.Settings) -> int:
         print(f"hubbub: cannot listen: {exc}", file=sys.stderr)
         await server.close()
         return 1
+    tune_garbage_collector()
     print(f"hubbub serving WebSocket on {server.url}", flush=True)
     print(f"hubbub serving server API on {server.api_url}/api/ (health: {server.api_url}/health)", flush=True)
     if settings.development_mode:
