@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -169,14 +168,16 @@ class WebSocketConnection(asyncio.Protocol):
         protocol = self.protocol
         if transport is None or protocol is None:
             return
-        for data in protocol.data_to_send():
-            if data:
-                transport.write(data)
-            elif transport.can_write_eof():
-                with contextlib.suppress(Exception):  # uvloop may raise on a closing transport
+        try:
+            for data in protocol.data_to_send():
+                if data:
+                    transport.write(data)
+                elif transport.can_write_eof():
                     transport.write_eof()
-            else:  # TLS cannot half-close
-                transport.close()
+                else:  # TLS cannot half-close
+                    transport.close()
+        except Exception as exc:  # a transport closing under us (uvloop raises): connection_lost follows
+            log.debug("write to %s failed: %s", self.remote_address, exc)
         if self._close_timer is None and protocol.close_expected():
             self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
@@ -361,6 +362,8 @@ class WebSocketConnection(asyncio.Protocol):
         """Answer with a plain HTTP response and close (nothing more is read)."""
         self._head = None
         response.headers["Server"] = self.options.server_header
+        if "Connection" not in response.headers:
+            response.headers["Connection"] = "close"
         if self.transport is not None:
             self.transport.write(response.serialize())
             self.transport.close()
@@ -479,14 +482,14 @@ class ConnectionRegistry:
     def __init__(self) -> None:
         self.connections: dict[WebSocketConnection, None] = {}  # insertion-ordered set
         self._empty: asyncio.Event | None = None
-        self.on_discard: Callable[[WebSocketConnection], None] | None = None
 
     def add(self, connection: WebSocketConnection) -> None:
         self.connections[connection] = None
+        if self._empty is not None:
+            self._empty.clear()
 
     def discard(self, connection: WebSocketConnection) -> None:
-        if self.connections.pop(connection, 0) is None and self.on_discard is not None:
-            self.on_discard(connection)
+        self.connections.pop(connection, None)
         if not self.connections and self._empty is not None:
             self._empty.set()
 
