@@ -75,3 +75,41 @@ async def expect_count(page: Page, selector: str, count: int) -> None:
     from playwright.async_api import expect
 
     await expect(page.locator(selector)).to_have_count(count)
+
+
+async def test_browser_compression_both_ways_without_client_context(start_server: StartServer, page: Page) -> None:
+    """Chromium accepts `client_no_context_takeover`, compresses its publish, and reads compressed pushes."""
+    server = await start_server(compression=True, compression_threshold=0)
+    await page.goto(f"http://127.0.0.1:{server.port}/health")
+    result = await page.evaluate(
+        """async (url) => {
+            const ws = new WebSocket(url, "hubbub.json.v1");
+            const lines = [];
+            const pushes = [];
+            const done = new Promise((resolve, reject) => {
+                ws.onerror = () => reject(new Error("websocket error"));
+                ws.onmessage = (event) => {
+                    for (const line of event.data.split("\\n")) {
+                        const message = JSON.parse(line);
+                        lines.push(message);
+                        if (message.push) pushes.push(message.push.pub.data);
+                        if (message.id === 2) {
+                            for (let n = 0; n < 3; n++) {
+                                ws.send(JSON.stringify({ id: 3 + n, publish: { channel: "zipped",
+                                    data: { n, pad: "z".repeat(3000) } } }));
+                            }
+                        }
+                        if (pushes.length === 3) resolve();
+                    }
+                };
+            });
+            await new Promise((resolve) => { ws.onopen = resolve; });
+            ws.send('{"id":1,"connect":{}}\\n{"id":2,"subscribe":{"channel":"zipped"}}');
+            await done;
+            ws.close();
+            return { extensions: ws.extensions, pushes: pushes.map((data) => [data.n, data.pad.length]) };
+        }""",
+        server.url,
+    )
+    assert "permessage-deflate" in result["extensions"] and "client_no_context_takeover" in result["extensions"]
+    assert result["pushes"] == [[0, 3000], [1, 3000], [2, 3000]]

@@ -52,6 +52,7 @@ async def test_big_frames_are_compressed_once_small_ones_are_not(start_server: S
     first = await subscribed(server.url, "news")
     second = await subscribed(server.url, "news")
     assert "permessage-deflate" in first.response_head and "server_no_context_takeover" in first.response_head
+    assert "client_no_context_takeover" in first.response_head  # no inflater kept between messages
     await publish(server.api_url, "news", {"text": "short"})
     for socket in (first, second):
         head, payload = await socket.read_frame_with_flags()
@@ -90,4 +91,26 @@ async def test_a_websockets_client_reads_compressed_and_plain_frames(start_serve
         for data in sent:
             await publish(server.api_url, "mixed", data)
         received = [json.loads(await ws.recv())["push"]["pub"]["data"] for _ in sent]
+        assert received == sent
+
+
+async def test_compressed_commands_from_a_client_are_inflated_one_by_one(start_server: StartServer) -> None:
+    """The client compresses each message on its own, as negotiated; big ones still arrive whole."""
+    server = await start_server(compression=True)
+    async with (
+        connect(server.url, subprotocols=[Subprotocol("hubbub.json.v1")], compression="deflate") as publisher,
+        connect(server.url, subprotocols=[Subprotocol("hubbub.json.v1")]) as reader,
+    ):
+        assert publisher.protocol.extensions[0].local_no_context_takeover  # type: ignore[attr-defined]
+        await reader.send('{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"big"}}')
+        while '"id":2' not in str(await reader.recv()):
+            pass
+        await publisher.send('{"id":1,"connect":{}}')
+        await publisher.recv()
+        sent = [{"n": n, "pad": "q" * 2000} for n in range(3)]
+        for index, data in enumerate(sent, start=2):
+            await publisher.send(json.dumps({"id": index, "publish": {"channel": "big", "data": data}}))
+        received: list[object] = []
+        while len(received) < len(sent):  # several pushes may share a frame
+            received += [json.loads(line)["push"]["pub"]["data"] for line in str(await reader.recv()).split("\n")]
         assert received == sent
