@@ -72,6 +72,8 @@ BAD_REQUESTS = {
     "key-not-base64": (upgrade(key="not base64!"), 400, None),
     "key-of-15-bytes": (upgrade(key="AAAAAAAAAAAAAAAAAAAA"), 400, None),
     "two-keys": (upgrade(extra=f"Sec-WebSocket-Key: {RFC_KEY}\r\n"), 400, None),
+    "two-hosts": (upgrade(extra="Host: evil.example\r\n"), 400, None),
+    "two-origins": (upgrade(extra="Origin: http://127.0.0.1\r\nOrigin: http://evil.example\r\n"), 400, None),
     "unknown-subprotocol-only": (upgrade().replace(b"hubbub.json.v1", b"mqtt"), 400, None),
     "request-body": (upgrade(extra="Content-Length: 5\r\n") + b"hello", 400, None),
     "chunked-body": (upgrade(extra="Transfer-Encoding: chunked\r\n"), 400, None),
@@ -122,6 +124,14 @@ async def test_repeated_list_headers_are_joined_and_cookies_of_kilobytes_pass(se
     writer.close()
 
 
+async def test_fields_a_proxy_may_repeat_are_accepted(server: Server) -> None:
+    request = upgrade(extra="X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\nVia: 1.1 a\r\nVia: 1.1 b\r\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(request)
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 101")
+    writer.close()
+
+
 async def test_header_values_are_case_insensitive_tokens(server: Server) -> None:
     request = (
         upgrade().replace(b"Upgrade: websocket", b"Upgrade: WebSocket").replace(b"keep-alive, Upgrade", b"UPGRADE")
@@ -146,10 +156,12 @@ async def test_frames_sent_with_the_upgrade_request_are_not_lost(server: Server)
     writer.close()
 
 
-async def test_request_split_across_many_writes_is_assembled(server: Server) -> None:
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7])
+async def test_request_split_across_many_writes_is_assembled(server: Server, chunk: int) -> None:
+    """However the blank line that ends the head is split, it is found (the search resumes)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    for index in range(0, len(request := upgrade()), 7):
-        writer.write(request[index : index + 7])
+    for index in range(0, len(request := upgrade()), chunk):
+        writer.write(request[index : index + chunk])
         await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 101")

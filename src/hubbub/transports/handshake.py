@@ -31,8 +31,11 @@ HEAD_END = b"\r\n\r\n"
 TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 TOKEN_TEXT = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
-# Fields whose repeats are one comma-separated list (RFC 9110 section 5.3); any other repeat is refused.
-LIST_FIELDS = frozenset({"connection", "upgrade", "sec-websocket-extensions", "sec-websocket-protocol", "cookie"})
+# Fields that must come once: a repeat could make two parties read different values. Any other
+# repeated field is joined into one comma-separated value (RFC 9110 section 5.3).
+SINGLETON_FIELDS = frozenset(
+    {"host", "origin", "sec-websocket-key", "sec-websocket-version", "content-length", "authorization"}
+)
 
 
 class HandshakeError(Exception):
@@ -46,7 +49,7 @@ class HandshakeError(Exception):
 
 
 class UpgradeRequest:
-    """Request line and header fields (names lower-cased; list fields joined with ", ")."""
+    """Request line and header fields (names lower-cased; repeated fields joined with ", ")."""
 
     __slots__ = ("headers", "method", "path", "version")
 
@@ -79,7 +82,7 @@ def parse_head(head: bytes) -> UpgradeRequest:
         name = raw_name.decode().lower()
         value = raw_value.decode("iso-8859-1")
         if name in headers:
-            if name not in LIST_FIELDS:
+            if name in SINGLETON_FIELDS:
                 raise HandshakeError(HTTPStatus.BAD_REQUEST, f"duplicate {name} header")
             value = f"{headers[name]}, {value}"
         headers[name] = value

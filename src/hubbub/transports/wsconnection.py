@@ -317,7 +317,9 @@ class WebSocketConnection(asyncio.Protocol):
         if head is None:  # answered with an HTTP error: ignore the rest
             return b""
         head += data
-        end = head.find(HEAD_END)
+        # Search only the new bytes (and the 3 before them): a request trickled byte by byte must
+        # not cost a scan of the whole buffer per byte.
+        end = head.find(HEAD_END, max(0, len(head) - len(data) - len(HEAD_END) + 1))
         limit = self.options.max_head_bytes
         if end < 0 or end > limit:
             if len(head) > limit:
