@@ -14,6 +14,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 from hubbub.transports.frames import FrameCache, text_frame
+from hubbub.transports.wsconnection import MAX_PENDING_PINGS
 from tests.conftest import OpenRaw, StartServer
 from tests.wire import BareWebSocket, client_frame
 
@@ -76,3 +77,16 @@ async def test_one_timer_pings_every_connection_without_a_task_each(start_server
     assert len(asyncio.all_tasks()) <= tasks_before
     for socket_ in sockets:
         socket_.close()
+
+
+async def test_unanswered_pings_are_remembered_up_to_a_bound(start_server: StartServer) -> None:
+    """Without ping_timeout a silent peer is never closed, so its unanswered pings must not pile up."""
+    server = await start_server(ping_interval=0.02, ping_timeout=None)
+    silent = await BareWebSocket.open(server.url)
+    for _ in range(MAX_PENDING_PINGS + 5):  # read (never answer) more pings than the bound
+        opcode, _ = await asyncio.wait_for(silent.read_frame(), 5)
+        assert opcode == 0x9
+    assert server._endpoint is not None and server._endpoint.server is not None
+    (connection,) = server._endpoint.server.connections
+    assert connection.pings is not None and len(connection.pings) == MAX_PENDING_PINGS
+    silent.close()

@@ -46,6 +46,7 @@ RESUME_QUEUED_MESSAGES = 4
 WRITE_LIMIT_HIGH = 32 * 1024  # transport pauses writing above this (websockets' default)
 WRITE_LIMIT_LOW = WRITE_LIMIT_HIGH // 4
 CLOSE_TIMEOUT = 10.0  # seconds a peer gets to finish the closing handshake
+MAX_PENDING_PINGS = 16  # unanswered pings remembered per connection; the oldest is forgotten
 HOLD_QUEUE = 1  # reasons to stop reading: bit flags
 HOLD_UNREAD = 2
 
@@ -201,6 +202,8 @@ class WebSocketConnection(asyncio.Protocol):
             self.pings = {}
         if data in self.pings:
             return None
+        if len(self.pings) >= MAX_PENDING_PINGS:  # a peer that never answers (no ping_timeout set)
+            self.pings.pop(next(iter(self.pings))).cancel()
         pong: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pings[data] = pong
         protocol.send_ping(data)
