@@ -136,6 +136,9 @@ class Settings:
     ping_interval: float | None = _setting(25.0, "seconds between server pings")
     ping_timeout: float | None = _setting(10.0, "seconds to wait for a pong before closing")
     handshake_timeout: float | None = _setting(10.0, "seconds to complete the WebSocket handshake")
+    close_timeout: float = _setting(
+        10.0, "seconds a client gets to answer our close frame before the socket is dropped"
+    )
     max_request_head_bytes: int = _setting(
         16384, "largest HTTP upgrade request head (line and headers); larger gets 431"
     )

@@ -90,3 +90,14 @@ async def test_unanswered_pings_are_remembered_up_to_a_bound(start_server: Start
     (connection,) = server._endpoint.server.connections
     assert connection.pings is not None and len(connection.pings) == MAX_PENDING_PINGS
     silent.close()
+
+
+async def test_a_client_that_never_answers_our_close_is_dropped_after_close_timeout(start_server: StartServer) -> None:
+    server = await start_server(connect_timeout=0.1, close_timeout=0.5)
+    mute = await BareWebSocket.open(server.url)
+    assert await asyncio.wait_for(mute.close_code(), 5) == 3502  # the server's close (connect timeout)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await asyncio.wait_for(mute.reader.read(), 5) == b""  # we never answer: the server drops us
+    assert 0.3 <= loop.time() - started < 3
+    mute.close()

@@ -269,6 +269,7 @@ class WebSocketEndpoint:
             # A peer provoking writes (pongs) it never reads is not read either past this.
             max_unread_bytes=settings.max_outbox_bytes,
             max_head_bytes=settings.max_request_head_bytes,
+            close_timeout=settings.close_timeout,
             extensions=[deflate_factory()] if settings.compression else None,
             select_subprotocol=select_subprotocol,
         )

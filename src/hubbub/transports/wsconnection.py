@@ -45,7 +45,6 @@ MAX_QUEUED_MESSAGES = 16  # stop reading a peer while this many of its messages 
 RESUME_QUEUED_MESSAGES = 4
 WRITE_LIMIT_HIGH = 32 * 1024  # transport pauses writing above this (websockets' default)
 WRITE_LIMIT_LOW = WRITE_LIMIT_HIGH // 4
-CLOSE_TIMEOUT = 10.0  # seconds a peer gets to finish the closing handshake
 MAX_PENDING_PINGS = 16  # unanswered pings remembered per connection; the oldest is forgotten
 HOLD_QUEUE = 1  # reasons to stop reading: bit flags
 HOLD_UNREAD = 2
@@ -71,6 +70,7 @@ class ConnectionOptions:
     """Per-server settings every connection shares (one object, not one copy per connection)."""
 
     __slots__ = (
+        "close_timeout",
         "extensions",
         "handshake_timeout",
         "max_head_bytes",
@@ -87,6 +87,7 @@ class ConnectionOptions:
         handshake_timeout: float | None,
         max_unread_bytes: int,
         max_head_bytes: int = 16384,
+        close_timeout: float = 10.0,
         extensions: Sequence[ServerExtensionFactory] | None = None,
         select_subprotocol: SelectSubprotocol | None = None,
         server_header: str = "hubbub",
@@ -96,6 +97,7 @@ class ConnectionOptions:
         self.handshake_timeout = handshake_timeout
         self.max_unread_bytes = max_unread_bytes
         self.max_head_bytes = max_head_bytes
+        self.close_timeout = close_timeout
         self.extensions = extensions
         self.server_header = server_header
 
@@ -180,7 +182,7 @@ class WebSocketConnection(asyncio.Protocol):
         except Exception as exc:  # a transport closing under us (uvloop raises): connection_lost follows
             log.debug("write to %s failed: %s", self.remote_address, exc)
         if self._close_timer is None and protocol.close_expected():
-            self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+            self._close_timer = asyncio.get_running_loop().call_later(self.options.close_timeout, self.abort)
 
     def send_message(self, message: Message) -> None:
         """One message through the protocol (compressed when negotiated); no-op unless open."""
@@ -211,7 +213,7 @@ class WebSocketConnection(asyncio.Protocol):
         return pong
 
     def close(self, code: int, reason: str) -> None:
-        """Start the closing handshake; the peer gets CLOSE_TIMEOUT seconds to answer."""
+        """Start the closing handshake; the peer gets `close_timeout` seconds to answer."""
         protocol = self.protocol
         if protocol is None:
             self.abort()
