@@ -105,11 +105,8 @@ def accept_upgrade(
     if request.version != "HTTP/1.1":
         raise HandshakeError(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "a WebSocket upgrade needs HTTP/1.1")
     headers = request.headers
-    if not (
-        _is_single(headers.get("connection"), "upgrade") or _lists(parse_connection, headers, "connection", "upgrade")
-    ) or not (
-        _is_single(headers.get("upgrade"), "websocket")
-        or _lists(parse_upgrade, headers, "upgrade", "websocket", only=True)
+    if not _has_token(parse_connection, headers.get("connection"), "upgrade") or not _has_token(
+        parse_upgrade, headers.get("upgrade"), "websocket", only=True
     ):
         raise HandshakeError(
             HTTPStatus.UPGRADE_REQUIRED,
@@ -155,17 +152,15 @@ def accept_upgrade(
     return b"".join(lines)
 
 
-def _is_single(value: str | None, token: str) -> bool:
-    """The common case: the field is exactly one token (any case), no list to parse."""
-    return value is not None and len(value) == len(token) and value.lower() == token
-
-
-def _lists(
-    parse: Callable[[str], Sequence[str]], headers: dict[str, str], name: str, token: str, *, only: bool = False
-) -> bool:
-    """Whether the comma-separated field holds `token` (with `only`: and nothing else)."""
+def _has_token(parse: Callable[[str], Sequence[str]], value: str | None, token: str, *, only: bool = False) -> bool:
+    """Whether the comma-separated field holds `token`, any case (with `only`: and nothing else).
+    One plain token, the common case, skips the list grammar."""
+    if value is None:
+        return False
+    if len(value) == len(token) and value.lower() == token:
+        return True
     try:
-        values = [value.lower() for value in parse(headers.get(name, ""))]
+        values = [item.lower() for item in parse(value)]
     except InvalidHandshake:
         return False
     return values == [token] if only else token in values
