@@ -18,17 +18,19 @@ serve: $(STAMP)  ## start the server on embedded defaults (127.0.0.1:8000 public
 chat: $(STAMP)  ## the server with development sign-in: open http://127.0.0.1:8000/chat
 	$(BIN)/hubbub serve --dev
 
-test: $(STAMP)  ## lint, types, then the whole test suite with warnings as errors
+test: $(STAMP)  ## system packages, lint and format check, types, then the whole test suite (warnings are errors)
+	bash scripts/system-packages.sh
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 bench: $(STAMP)  ## benchmark scenarios against a real server (docs/benchmarks.md)
 	$(BIN)/python -m bench suite --out bench-results
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+lint: $(STAMP)  ## ruff check and format check
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,12 +8,17 @@ import pytest
 
 from bench.process import REDIS_SERVER, free_port, redis_server
 
-__all__ = ["free_port", "redis_server", "redis_url"]
+__all__ = ["free_port", "redis_server", "redis_url", "require_redis_server"]
+
+
+def require_redis_server() -> None:
+    """Skip, loudly, a test that starts redis-server itself when the binary is missing."""
+    if REDIS_SERVER is None:
+        pytest.skip("SKIPPED LOUDLY: no redis-server binary (Debian package redis-server); Redis tests did not run")
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if REDIS_SERVER is None:
-        pytest.skip("SKIPPED LOUDLY: no redis-server binary (Debian package redis-server); Redis tests did not run")
+    require_redis_server()
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url

@@ -1,4 +1,4 @@
-"""The benchmark command runs end to end (a smoke test at toy scale: numbers are not asserted)."""
+"""The benchmark commands run end to end (smoke tests at toy scale: only the ticker's bound is asserted)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.redis_server import require_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,18 +29,23 @@ def test_ticker_scenario_runs_and_reports() -> None:
             "200",
             "--duration",
             "1",
+            "--slack-ms",
+            "10",
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.returncode in (0, 1), done.stdout + done.stderr  # 1 = the 20% bound failed: noise at this scale
+    # The bound holds: at this scale p99 is ~3 ms, so 20% of it is noise; 10 ms more is not (a
+    # slow reader that stalled the fan-out would cost the fast readers far more).
+    assert done.returncode == 0, done.stdout + done.stderr
     assert "fast readers alone" in done.stdout and "with slow readers" in done.stdout
     assert "slow readers: 4," in done.stdout
 
 
 def test_cluster_scenario_runs_and_reports() -> None:
+    require_redis_server()  # its "2 workers + Redis" half starts one
     done = subprocess.run(
         [
             sys.executable,

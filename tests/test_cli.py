@@ -17,7 +17,7 @@ import aiohttp
 import jwt
 import pytest
 
-from hubbub import cli
+from hubbub import cli, config
 from hubbub.errors import DisconnectCode
 from tests.helpers import SECRET
 
@@ -176,3 +176,44 @@ def test_served_process_tunes_the_garbage_collector() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_boolean_settings_are_switches_with_a_no_form() -> None:
+    """`--dev`/`--no-dev` and friends: a switch on the command line, true/false in TOML and env."""
+    parser = cli.build_parser()
+    assert parser.parse_args(["serve", "--dev"]).dev is True
+    assert parser.parse_args(["serve", "--no-dev"]).dev is False
+    assert parser.parse_args(["serve"]).dev is None  # unset: TOML, environment or default decide
+    for field in config.setting_fields():
+        if config.is_switch(field):
+            flag = field.name.replace("_", "-")
+            assert getattr(parser.parse_args(["serve", f"--{flag}"]), field.name) is True, flag
+            assert getattr(parser.parse_args(["serve", f"--no-{flag}"]), field.name) is False, flag
+    code, output = run("serve", "--dev", "true")
+    assert code == 2 and "unrecognized arguments: true" in output
+    assert config.load(environ={"HUBBUB_COMPRESSION": "true"}).compression is True
+
+
+def test_serve_help_names_each_settings_environment_variable() -> None:
+    code, output = run("serve", "--help")
+    assert code == 0
+    text = " ".join(output.split())  # argparse wraps lines
+    for field in config.setting_fields():
+        assert f"env HUBBUB_{field.name.upper()})" in text, field.name
+
+
+def test_version_prints_the_package_version() -> None:
+    from importlib.metadata import version
+
+    import hubbub
+
+    code, output = run("--version")
+    assert code == 0 and output.strip() == f"hubbub {hubbub.__version__}" == f"hubbub {version('hubbub')}"
+
+
+def test_client_commands_without_a_server_say_so(tmp_path: Path) -> None:
+    """No traceback for a newcomer who runs `hubbub publish` before `hubbub serve`."""
+    from tests.redis_server import free_port
+
+    code, output = run("publish", "news", "1", "--url", f"http://127.0.0.1:{free_port()}")
+    assert code == 1 and output.startswith("hubbub: cannot reach the server") and "Traceback" not in output

@@ -8,18 +8,40 @@ from hubbub import config
 from hubbub.errors import ConfigError
 
 
-def test_defaults_are_the_embedded_setup() -> None:
-    settings = config.load()
-    assert (settings.host, settings.port, settings.api_host, settings.api_port) == (
-        "127.0.0.1",
-        8000,
-        "127.0.0.1",
-        8001,
-    )
-    assert settings.development_mode
-    assert settings.max_message_bytes == 65536 and settings.ping_interval == 25 and settings.ping_timeout == 10
-    assert settings.history_path == "hubbub-history.db"
-    assert "default" in settings.namespaces
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+
+
+def documented_settings() -> dict[str, tuple[str, str, str]]:
+    """The settings table of docs/configuration.md: key -> (flags, environment variable, default)."""
+    table = DOCS.read_text().split("<!-- settings -->")[1].split("<!-- /settings -->")[0]
+    rows = {}
+    for line in table.strip().splitlines()[2:]:
+        key, flags, variable, default, _ = (cell.strip().strip("`") for cell in line.strip("|").split("|", 4))
+        rows[key] = (flags, variable, default)
+    return rows
+
+
+def test_documented_defaults_flags_and_variables_are_the_real_ones() -> None:
+    """Each row of the settings table is what `hubbub serve` does: same default, flag and variable."""
+    documented = documented_settings()
+    assert set(documented) == {f.name for f in config.setting_fields()}
+    for field in config.setting_fields():
+        flags, variable, default = documented[field.name]
+        assert variable == f"HUBBUB_{field.name.upper()}", field.name
+        assert flags.split("`")[0] == "--" + field.name.replace("_", "-"), field.name
+        if field.name == "namespaces":
+            continue  # a table of its own below the settings
+        documented_value = config.coerce(field.name, config._HINTS[field.name], default)
+        assert documented_value == field.default, f"{field.name}: docs say {default!r}, code has {field.default!r}"
+        # The documented default is also what an empty configuration loads.
+        assert getattr(config.load(environ={}), field.name) == documented_value, field.name
+
+
+def test_empty_configuration_is_the_embedded_setup() -> None:
+    """No flags, file or variables: loopback only, development mode, SQLite history, the chat's namespaces."""
+    settings = config.load(environ={})
+    assert settings.development_mode and not settings.dev
+    assert {"default", "room", "dm", "typing", "user"} <= set(settings.namespaces)
 
 
 def test_precedence_flags_then_toml_then_environment(tmp_path: Path) -> None:

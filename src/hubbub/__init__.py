@@ -4,8 +4,7 @@ The curated public API; everything else is internal and may change.
 """
 
 from hubbub.client import Client, ClientPublication, Subscription
-from hubbub.config import NamespaceOptions, Settings
-from hubbub.config import load as load_settings
+from hubbub.config import NamespaceOptions, Settings, load_settings
 from hubbub.errors import (
     ClientError,
     CommandError,

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hubbub import config
+from hubbub import __version__, config
 from hubbub.errors import ConfigError, HubbubError
 from hubbub.logs import configure_logging
 
@@ -26,23 +26,27 @@ DEFAULT_WS_URL = "ws://127.0.0.1:8000"
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; booleans are switches (`--dev` / `--no-dev`), as in TOML they are true/false."""
     for field in config.setting_fields():
         flag = "--" + field.name.replace("_", "-")
         if field.default is dataclasses.MISSING:
             default_text = "built in"
+        elif isinstance(field.default, bool):
+            default_text = str(field.default).lower()
         else:
             default_text = field.default if field.default is not None else "none"
-        parser.add_argument(
-            flag,
-            dest=field.name,
-            default=None,
-            metavar="VALUE",
-            help=f"{field.metadata['help']} (default: {default_text})",
-        )
+        help_text = f"{field.metadata['help']} (default: {default_text}; env {config.ENV_PREFIX}{field.name.upper()})"
+        if config.is_switch(field):
+            parser.add_argument(
+                flag, dest=field.name, default=None, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        else:
+            parser.add_argument(flag, dest=field.name, default=None, metavar="VALUE", help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hubbub", description="Real-time messaging server and tools.")
+    parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server")
@@ -106,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HubbubError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # aiohttp's connection errors are OSErrors too: no server there
+        print(f"hubbub: cannot reach the server: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 2  # pragma: no cover - argparse rejects unknown commands
@@ -156,7 +163,7 @@ def _run_workers(settings: config.Settings) -> int:
     new connections over them. Signals are passed on; the exit status is the worst of theirs."""
     import subprocess
 
-    command = [sys.executable, "-m", "hubbub", *sys.argv[1:], "--workers", "1", "--reuse-port", "true"]
+    command = [sys.executable, "-m", "hubbub", *sys.argv[1:], "--workers", "1", "--reuse-port"]
     children = [subprocess.Popen(command) for _ in range(settings.workers)]
 
     def forward(signum: int, frame: object) -> None:

@@ -21,6 +21,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from hubbub.errors import ConfigError
 
+__all__ = ["NamespaceOptions", "Settings", "load_settings"]
+
 ENV_PREFIX = "HUBBUB_"
 NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 DEFAULT_NAMESPACE = "default"
@@ -188,6 +190,11 @@ class Settings:
         return self.namespaces.get(name)
 
 
+def is_switch(setting: dataclasses.Field[Any]) -> bool:
+    """A plain on/off setting: a switch on the command line (`--dev`, `--no-dev`)."""
+    return _HINTS[setting.name] is bool
+
+
 def setting_fields() -> list[dataclasses.Field[Any]]:
     """The settings that have a flag and an environment variable."""
     return [f for f in dataclasses.fields(Settings) if f.metadata.get("flag", True)]
@@ -344,6 +351,9 @@ def load(
     settings = Settings(**values)
     check_settings(settings)
     return settings
+
+
+load_settings = load  # the name the package exports: `hubbub.load_settings`
 
 
 def check_settings(settings: Settings) -> None:

@@ -19,6 +19,18 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+__all__ = [
+    "ClientError",
+    "CommandError",
+    "ConfigError",
+    "ConnectionLost",
+    "DisconnectCode",
+    "ErrorCode",
+    "HubbubError",
+    "ProtocolError",
+    "ReplyError",
+]
+
 
 class ErrorCode(IntEnum):
     """Codes of error replies. The `temporary` ones are worth retrying."""

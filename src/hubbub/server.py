@@ -28,6 +28,8 @@ from hubbub.transports.admin import AdminFeed
 from hubbub.transports.http_api import HttpApi
 from hubbub.transports.websocket import WEBSOCKET_PATH, WebSocketEndpoint
 
+__all__ = ["Server"]
+
 log = logging.getLogger("hubbub.server")
 
 

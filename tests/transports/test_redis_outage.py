@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.conftest import OpenRaw, StartServer
-from tests.redis_server import free_port, redis_server
+from tests.redis_server import free_port, redis_server, require_redis_server
 
 
 async def ready_status(http: aiohttp.ClientSession, api_url: str) -> int:
@@ -20,6 +20,7 @@ async def ready_status(http: aiohttp.ClientSession, api_url: str) -> int:
 async def test_redis_outage_and_return(
     start_server: StartServer, open_raw: OpenRaw, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
+    require_redis_server()
     port = free_port()
     with redis_server(tmp_path / "first", port) as url:
         server = await start_server(broker=url, redis_prefix=f"test-{uuid.uuid4().hex}")

@@ -529,6 +529,10 @@ class WebSocketServer:
         for connection in list(self._registry.connections):
             connection.close(code, reason)
 
+    async def wait_idle(self) -> None:
+        """Until no connection is open (handshaking ones included)."""
+        await self._registry.wait_empty()
+
     async def wait_closed(self) -> None:
         await self._registry.wait_empty()
         await self._server.wait_closed()
