@@ -7,7 +7,6 @@ import pytest
 from hubbub import config
 from hubbub.errors import ConfigError
 
-
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
