@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from unittest.mock import ANY
 
+import aiohttp
 import pytest
 from msgspec import Raw
 
@@ -14,6 +16,7 @@ from hubbub.errors import ClientError, DisconnectCode, ErrorCode
 from hubbub.server import Server
 from tests.conftest import StartServer
 from tests.helpers import SECRET
+from tests.wire import BareWebSocket, client_frame
 
 ENCODINGS = pytest.mark.parametrize("encoding", ["json", "msgpack"])
 
@@ -233,3 +236,55 @@ async def test_conflated_channels_start_with_the_snapshot(start_server: StartSer
         assert (await asyncio.wait_for(anext(subscription), 5)).data == 3
         await server.hub.publish("ticker:ABC", Raw(b"4"))
         assert (await asyncio.wait_for(anext(subscription), 5)).data == 4
+
+
+# Legal inside JSON strings (the first three) or as JSON whitespace (a lone CR), and line breaks
+# to str.splitlines(): a client that splits frames with it drops or chokes on these messages.
+LINE_BREAKS_THAT_ARE_NOT_NEWLINES = ["\u2028", "\u2029", "\u0085", "\r"]
+
+
+@pytest.mark.parametrize("character", LINE_BREAKS_THAT_ARE_NOT_NEWLINES, ids=lambda c: f"U+{ord(c):04X}")
+@ENCODINGS
+async def test_data_with_unicode_line_breaks_arrives_live_and_through_recovery(
+    start_server: StartServer, http: aiohttp.ClientSession, character: str, encoding: str
+) -> None:
+    """Such characters, unescaped, in data from the server API and from a client: live, in history,
+    and replayed after a reconnect; the client never stalls on them."""
+    server = await start_server(token_secret=SECRET)
+    assert server.hub is not None
+    if character == "\r":
+        raw_data = b'{"t":\r"a"}'  # CR as whitespace: the only place raw JSON may hold one
+        expected: object = {"t": "a"}
+    else:
+        raw_data = ('{"t": "a' + character + 'b"}').encode()
+        expected = {"t": f"a{character}b"}
+    token = mint_token(SECRET, "alice")
+    async with Client(
+        server.url, token=token, min_reconnect_delay=0.01, max_reconnect_delay=0.05, encoding=encoding
+    ) as client:
+        subscription = await client.subscribe("news")
+        # Live, from the server API (published bytes as sent) and from a client.
+        body = b'{"channel": "news", "data": ' + raw_data + b"}"
+        async with http.post(f"{server.api_url}/api/publish", data=body) as response:
+            assert response.status == 200, await response.text()
+        await client.publish("news", {"t": f"c{character}d"})
+        raw = await BareWebSocket.open(server.url)  # a client that sends the bytes unescaped
+        await raw.send_bytes(client_frame(b'{"id":1,"connect":{"token":"%s"}}' % token.encode()))
+        await raw.send_bytes(client_frame(b'{"id":2,"publish":{"channel":"news","data":' + raw_data + b"}}"))
+        replies: list[dict[str, object]] = []
+        while not any(reply.get("id") == 2 for reply in replies):
+            replies += await asyncio.wait_for(raw.read_messages(), 5)
+        assert replies[-1] == {"id": 2, "publish": {"offset": 3, "epoch": ANY}}
+        raw.close()
+        received = [(await asyncio.wait_for(anext(subscription), 5)).data for _ in range(3)]
+        assert received == [expected, {"t": f"c{character}d"}, expected]
+        # Through recovery: the server cuts the client, and publishes while it is away.
+        first_id = client.client_id
+        async with http.post(f"{server.api_url}/api/disconnect", json={"user": "alice", "reconnect": True}) as response:
+            assert response.status == 200, await response.text()
+        async with http.post(f"{server.api_url}/api/publish", data=body) as response:
+            assert response.status == 200
+        assert (await asyncio.wait_for(anext(subscription), 10)).data == expected
+        assert client.client_id != first_id and subscription.recovered is True
+        history = await client.history("news", limit=10)
+        assert [p["data"] for p in history["publications"]] == [expected, {"t": f"c{character}d"}, expected, expected]

@@ -323,7 +323,9 @@ class Client:
             if isinstance(frame, bytes) and self.encoding == "msgpack":
                 self._read_msgpack(frame)
                 continue
-            for line in frame.splitlines() if isinstance(frame, str) else frame.split(b"\n"):
+            # Split at "\n" only, as the protocol says: str.splitlines() also breaks at U+2028,
+            # U+2029, U+0085 and a lone CR, which JSON strings and whitespace may hold.
+            for line in frame.encode().split(b"\n") if isinstance(frame, str) else frame.split(b"\n"):
                 if not line.strip():
                     continue
                 try:
