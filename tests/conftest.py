@@ -136,6 +136,9 @@ class RawClient:
         async with asyncio.timeout(timeout):
             while True:
                 message = await self.ws.receive()
+                if message.type == aiohttp.WSMsgType.TEXT:  # kept: a disconnect push comes first
+                    self.pushes += [json.loads(line) for line in message.data.split("\n")]
+                    continue
                 if message.type == aiohttp.WSMsgType.CLOSE:
                     return int(message.data)  # the code in the server's close frame
                 if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):

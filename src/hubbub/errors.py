@@ -55,7 +55,8 @@ class ErrorCode(IntEnum):
         return self in _TEMPORARY_ERRORS
 
 
-_TEMPORARY_ERRORS = frozenset({ErrorCode.INTERNAL, ErrorCode.TOO_MANY_REQUESTS, ErrorCode.NOT_AVAILABLE})
+# NOT_AVAILABLE is not among them: history or presence on a namespace without it stays unavailable.
+_TEMPORARY_ERRORS = frozenset({ErrorCode.INTERNAL, ErrorCode.TOO_MANY_REQUESTS})
 
 
 class DisconnectCode(IntEnum):
@@ -64,9 +65,9 @@ class DisconnectCode(IntEnum):
     GOING_AWAY = 1001  # server shutting down: reconnect (to another node)
     UNSUPPORTED_DATA = 1003  # binary frame on the JSON protocol
     MESSAGE_TOO_BIG = 1009  # frame above max_message_bytes
-    INTERNAL_ERROR = 1011  # also used by `websockets` for a missed pong
+    INTERNAL_ERROR = 1011  # no pong within ping_timeout (the keepalive)
     # 3000-3499: the client should reconnect (with backoff) and recover.
-    INTERNAL = 3004
+    INTERNAL = 3004  # an unexpected fault while serving this connection (logged): its state is suspect
     TOKEN_EXPIRED = 3005
     SLOW_CONSUMER = 3008
     FORCE_RECONNECT = 3011

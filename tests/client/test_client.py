@@ -288,3 +288,28 @@ async def test_data_with_unicode_line_breaks_arrives_live_and_through_recovery(
         assert client.client_id != first_id and subscription.recovered is True
         history = await client.history("news", limit=10)
         assert [p["data"] for p in history["publications"]] == [expected, {"t": f"c{character}d"}, expected, expected]
+
+
+async def test_expired_token_at_connect_asks_the_token_function_again(start_server: StartServer) -> None:
+    """Error 109 then close 3005: with a token function the client reconnects with a fresh token."""
+    server = await start_server(token_secret=SECRET)
+    tokens = iter([mint_token(SECRET, "alice", ttl=-5), mint_token(SECRET, "alice")])
+    async with Client(server.url, token=lambda: next(tokens), min_reconnect_delay=0.01) as client:
+        assert client.client_id is not None and client.last_close_code == DisconnectCode.TOKEN_EXPIRED
+
+
+async def test_invalid_token_at_connect_fails_for_good(start_server: StartServer) -> None:
+    """Error 101 then close 3500: no retry, whatever the token source."""
+    server = await start_server(token_secret=SECRET)
+    calls = 0
+
+    def token() -> str:
+        nonlocal calls
+        calls += 1
+        return "not-a-jwt"
+
+    client = Client(server.url, token=token, min_reconnect_delay=0.01)
+    with pytest.raises(ReplyError) as refused:
+        await client.connect()
+    assert refused.value.code == ErrorCode.UNAUTHORIZED and calls == 1
+    await client.close()

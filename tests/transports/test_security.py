@@ -121,10 +121,11 @@ async def test_anonymous_connections_only_where_a_namespace_allows_them(
         (mint_token(SECRET, "alice", ttl=-5), ErrorCode.TOKEN_EXPIRED),
         (mint_token(SECRET, "alice")[:-3] + "abc", ErrorCode.UNAUTHORIZED),
         (mint_token(SECRET, "alice", audience="billing"), ErrorCode.UNAUTHORIZED),
+        (mint_token(SECRET, "alice", channel="news"), ErrorCode.UNAUTHORIZED),
     ],
-    ids=["forged", "expired", "tampered", "wrong-audience"],
+    ids=["forged", "expired", "tampered", "wrong-audience", "subscription-token"],
 )
-async def test_bad_tokens_get_an_error_and_others_keep_receiving(
+async def test_bad_tokens_get_an_error_then_a_close_and_others_keep_receiving(
     start_server: StartServer, open_raw: OpenRaw, token: str, code: int
 ) -> None:
     server = await start_server(token_secret=SECRET, token_audience="chat")
@@ -135,7 +136,14 @@ async def test_bad_tokens_get_an_error_and_others_keep_receiving(
     bad = await open_raw(server, connect=False)
     await server.hub.publish("news", __import__("msgspec").Raw(b"1"))
     assert await error_code(bad, "connect", {"token": token}) == code
-    assert await error_code(bad, "subscribe", {"channel": "news"}) == ErrorCode.NOT_CONNECTED
+    # Nothing else can happen on that connection: the server closes it at once, saying whether a
+    # new token may help (3005: reconnect with one) or not (3500).
+    expired = code == ErrorCode.TOKEN_EXPIRED
+    assert await bad.close_code(timeout=5) == (
+        DisconnectCode.TOKEN_EXPIRED if expired else DisconnectCode.INVALID_TOKEN
+    )
+    disconnect = next(m["push"]["disconnect"] for m in bad.pushes if "disconnect" in m.get("push", {}))
+    assert disconnect["reconnect"] is expired
     await server.hub.publish("news", __import__("msgspec").Raw(b"2"))
     assert [(await good.next_publication())["data"] for _ in range(2)] == [1, 2]
 

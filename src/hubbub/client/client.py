@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
-from hubbub.errors import ClientError, ConnectionLost, ReplyError, close_code_allows_reconnect
+from hubbub.errors import ClientError, ConnectionLost, ErrorCode, ReplyError, close_code_allows_reconnect
 from hubbub.protocol import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK
 
 log = logging.getLogger("hubbub.client")
@@ -243,7 +243,9 @@ class Client:
                         await asyncio.gather(reader, return_exceptions=True)
                 self.last_close_code = ws.close_code
             except ReplyError as exc:
-                if not exc.temporary:
+                if exc.code == ErrorCode.TOKEN_EXPIRED and callable(self._token):
+                    log.info("token expired at connect: the next attempt asks the token function again")
+                elif not exc.temporary:
                     self._fatal = exc  # a refused token will be refused again
                     break
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, ConnectionLost) as exc:

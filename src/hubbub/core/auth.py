@@ -117,6 +117,8 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Credentials:
         claims = self._claims(token, ["sub"])
+        if "channel" in claims:  # a subscription token grants one channel, never a connection
+            raise CommandError(ErrorCode.UNAUTHORIZED, "invalid token: a subscription token cannot connect")
         user = claims["sub"]
         if not isinstance(user, str) or not user or len(user.encode()) > MAX_USER_BYTES:
             raise CommandError(ErrorCode.UNAUTHORIZED, "invalid token: sub must be a user id of 1 to 255 bytes")

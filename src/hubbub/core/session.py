@@ -156,8 +156,11 @@ class Session:
         except CommandError as error:
             self.outbox.push(protocol.encode_error(command.id, error))
         except Exception:
+            # A fault we did not expect (a bug): answer, then end the connection, whose state may be
+            # half-changed. The client reconnects and recovers from history (3004).
             log.exception("command %s of client %s failed", command.method, self.client_id, extra=self.log_context())
             self.outbox.push(protocol.encode_error(command.id, CommandError(ErrorCode.INTERNAL, "internal error")))
+            self.disconnect(DisconnectCode.INTERNAL, "internal error")
         finally:
             if command.method in self._handlers:
                 self.hub.stats.observe_command(command.method, time.perf_counter() - started)
@@ -214,7 +217,17 @@ class Session:
         assert isinstance(request, protocol.ConnectRequest)
         if self.state is State.CONNECTED:
             raise CommandError(ErrorCode.BAD_REQUEST, "already connected")
-        credentials = self._authenticate(request.token)
+        try:
+            credentials = self._authenticate(request.token)
+        except CommandError as error:
+            # Nothing else can happen on this connection: say why in the reply, then close with the
+            # code that tells the client whether a new token helps (3005) or not (3500).
+            code = (
+                DisconnectCode.TOKEN_EXPIRED if error.code is ErrorCode.TOKEN_EXPIRED else DisconnectCode.INVALID_TOKEN
+            )
+            reason = error.message
+            self._call_later(0, lambda: self.disconnect(code, reason))
+            raise
         limit = self.hub.settings.max_connections_per_user
         if credentials.user and limit is not None and len(self.hub.users.get(credentials.user, ())) >= limit:
             self.hub.count_limit_hit("connections_per_user")

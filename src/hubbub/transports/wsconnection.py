@@ -28,6 +28,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from hubbub.errors import DisconnectCode
 from hubbub.transports.handshake import (
     HEAD_END,
     HandshakeError,
@@ -362,7 +363,7 @@ class WebSocketConnection(asyncio.Protocol):
             self._handler = self.events.opened(self, request)
         except Exception:
             log.exception("opening a connection failed")
-            self.fail(1011, "internal error")
+            self.fail(DisconnectCode.INTERNAL, "internal error")
         return rest
 
     def _refuse(self, response: Response) -> None:
@@ -441,7 +442,7 @@ class WebSocketConnection(asyncio.Protocol):
                     await handler.handle(message)
                 except Exception:
                     log.exception("handling a message failed")
-                    self.fail(1011, "internal error")
+                    self.fail(DisconnectCode.INTERNAL, "internal error")
                     inbox.clear()
         finally:
             self._worker = None

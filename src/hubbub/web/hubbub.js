@@ -148,8 +148,9 @@ export class Client extends EventTarget {
       this.setState("connected");
       for (const waiter of this.connectedWaiters.splice(0)) waiter.resolve();
     } catch (error) {
-      if (error instanceof ReplyError && !error.temporary) {
-        this.fail(error); // a refused token will be refused again
+      const renewable = error instanceof ReplyError && error.code === 109 && typeof this.token === "function";
+      if (error instanceof ReplyError && !error.temporary && !renewable) {
+        this.fail(error); // a refused token will be refused again (an expired one is asked for anew)
       } else if (socket.readyState === WebSocket.OPEN) {
         socket.close(4000);
       }
