@@ -74,6 +74,13 @@ class RefreshRequest(Request):
     token: str
 
 
+class SubRefreshRequest(Request):
+    """A new subscription token for a channel this connection is subscribed to with one."""
+
+    channel: str
+    token: str
+
+
 class PingRequest(Request):
     pass
 
@@ -87,6 +94,7 @@ REQUEST_TYPES: dict[str, type[Request]] = {
     "presence": PresenceRequest,
     "send": SendRequest,
     "refresh": RefreshRequest,
+    "sub_refresh": SubRefreshRequest,
     "ping": PingRequest,
 }
 
@@ -217,6 +225,20 @@ def encode_message_push(message: Message) -> bytes:
 def encode_refresh_push(ttl: int) -> bytes:
     """The server asks for a fresh token: the current one expires in `ttl` seconds."""
     return b'{"push":{"refresh":{"ttl":%d}}}' % ttl
+
+
+def encode_sub_refresh_push(channel: str, ttl: int) -> bytes:
+    """The server asks for a fresh subscription token: the channel's expires in `ttl` seconds."""
+    return b'{"push":{"channel":%s,"sub_refresh":{"ttl":%d}}}' % (_encoder.encode(channel), ttl)
+
+
+def encode_unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
+    """The server ended this subscription (its token expired); the connection stays."""
+    return b'{"push":{"channel":%s,"unsubscribe":{"code":%d,"reason":%s}}}' % (
+        _encoder.encode(channel),
+        code,
+        _encoder.encode(reason),
+    )
 
 
 def encode_disconnect_push(code: int, reason: str, reconnect: bool) -> bytes:

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from msgspec import Raw
 
-from hubbub import Client, ClientPublication, ReplyError
+from hubbub import Client, ClientPublication, NamespaceOptions, ReplyError
 from hubbub.core.auth import mint_token
 from hubbub.errors import ClientError, DisconnectCode, ErrorCode
 from hubbub.server import Server
@@ -313,3 +313,43 @@ async def test_invalid_token_at_connect_fails_for_good(start_server: StartServer
         await client.connect()
     assert refused.value.code == ErrorCode.UNAUTHORIZED and calls == 1
     await client.close()
+
+
+VIP_NAMESPACES = {"vip": NamespaceOptions(subscribe="token", history_size=10, history_ttl=60, publish="anyone")}
+
+
+async def test_subscription_token_function_keeps_the_subscription_past_each_tokens_expiry(
+    start_server: StartServer,
+) -> None:
+    """Tokens living 2 s: the server asks ahead of each exp, the client answers with a fresh one."""
+    server = await start_server(token_secret=SECRET, namespaces=VIP_NAMESPACES, refresh_before=1)
+    assert server.hub is not None
+    minted: list[str] = []
+
+    def subscription_token() -> str:
+        minted.append(mint_token(SECRET, "alice", ttl=2, channel="vip:gala"))
+        return minted[-1]
+
+    async with Client(server.url, token=mint_token(SECRET, "alice")) as client:
+        subscription = await client.subscribe("vip:gala", token=subscription_token)
+        async with asyncio.timeout(10):
+            while len(minted) < 4:  # subscribe, then one sub_refresh per second: past two exps
+                await server.hub.publish("vip:gala", Raw(b"%d" % len(minted)))
+                await anext(subscription)
+        assert subscription.active and subscription.unsubscribed is None
+        assert "vip:gala" in next(iter(server.hub.sessions.values())).channels
+
+
+async def test_a_fixed_subscription_token_ends_the_subscription_at_its_expiry(start_server: StartServer) -> None:
+    """No token function: at exp the iteration ends and `unsubscribed` says why; the connection stays."""
+    server = await start_server(token_secret=SECRET, namespaces=VIP_NAMESPACES, refresh_before=1)
+    async with Client(server.url, token=mint_token(SECRET, "alice")) as client:
+        subscription = await client.subscribe("vip:gala", token=mint_token(SECRET, "alice", ttl=1, channel="vip:gala"))
+        async with asyncio.timeout(5):
+            async for _ in subscription:
+                pass  # ends when the server unsubscribes it
+        assert subscription.unsubscribed == {"code": ErrorCode.TOKEN_EXPIRED, "reason": "subscription token expired"}
+        await client.ping()  # still connected
+        with pytest.raises(ReplyError) as refused:
+            await client.subscribe("vip:gala")  # the grant is gone with the subscription
+        assert refused.value.code == ErrorCode.PERMISSION_DENIED

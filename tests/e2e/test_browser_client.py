@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from msgspec import Raw
 from playwright.async_api import Page
 
+from hubbub.errors import DisconnectCode
 from tests.conftest import StartServer
 from tests.e2e.conftest import Users
 from tests.e2e.test_chat import chat_settings, message
@@ -55,8 +57,6 @@ async def test_scrolling_up_loads_older_history_and_phone_width(
 ) -> None:
     server = await start_server(**chat_settings(tmp_path))  # type: ignore[arg-type]
     assert server.hub is not None
-    from msgspec import Raw
-
     await server.hub.publish("rooms:index", Raw(b'{"room":"lobby"}'))
     for n in range(80):
         await server.hub.publish("room:lobby", Raw(b'{"text":"old %d"}' % n))
@@ -113,3 +113,54 @@ async def test_browser_compression_both_ways_without_client_context(start_server
     )
     assert "permessage-deflate" in result["extensions"] and "client_no_context_takeover" in result["extensions"]
     assert result["pushes"] == [[0, 3000], [1, 3000], [2, 3000]]
+
+
+async def test_subscription_token_function_and_unicode_line_breaks_in_the_browser(
+    start_server: StartServer, tmp_path: object, page: Page
+) -> None:
+    """hubbub.js answers sub_refresh pushes from its token function, and keeps U+2028, U+2029,
+    U+0085 in data intact, live, sent and through recovery after the server cut it."""
+    from hubbub.config import NamespaceOptions
+    from hubbub.core.auth import mint_token
+    from tests.helpers import SECRET
+
+    namespaces = {"vip": NamespaceOptions(subscribe="token", publish="authenticated", history_size=50, history_ttl=60)}
+    server = await start_server(token_secret=SECRET, namespaces=namespaces, refresh_before=1)
+    assert server.hub is not None
+    tokens = [mint_token(SECRET, "alice", ttl=2, channel="vip:gala") for _ in range(8)]
+    await page.goto(f"http://127.0.0.1:{server.port}/health")
+    assert await page.evaluate(LOAD)
+    await page.evaluate(
+        """async ({ url, connection, tokens }) => {
+            window.received = [];
+            window.tokensUsed = 0;
+            window.client = new window.hubbub.Client(url, { token: connection, minReconnectDelay: 10 });
+            await window.client.connect();
+            window.subscription = await window.client.subscribe("vip:gala", {
+                token: async () => tokens[window.tokensUsed++],
+                onPublication: (publication) => window.received.push(publication.data),
+            });
+            await window.client.publish("vip:gala", { t: "from js \\u2028 \\u2029 \\u0085" });
+        }""",
+        {"url": server.url, "connection": mint_token(SECRET, "alice"), "tokens": tokens},
+    )
+    weird = "a\u2028b\u2029c\u0085d"
+    await server.hub.publish("vip:gala", Raw(('{"t":"' + weird + '"}').encode()))
+    await page.wait_for_function("window.received.length === 2", timeout=5000)
+    # Cut by the server, asked to reconnect; published meanwhile; recovered on return.
+    await server.hub.disconnect_user("alice", DisconnectCode.FORCE_RECONNECT)
+    await server.hub.publish("vip:gala", Raw(('{"t":"again ' + weird + '"}').encode()))
+    await page.wait_for_function("window.received.length === 3", timeout=10000)
+    # Past the first tokens' exp: still subscribed, because each sub_refresh push was answered.
+    await page.wait_for_function("window.tokensUsed >= 4", timeout=10000)
+    await server.hub.publish("vip:gala", Raw(b'{"t":"still here"}'))
+    await page.wait_for_function("window.received.length === 4", timeout=5000)
+    received = await page.evaluate("window.received")
+    assert received == [
+        {"t": "from js \u2028 \u2029 \u0085"},
+        {"t": weird},
+        {"t": f"again {weird}"},
+        {"t": "still here"},
+    ]
+    assert await page.evaluate("window.subscription.recovered") is True
+    assert await page.evaluate("window.subscription.unsubscribed") is None

@@ -51,12 +51,16 @@ class Subscription:
         channel: str,
         callback: PublicationCallback | None,
         on_unrecovered: Callable[[Subscription], Any] | None,
+        token: TokenSource = None,
     ) -> None:
         self.client = client
         self.channel = channel
         self.offset: int | None = None
         self.epoch: str | None = None
         self.recovered: bool | None = None
+        self.token = token  # a subscription token, or a function that returns a fresh one
+        # Why the server ended the subscription ({"code", "reason"}), when it did.
+        self.unsubscribed: dict[str, Any] | None = None
         self._callback = callback
         self._on_unrecovered = on_unrecovered
         self._queue: asyncio.Queue[ClientPublication | None] = asyncio.Queue()
@@ -274,8 +278,9 @@ class Client:
         self.state = "closed" if self._closing.is_set() else "failed"
         self._closing.set()  # wake anyone waiting for a connection that will not come
 
-    async def _token_value(self) -> str | None:
-        token = self._token
+    async def _token_value(self, token: TokenSource = None, *, connection: bool = True) -> str | None:
+        if connection:
+            token = self._token
         if token is None or isinstance(token, str):
             return token
         value = token()
@@ -300,6 +305,27 @@ class Client:
             return
         token = await self._token_value()
         await self._command("refresh", {"token": token})
+
+    async def _sub_refresh(self, subscription: Subscription) -> None:
+        """The server asked for a fresh subscription token: get one from the app's callable and send it."""
+        if not callable(subscription.token):
+            log.warning(
+                "server asked for a token for %s, but its subscription has no token callable", subscription.channel
+            )
+            return
+        token = await self._token_value(subscription.token, connection=False)
+        await self._command("sub_refresh", {"channel": subscription.channel, "token": token})
+
+    def _server_unsubscribed(self, subscription: Subscription, notice: dict[str, Any]) -> None:
+        """The server ended a subscription. An expired token with a token callable subscribes again
+        (recovering what came meanwhile); otherwise the subscription ends and says why."""
+        if notice.get("code") == ErrorCode.TOKEN_EXPIRED and callable(subscription.token):
+            self._spawn(self._send_subscribe(subscription, require_connected=True))
+            return
+        subscription.unsubscribed = notice
+        if self._subscriptions.get(subscription.channel) is subscription:
+            del self._subscriptions[subscription.channel]
+        subscription._end()
 
     def _fail_pending(self) -> None:
         pending, self._pending = self._pending, {}
@@ -375,6 +401,14 @@ class Client:
                 subscription._deliver(push["pub"])
         elif "message" in push and self._on_message is not None:
             self._call_user(self._on_message, push["message"].get("data"))
+        elif "sub_refresh" in push:
+            subscription = self._subscriptions.get(channel)
+            if subscription is not None:
+                self._spawn(self._sub_refresh(subscription))
+        elif "unsubscribe" in push:
+            subscription = self._subscriptions.get(channel)
+            if subscription is not None:
+                self._server_unsubscribed(subscription, push["unsubscribe"])
         elif "refresh" in push:
             self._spawn(self._refresh())
         elif "disconnect" in push:
@@ -419,11 +453,16 @@ class Client:
         *,
         since: dict[str, Any] | None = None,
         on_unrecovered: Callable[[Subscription], Any] | None = None,
+        token: TokenSource = None,
     ) -> Subscription:
-        """Subscribe; with `since={"offset", "epoch"}` first replay what came after it."""
+        """Subscribe; with `since={"offset", "epoch"}` first replay what came after it.
+
+        `token` is a subscription token, or a function returning one (called at every subscribe and
+        when the server asks for a fresh one ahead of its expiry, so the subscription outlives it).
+        """
         if channel in self._subscriptions:
             raise ClientError(f"already subscribed to {channel!r}")
-        subscription = Subscription(self, channel, callback, on_unrecovered)
+        subscription = Subscription(self, channel, callback, on_unrecovered, token)
         if since is not None:
             subscription.offset = since["offset"]
             subscription.epoch = since["epoch"]
@@ -437,6 +476,9 @@ class Client:
 
     async def _send_subscribe(self, subscription: Subscription, *, require_connected: bool) -> None:
         params: dict[str, Any] = {"channel": subscription.channel}
+        token = await self._token_value(subscription.token, connection=False)
+        if token is not None:
+            params["token"] = token
         if subscription.offset is not None and subscription.epoch is not None:
             params["since"] = {"offset": subscription.offset, "epoch": subscription.epoch}
         await self._command(

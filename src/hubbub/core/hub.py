@@ -12,10 +12,10 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from msgspec import Raw
@@ -96,6 +96,7 @@ class Hub:
         self.users: dict[str, set[Session]] = {}
         self.channels: dict[str, ChannelSubscribers] = {}
         self._publish_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
         self.stats = Stats()
         # With a token key, a connection without a token is useful only if a namespace admits it.
         self.anonymous_allowed = any(options.allow_anonymous for options in settings.namespaces.values())
@@ -389,16 +390,21 @@ class Hub:
         )
         return result, page.top.offset
 
-    async def unsubscribe(self, session: Session, channel: str) -> None:
+    def stop_delivery(self, session: Session, channel: str) -> None:
+        """From now on `session` gets nothing more of `channel` (the synchronous half of unsubscribe)."""
         session.channels.discard(channel)
         subscribers = self.channels.get(channel)
         if subscribers is not None:
             subscribers.live.pop(session.client_id, None)
             subscribers.batch = None
             subscribers.catching_up.pop(session.client_id, None)
-            if not subscribers:
-                del self.channels[channel]
-                await self.broker.unsubscribe(channel)
+
+    async def unsubscribe(self, session: Session, channel: str) -> None:
+        self.stop_delivery(session, channel)
+        subscribers = self.channels.get(channel)
+        if subscribers is not None and not subscribers:
+            del self.channels[channel]
+            await self.broker.unsubscribe(channel)
         options = self.rules.resolve(channel)
         if options.presence:
             await self.presence_store.remove(channel, session.client_id)
@@ -446,6 +452,23 @@ class Hub:
     ) -> None:
         control = Control(kind="disconnect", user=user, code=code, reason=reason)
         await self.broker.publish_control(protocol.encode(control))
+
+    def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run cleanup that a timer starts (it cannot await); its failure is logged, never lost."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+
+        def done(task: asyncio.Future[None]) -> None:
+            self._tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s failed", what, exc_info=task.exception())
+
+        task.add_done_callback(done)
+
+    async def wait_spawned(self) -> None:
+        """Until the work `spawn` started has finished (tests, and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def close_all(self, code: int, reason: str) -> None:
         for session in list(self.sessions.values()):

@@ -53,7 +53,9 @@ class Session:
         self.info = protocol.ClientInfo(user="", client=self.client_id)
         self.state = State.CONNECTING
         self.channels: set[str] = set()
-        self.grants: set[str] = set()  # channels this session holds a subscription token for
+        # Channels subscribed with a subscription token, and when that token expires (None: never).
+        self.grants: dict[str, float | None] = {}
+        self._grant_timers: dict[str, list[Any]] = {}
         self._verifier = verifier
         self._call_later = call_later
         self._clock = clock
@@ -99,6 +101,7 @@ class Session:
             return
         self.state = State.CLOSED
         self._cancel_timers()
+        self._cancel_grant_timers()
         if notify and not self.outbox.closed:
             reconnect = close_code_allows_reconnect(code)
             self.outbox.push(protocol.encode_disconnect_push(code, reason, reconnect))
@@ -112,15 +115,17 @@ class Session:
         """The transport reports the connection gone (any side closed it)."""
         self.state = State.CLOSED
         self._cancel_timers()
+        self._cancel_grant_timers()
         self.outbox.discard()
         self.hub.detach(self)
 
     def _cancel_timers(self) -> None:
-        for timer in self._timers:
-            cancel = getattr(timer, "cancel", None)
-            if cancel is not None:
-                cancel()
-        self._timers.clear()
+        _cancel(self._timers)
+
+    def _cancel_grant_timers(self, channel: str | None = None) -> None:
+        channels = [channel] if channel is not None else list(self._grant_timers)
+        for name in channels:
+            _cancel(self._grant_timers.pop(name, []))
 
     # ---- commands -------------------------------------------------------------------------
 
@@ -188,14 +193,53 @@ class Session:
         expires_at = self.credentials.expires_at
         if expires_at is None:
             return protocol.RefreshResult()
+        return self._schedule_expiry(expires_at, self._timers, self._ask_for_refresh, self._on_token_expired)
+
+    def _schedule_expiry(
+        self, expires_at: float, timers: list[Any], ask: Callable[[], None], expire: Callable[[], None]
+    ) -> protocol.RefreshResult:
         remaining = max(0.0, expires_at - self._clock())
         refresh_before = self.hub.settings.refresh_before
         # Short-lived tokens are asked at half their life: asking at once would make a client
         # whose tokens all live less than refresh_before refresh in a tight loop.
         ask_at = remaining - refresh_before if remaining > 2 * refresh_before else remaining / 2
-        self._timers.append(self._call_later(ask_at, self._ask_for_refresh))
-        self._timers.append(self._call_later(remaining + 0.001, self._on_token_expired))
+        timers.append(self._call_later(ask_at, ask))
+        timers.append(self._call_later(remaining + 0.001, expire))
         return protocol.RefreshResult(expires=True, ttl=int(remaining))
+
+    def _arm_grant(self, channel: str) -> protocol.RefreshResult:
+        """A subscription token's expiry: ask for a new one ahead of it (sub_refresh), end it at exp."""
+        self._cancel_grant_timers(channel)
+        expires_at = self.grants.get(channel)
+        if expires_at is None:
+            return protocol.RefreshResult()
+        timers = self._grant_timers[channel] = []
+        return self._schedule_expiry(
+            expires_at, timers, lambda: self._ask_for_sub_refresh(channel), lambda: self._on_grant_expired(channel)
+        )
+
+    def _ask_for_sub_refresh(self, channel: str) -> None:
+        expires_at = self.grants.get(channel)
+        if self.state is State.CONNECTED and channel in self.channels and expires_at is not None:
+            self.outbox.push(protocol.encode_sub_refresh_push(channel, max(0, int(expires_at - self._clock()))))
+
+    def _on_grant_expired(self, channel: str) -> None:
+        """End the subscription (not the connection): a push says why, nothing of it follows."""
+        expires_at = self.grants.get(channel)
+        if self.state is not State.CONNECTED or expires_at is None or expires_at > self._clock():
+            return
+        self._forget_grant(channel)
+        if channel not in self.channels:
+            return
+        self.outbox.push(
+            protocol.encode_unsubscribe_push(channel, ErrorCode.TOKEN_EXPIRED, "subscription token expired")
+        )
+        self.hub.stop_delivery(self, channel)
+        self.hub.spawn(self.hub.unsubscribe(self, channel), f"unsubscribing {self.client_id} from {channel}")
+
+    def _forget_grant(self, channel: str) -> None:
+        self.grants.pop(channel, None)
+        self._cancel_grant_timers(channel)
 
     def _ask_for_refresh(self) -> None:
         expires_at = self.credentials.expires_at
@@ -267,14 +311,36 @@ class Session:
         if channel in self.channels:
             raise CommandError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
         if request.token is not None:
-            if self._verifier is None:
-                raise CommandError(ErrorCode.UNAUTHORIZED, "server has no token key (development mode): omit token")
-            self._verifier.verify_subscription(request.token, self.user, channel)
-            self.grants.add(channel)
-        self._check("subscribe", channel)
-        if len(self.channels) >= self.hub.settings.max_channels_per_connection:
-            raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
-        await self.hub.subscribe(self, channel, request.since, lambda result: self._reply(command, result))
+            self.grants[channel] = self._verify_subscription_token(request.token, channel)
+        try:
+            self._check("subscribe", channel)
+            if len(self.channels) >= self.hub.settings.max_channels_per_connection:
+                raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
+            await self.hub.subscribe(self, channel, request.since, lambda result: self._reply(command, result))
+        except BaseException:
+            self._forget_grant(channel)  # a grant lives only as long as its subscription
+            raise
+        if channel not in self.channels:
+            self._forget_grant(channel)
+        elif request.token is not None:
+            self._arm_grant(channel)
+
+    def _verify_subscription_token(self, token: str, channel: str) -> float | None:
+        if self._verifier is None:
+            raise CommandError(ErrorCode.UNAUTHORIZED, "server has no token key (development mode): omit token")
+        return self._verifier.verify_subscription(token, self.user, channel)
+
+    async def _sub_refresh(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.SubRefreshRequest)
+        channel = request.channel
+        self.hub.namespace(channel)
+        if channel not in self.channels:
+            raise CommandError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {channel!r}")
+        if channel not in self.grants:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"{channel!r} was subscribed without a token: nothing to refresh")
+        self.grants[channel] = self._verify_subscription_token(request.token, channel)
+        return self._arm_grant(channel)
 
     async def _unsubscribe(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
@@ -282,6 +348,7 @@ class Session:
         self.hub.namespace(request.channel)
         if request.channel not in self.channels:
             raise CommandError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {request.channel!r}")
+        self._forget_grant(request.channel)
         await self.hub.unsubscribe(self, request.channel)
         return protocol.Empty()
 
@@ -319,6 +386,7 @@ class Session:
     _handlers = {
         "connect": _connect,
         "refresh": _refresh,
+        "sub_refresh": _sub_refresh,
         "subscribe": _subscribe,
         "unsubscribe": _unsubscribe,
         "publish": _publish,
@@ -327,3 +395,11 @@ class Session:
         "send": _send,
         "ping": _ping,
     }
+
+
+def _cancel(timers: list[Any]) -> None:
+    for timer in timers:
+        cancel = getattr(timer, "cancel", None)
+        if cancel is not None:
+            cancel()
+    timers.clear()

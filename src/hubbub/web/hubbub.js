@@ -28,7 +28,15 @@ export class Subscription {
     this.offset = options.since ? options.since.offset : null;
     this.epoch = options.since ? options.since.epoch : null;
     this.recovered = null;
+    this.unsubscribed = null; // why the server ended it ({code, reason}), when it did
     this.options = options;
+  }
+
+  // options.token: a subscription token, or a function returning one (or a promise of one),
+  // called at every subscribe and when the server asks for a fresh one ahead of its expiry.
+  async tokenValue() {
+    const token = this.options.token;
+    return typeof token === "function" ? await token() : token;
   }
 
   applyResult(result) {
@@ -208,6 +216,10 @@ export class Client extends EventTarget {
       this.callSafely(subscription.options.onLeave, push.leave.info);
     } else if (push.message) {
       this.dispatchEvent(new CustomEvent("message", { detail: push.message }));
+    } else if (push.sub_refresh && subscription) {
+      this.subRefresh(subscription);
+    } else if (push.unsubscribe && subscription) {
+      this.serverUnsubscribed(subscription, push.unsubscribe);
     } else if (push.refresh) {
       this.refresh();
     } else if (push.disconnect) {
@@ -222,6 +234,27 @@ export class Client extends EventTarget {
     } catch (error) {
       console.warn("hubbub: token refresh failed", error);
     }
+  }
+
+  async subRefresh(subscription) {
+    if (typeof subscription.options.token !== "function") return;
+    try {
+      await this.command("sub_refresh", { channel: subscription.channel, token: await subscription.tokenValue() });
+    } catch (error) {
+      console.warn("hubbub: subscription token refresh failed", error);
+    }
+  }
+
+  // The server ended a subscription. An expired token with a token function subscribes again
+  // (recovering what came meanwhile); otherwise it ends and onUnsubscribed says why.
+  serverUnsubscribed(subscription, notice) {
+    if (notice.code === 109 && typeof subscription.options.token === "function") {
+      this.sendSubscribe(subscription, true).catch((error) => console.warn("hubbub: resubscribe failed", error));
+      return;
+    }
+    subscription.unsubscribed = notice;
+    if (this.subscriptions.get(subscription.channel) === subscription) this.subscriptions.delete(subscription.channel);
+    if (subscription.options.onUnsubscribed) this.callSafely(subscription.options.onUnsubscribed, notice);
   }
 
   async command(method, params, { requireConnected = true, onResult = null } = {}) {
@@ -246,7 +279,7 @@ export class Client extends EventTarget {
     });
   }
 
-  // options: { since: {offset, epoch}, onPublication, onJoin, onLeave, onUnrecovered }
+  // options: { since: {offset, epoch}, token, onPublication, onJoin, onLeave, onUnrecovered, onUnsubscribed }
   async subscribe(channel, options = {}) {
     if (this.subscriptions.has(channel)) return this.subscriptions.get(channel);
     const subscription = new Subscription(this, channel, options);
@@ -260,8 +293,10 @@ export class Client extends EventTarget {
     return subscription;
   }
 
-  sendSubscribe(subscription, requireConnected) {
+  async sendSubscribe(subscription, requireConnected) {
     const params = { channel: subscription.channel };
+    const token = await subscription.tokenValue();
+    if (token) params.token = token;
     if (subscription.offset !== null && subscription.epoch !== null) {
       params.since = { offset: subscription.offset, epoch: subscription.epoch };
     }
