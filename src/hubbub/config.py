@@ -51,6 +51,13 @@ class NamespaceOptions:
     publish: str = field(default="server", metadata={"help": "who may publish from a client; server = API only"})
     read_history: str = field(default="anyone", metadata={"help": "who may read history"})
     read_presence: str = field(default="anyone", metadata={"help": "who may read presence"})
+    publish_rate: float | None = field(
+        default=None,
+        metadata={"help": "client publications per second per connection in this namespace (on top of publish_rate)"},
+    )
+    publish_burst: int = field(
+        default=1, metadata={"help": "with publish_rate: publications a connection may send at once"}
+    )
 
     @property
     def keeps_history(self) -> bool:
@@ -58,6 +65,8 @@ class NamespaceOptions:
 
 
 DAY = 86400.0
+TYPING_RATE = 0.5  # signals per second: the chat sends one every 2 s while someone types
+TYPING_BURST = 3  # and one at once when typing resumes after a message was sent
 
 
 def _default_namespaces() -> dict[str, NamespaceOptions]:
@@ -85,8 +94,19 @@ def _default_namespaces() -> dict[str, NamespaceOptions]:
             read_history="members",
             read_presence="members",
         ),
-        # typing indicators: ephemeral, never in history
-        "typing": NamespaceOptions(subscribe="authenticated", publish="authenticated"),
+        # typing indicators in rooms: ephemeral, never in history, one signal per 2 s (burst 3): typing:lobby
+        "typing": NamespaceOptions(
+            subscribe="authenticated", publish="authenticated", publish_rate=TYPING_RATE, publish_burst=TYPING_BURST
+        ),
+        # typing indicators in direct messages, seen only by the two members: dm-typing:alice,bob
+        "dm-typing": NamespaceOptions(
+            subscribe="members",
+            publish="members",
+            read_presence="members",
+            read_history="members",
+            publish_rate=TYPING_RATE,
+            publish_burst=TYPING_BURST,
+        ),
         # live data: slow readers get the newest value, every reader starts from a snapshot
         "ticker": NamespaceOptions(history_size=1, history_ttl=DAY, conflate=True, allow_anonymous=True),
         "scores": NamespaceOptions(history_size=1, history_ttl=DAY, conflate=True, allow_anonymous=True),
@@ -149,6 +169,10 @@ class Settings:
     command_burst: int = _setting(100, "commands a connection may send at once")
     publish_rate: float | None = _setting(20.0, "publish and send commands per second per connection")
     publish_burst: int = _setting(40, "publish and send commands a connection may send at once")
+    user_publish_rate: float | None = _setting(
+        40.0, "publish and send commands per second per user id, shared by its connections on a node"
+    )
+    user_publish_burst: int = _setting(80, "publish and send commands one user's connections may send at once")
     max_refused_commands: int = _setting(50, "rate-limited commands in a row before the connection is closed (3013)")
     connect_rate_per_ip: float | None = _setting(20.0, "WebSocket connection attempts per second per IP")
     connect_burst_per_ip: int = _setting(100, "connection attempts one IP may make at once")

@@ -69,6 +69,9 @@ async def test_room_messages_dms_typing_and_history(start_server: StartServer, t
     await dm_button.click()
     await expect(message(bob, "psst, just you")).to_have_count(1)
     await expect(dm_button.locator(".badge")).to_have_count(0)
+    # typing in a direct message goes to dm-typing:alice,bob, which only the two of them may read
+    await alice.locator("#message").press_sequentially("ok")
+    await expect(bob.locator("#typing")).to_have_text("alice is typing…")
 
     # history survives a reload
     await bob.reload()

@@ -37,6 +37,29 @@ class ChannelRules:
         found = self._namespaces.get(namespace)
         if found is None:
             raise CommandError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace {namespace!r}")
+        if names_members(found):
+            _check_canonical_members(namespace, match.group(2))
         if len(self._cache) < 100_000:  # bounded: names come from clients
             self._cache[channel] = found
         return found
+
+
+def names_members(options: NamespaceOptions) -> bool:
+    """Namespaces with a `members` permission name their channels after their members (dm:alice,bob)."""
+    return "members" in (options.subscribe, options.publish, options.read_history, options.read_presence)
+
+
+def canonical_members(members: list[str]) -> str:
+    """The one name of a conversation between `members`: sorted, each once (`bob,alice` -> `alice,bob`)."""
+    return ",".join(sorted(set(members)))
+
+
+def _check_canonical_members(namespace: str, name: str) -> None:
+    """`dm:alice,bob` and `dm:bob,alice` would be two channels for one conversation: only the first exists."""
+    members = name.split(",")
+    if "" in members or name != canonical_members(members):
+        canonical = canonical_members([member for member in members if member])
+        raise CommandError(
+            ErrorCode.BAD_REQUEST,
+            f"channel '{namespace}:{name}' names its members sorted and once each: use '{namespace}:{canonical}'",
+        )

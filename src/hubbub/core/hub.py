@@ -25,6 +25,7 @@ from hubbub.backends.base import Append, Broker, HistoryStore, PresenceStore, St
 from hubbub.config import DEFAULT_NAMESPACE, NamespaceOptions, Settings
 from hubbub.core.channels import ChannelRules
 from hubbub.core.outbox import Flusher, Outbox, TurnBatch
+from hubbub.core.ratelimit import TokenBucket
 from hubbub.core.stats import Stats
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode
 
@@ -97,6 +98,7 @@ class Hub:
         self.channels: dict[str, ChannelSubscribers] = {}
         self._publish_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Future[None]] = set()
+        self._user_publishes: dict[str, TokenBucket] = {}  # named users with a session here
         self.stats = Stats()
         # With a token key, a connection without a token is useful only if a namespace admits it.
         self.anonymous_allowed = any(options.allow_anonymous for options in settings.namespaces.values())
@@ -105,6 +107,14 @@ class Hub:
     @property
     def limit_hits(self) -> Counter[str]:
         return self.stats.limit_hits
+
+    def user_publish_bucket(self, user: str) -> TokenBucket:
+        """The publish budget shared by every connection of `user` on this node (user_publish_rate)."""
+        bucket = self._user_publishes.get(user)
+        if bucket is None:
+            settings = self.settings
+            bucket = self._user_publishes[user] = TokenBucket(settings.user_publish_rate, settings.user_publish_burst)
+        return bucket
 
     def count_limit_hit(self, limit: str) -> None:
         """A rate or size limit refused something (exported as hubbub_limit_hits_total)."""
@@ -125,6 +135,7 @@ class Hub:
             sessions.discard(session)
             if not sessions:
                 del self.users[session.user]
+                self._user_publishes.pop(session.user, None)
         for channel in session.channels:
             subscribers = self.channels.get(channel)
             if subscribers is not None:

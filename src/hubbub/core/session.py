@@ -14,9 +14,10 @@ from enum import Enum
 from typing import Any
 
 from hubbub import protocol
+from hubbub.config import NamespaceOptions
 from hubbub.core import permissions
 from hubbub.core.auth import ANONYMOUS, Credentials, TokenVerifier
-from hubbub.core.hub import Hub
+from hubbub.core.hub import Hub, namespace_of
 from hubbub.core.outbox import Outbox, Sink
 from hubbub.core.ratelimit import TokenBucket
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode, close_code_allows_reconnect
@@ -64,6 +65,7 @@ class Session:
         self._commands = TokenBucket(settings.command_rate, settings.command_burst)
         self._publishes = TokenBucket(settings.publish_rate, settings.publish_burst)
         self._refused_in_a_row = 0
+        self._namespace_publishes: dict[str, TokenBucket] = {}  # namespaces with a publish_rate of their own
         self.outbox = Outbox(
             sink,
             hub.flusher,
@@ -148,6 +150,8 @@ class Session:
             self._rate_limit(self._commands, "commands")
             if command.method in ("publish", "send"):
                 self._rate_limit(self._publishes, "publications")
+                if self.credentials.user:  # anonymous connections share no identity to limit by
+                    self._rate_limit(self.hub.user_publish_bucket(self.credentials.user), "publications by this user")
             if command.error is not None:
                 raise command.error
             handler = self._handlers.get(command.method)
@@ -356,7 +360,18 @@ class Session:
         request = command.request
         assert isinstance(request, protocol.PublishRequest)
         self._check("publish", request.channel)
+        options = self.hub.namespace(request.channel)
+        if options.publish_rate is not None:
+            self._rate_limit(self._namespace_bucket(request.channel, options), "publications in this namespace")
         return await self.hub.publish(request.channel, request.data, self.info)
+
+    def _namespace_bucket(self, channel: str, options: NamespaceOptions) -> TokenBucket:
+        """Per-connection budget of a namespace with its own publish_rate (typing signals)."""
+        namespace = namespace_of(channel)
+        bucket = self._namespace_publishes.get(namespace)
+        if bucket is None:
+            bucket = self._namespace_publishes[namespace] = TokenBucket(options.publish_rate, options.publish_burst)
+        return bucket
 
     async def _history(self, command: protocol.Command) -> protocol.Reply:
         request = command.request

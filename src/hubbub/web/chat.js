@@ -16,7 +16,12 @@ let lastTypingSent = 0;
 const typists = new Map(); // user -> timer
 
 function roomChannel(name) { return `room:${name}`; }
-function dmChannel(a, b) { return `dm:${[a, b].sort().join(",")}`; }
+// One name per conversation: members sorted, each once (the server refuses any other spelling).
+function dmChannel(a, b) { return `dm:${[...new Set([a, b])].sort().join(",")}`; }
+// Typing signals: typing:ROOM for rooms; dm-typing:alice,bob (members only) for direct messages.
+function typingChannel(channel) {
+  return channel.startsWith("dm:") ? `dm-typing:${channel.slice(3)}` : `typing:${channel.slice(5)}`;
+}
 function otherUser(channel) { return channel.slice(3).split(",").find((user) => user !== me) || me; }
 
 async function fetchToken() {
@@ -156,14 +161,12 @@ async function join(entry) {
       if (entry.channel === current) renderMessages();
     },
   });
-  if (entry.kind === "room") {
-    await client.subscribe(`typing:${entry.channel.slice(5)}`, {
-      onPublication: (publication) => {
-        const user = publication.info && publication.info.user;
-        if (user && user !== me && entry.channel === current) showTypist(user);
-      },
-    });
-  }
+  await client.subscribe(typingChannel(entry.channel), {
+    onPublication: (publication) => {
+      const user = publication.info && publication.info.user;
+      if (user && user !== me && entry.channel === current) showTypist(user);
+    },
+  });
   await loadHistory(entry);
 }
 
@@ -278,9 +281,9 @@ $("message-form").addEventListener("submit", async (event) => {
 
 $("message").addEventListener("input", () => {
   const now = Date.now();
-  if (!current || !current.startsWith("room:") || now - lastTypingSent < TYPING_EVERY) return;
-  lastTypingSent = now; // throttled here; the server's publish limit backs it up
-  client.publish(`typing:${current.slice(5)}`, { typing: true }).catch(() => {});
+  if (!current || now - lastTypingSent < TYPING_EVERY) return;
+  lastTypingSent = now; // throttled here; the typing namespaces' publish_rate backs it up
+  client.publish(typingChannel(current), { typing: true }).catch(() => {});
 });
 
 $("room-form").addEventListener("submit", async (event) => {
