@@ -67,9 +67,12 @@ async def test_admin_page_signs_in_and_plots_live_traffic(
             pass
     await page.fill("#disconnect-user", "watcher")
     await page.get_by_role("button", name="Disconnect user").click()
-    await expect(page.locator("#disconnect-result")).to_contain_text("done")
+    await expect(page.locator("#disconnect-result")).to_have_text("done: 1 connection closed")
     assert await watcher.close_code() == DisconnectCode.FORCE_DISCONNECT
     await expect(page.locator("#connections")).to_have_text("0")
+    # Nobody by that name: said so, not "done: {}".
+    await page.get_by_role("button", name="Disconnect user").click()
+    await expect(page.locator("#disconnect-result")).to_have_text("no connections for that user")
 
 
 async def test_admin_feed_refuses_a_wrong_key_over_websocket(start_server: StartServer) -> None:

@@ -106,11 +106,12 @@ async def test_disconnect_closes_every_connection_of_the_user(
         client = await open_raw(server, connect=False)
         await client.ok("connect", {"token": mint_token(SECRET, user)})
         clients.append(client)
-    status, _ = await call(http, server, "POST", "/api/disconnect", json={"user": "bob"})
-    assert status == 200
+    status, body = await call(http, server, "POST", "/api/disconnect", json={"user": "bob"})
+    assert (status, body) == (200, {"connections": 2})
     for client in clients[:2]:
         assert await client.close_code() == DisconnectCode.FORCE_DISCONNECT
     assert await clients[2].ok("ping") == {}
+    assert await call(http, server, "POST", "/api/disconnect", json={"user": "nobody"}) == (200, {"connections": 0})
 
 
 @pytest.mark.parametrize(

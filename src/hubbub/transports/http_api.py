@@ -233,8 +233,10 @@ class HttpApi:
     async def disconnect(self, request: web.Request) -> web.Response:
         body = await self._body(request, DisconnectBody)
         code = DisconnectCode.FORCE_RECONNECT if body.reconnect else DisconnectCode.FORCE_DISCONNECT
+        here = len(self.hub.users.get(body.user, ()))  # before: the disconnect empties it
         await self.hub.disconnect_user(body.user, code, "disconnected by the server API")
-        return json_response({})
+        # Every node closes the user's connections (through the broker); only this node's are counted.
+        return json_response({"connections": here})
 
     def _query(self, request: web.Request, name: str, required: bool = False) -> str | None:
         value = request.query.get(name)

@@ -65,6 +65,7 @@ function fillTable(body, rows) {
 }
 
 function show(snapshot) {
+  nodeCount = (snapshot.nodes || []).length || 1;
   push(series.in, snapshot.messages_in_per_s);
   push(series.out, snapshot.messages_out_per_s);
   push(series.connections, snapshot.connections);
@@ -128,7 +129,9 @@ function signOut(reason) {
   setStatus("signed-out", "signed out");
 }
 
-async function callApi(path, body, output) {
+let nodeCount = 1; // from the latest snapshot: with several nodes, a disconnect counts only this one's
+
+async function callApi(path, body, output, describe = (reply) => `done: ${JSON.stringify(reply)}`) {
   output.classList.remove("error");
   try {
     const response = await fetch(path, {
@@ -137,7 +140,7 @@ async function callApi(path, body, output) {
       body: JSON.stringify(body),
     });
     const reply = await response.json();
-    output.textContent = response.ok ? `done: ${JSON.stringify(reply)}` : `error: ${reply.error.message}`;
+    output.textContent = response.ok ? describe(reply) : `error: ${reply.error.message}`;
     if (!response.ok) output.classList.add("error");
   } catch (error) {
     output.textContent = `error: ${error}`;
@@ -155,7 +158,11 @@ $("signin-form").addEventListener("submit", (event) => {
 
 $("disconnect-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  callApi("/api/disconnect", { user: $("disconnect-user").value }, $("disconnect-result"));
+  callApi("/api/disconnect", { user: $("disconnect-user").value }, $("disconnect-result"), (reply) => {
+    const elsewhere = nodeCount > 1 ? " on this node (the other nodes were told to close theirs)" : "";
+    if (reply.connections === 0) return `no connections for that user${elsewhere}`;
+    return `done: ${reply.connections} connection${reply.connections === 1 ? "" : "s"} closed${elsewhere}`;
+  });
 });
 
 $("publish-form").addEventListener("submit", (event) => {
