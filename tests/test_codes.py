@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from msgspec import Raw
 
@@ -308,13 +309,19 @@ async def slow_consumer(start: StartServer) -> tuple[int | None, bool | None]:
     return await wire.close_code()
 
 
+async def disconnected_by_the_server_api(start: StartServer, reconnect: bool) -> tuple[int | None, bool | None]:
+    server = await start(token_secret=SECRET)
+    wire = await Wire.open(server, mint_token(SECRET, "bob"))
+    async with aiohttp.ClientSession() as http:
+        body = {"user": "bob", "reconnect": reconnect}
+        async with http.post(f"{server.api_url}/api/disconnect", json=body) as response:
+            assert response.status == 200
+    return await wire.close_code()
+
+
 @close_trigger(3011)
 async def disconnected_with_reconnect(start: StartServer) -> tuple[int | None, bool | None]:
-    server = await start(token_secret=SECRET)
-    assert server.hub is not None
-    wire = await Wire.open(server, mint_token(SECRET, "bob"))
-    await server.hub.disconnect_user("bob", DisconnectCode.FORCE_RECONNECT)
-    return await wire.close_code()
+    return await disconnected_by_the_server_api(start, reconnect=True)
 
 
 @close_trigger(3013)
@@ -345,11 +352,7 @@ async def no_connect_in_time(start: StartServer) -> tuple[int | None, bool | Non
 
 @close_trigger(3503)
 async def disconnected_for_good(start: StartServer) -> tuple[int | None, bool | None]:
-    server = await start(token_secret=SECRET)
-    assert server.hub is not None
-    wire = await Wire.open(server, mint_token(SECRET, "bob"))
-    await server.hub.disconnect_user("bob")
-    return await wire.close_code()
+    return await disconnected_by_the_server_api(start, reconnect=False)
 
 
 @close_trigger(3504)
