@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_BLOCK = re.compile(r"```(?:sh|bash|shell|console)\n(.*?)```", re.S)
 COMMAND = re.compile(r"^(?:\.venv/bin/)?(hubbub|make)\b")
+INLINE_COMMAND = re.compile(r"`((?:\.venv/bin/)?(?:hubbub|make) [a-z][^`]*)`")
 # `make test` is the command running this test; `make bench` runs the full ten-minute suite
 # (its smoke version is tests/test_bench.py): both are checked to exist, not run.
 NOT_RUN = {"make test", "make bench"}
@@ -65,6 +66,11 @@ def documented_commands() -> list[Documented]:
                     exports[name] = value
                 elif COMMAND.match(line):
                     found.append(Documented(path.name, line, dict(exports)))
+        # Commands quoted in the prose (`hubbub top`), once each, unless a block shows them already.
+        shown = {c.command for c in found}
+        for command in dict.fromkeys(INLINE_COMMAND.findall(SHELL_BLOCK.sub("", path.read_text()))):
+            if command not in shown:
+                found.append(Documented(f"{path.name} (inline)", command))
     return found
 
 
