@@ -22,8 +22,9 @@ test: $(STAMP)  ## system packages, lint and format check, types, then the whole
 	bash scripts/system-packages.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy --strict src/hubbub
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov --cov-report=term
 
 bench: $(STAMP)  ## benchmark scenarios against a real server (docs/benchmarks.md)
 	$(BIN)/python -m bench suite --out bench-results

@@ -281,7 +281,7 @@ async def unexpected_fault(start: StartServer) -> tuple[int | None, bool | None]
     async def broken(*args: object) -> None:
         raise RuntimeError("injected fault")
 
-    server.hub.presence = broken  # type: ignore[method-assign]
+    server.hub.presence = broken  # type: ignore[method-assign, assignment]
     code, temporary = await wire.error("presence", {"channel": "news"})
     assert (code, temporary) == (ErrorCode.INTERNAL, True)  # answered first
     return await wire.close_code()

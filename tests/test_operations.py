@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 import json
 import os
@@ -107,7 +109,7 @@ async def test_json_logs_carry_connection_and_user_ids_and_no_secrets(open_raw: 
         target.url = url  # type: ignore[attr-defined]
         client = await open_raw(target, connect=False)
         await client.ok("connect", {"token": token})
-        entries = []
+        entries: list[dict[str, Any]] = []
         async with asyncio.timeout(10):
             while not any(e.get("user") == "alice" and e.get("client") for e in entries):
                 raw = await process.stderr.readline()

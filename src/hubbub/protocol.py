@@ -18,7 +18,6 @@ from hubbub.errors import CommandError, ErrorCode, ProtocolError
 
 SUBPROTOCOL_JSON = "hubbub.json.v1"
 SUBPROTOCOL_MSGPACK = "hubbub.msgpack.v1"
-SUBPROTOCOLS = (SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK)
 MAX_COMMAND_ID = 2**53 - 1  # largest integer every JSON parser keeps exact
 
 
@@ -257,41 +256,6 @@ def validate_json(data: bytes) -> Raw:
     if b"\n" in data or b"\r" in data:
         data = _encoder.encode(value)
     return Raw(data)
-
-
-# ---- MessagePack (hubbub.msgpack.v1): the same messages, another encoding -------------------
-#
-# A binary frame holds one MessagePack value: a map (one message) or an array of maps (several,
-# in order). The server keeps one internal form, JSON: commands are converted on the way in and
-# outgoing frames on the way out, once per frame payload (shared by a channel's subscribers).
-
-_msgpack_encoder = msgspec.msgpack.Encoder()
-
-
-def msgpack_from_json_lines(payload: bytes) -> bytes:
-    """One MessagePack frame for newline-separated JSON messages."""
-    if b"\n" not in payload:
-        return _msgpack_encoder.encode(msgspec.json.decode(payload))
-    return _msgpack_encoder.encode([msgspec.json.decode(line) for line in payload.split(b"\n")])
-
-
-def json_lines_from_msgpack(frame: bytes) -> bytes:
-    """A MessagePack frame from a client as newline-separated JSON commands (for decode_frame).
-
-    Binary values become base64 strings, as JSON subscribers would see them; maps with keys
-    that are not strings cannot be commands.
-    """
-    try:
-        value = msgspec.msgpack.decode(frame)
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(f"not MessagePack: {exc}") from None
-    items = value if isinstance(value, list) else [value]
-    if not items:
-        raise ProtocolError("empty frame")
-    try:
-        return b"\n".join(_encoder.encode(item) for item in items)
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise ProtocolError(f"not a command: {exc}") from None
 
 
 def decode_frame(frame: bytes | str) -> list[Command]:

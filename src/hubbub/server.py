@@ -62,23 +62,19 @@ class Server:
 
     async def _open_backends(self) -> tuple[Broker, HistoryStore, PresenceStore]:
         settings = self.settings
+        broker: Broker
+        history: HistoryStore
+        presence: PresenceStore
         if settings.broker == "memory":
-            return MemoryBroker(), await self._open_history(), MemoryPresence()
-        from hubbub.backends.redis import backends_from_url
+            broker, presence = MemoryBroker(), MemoryPresence()
+            history = MemoryHistory() if settings.history_path is None else SqliteHistory(settings.history_path)
+        else:
+            from hubbub.backends.redis import backends_from_url
 
-        broker, history, presence = backends_from_url(settings.broker, settings.redis_prefix, settings.presence_ttl)
-        await history.open()
-        await broker.start()
-        presence.start()
+            broker, history, presence = backends_from_url(settings.broker, settings.redis_prefix, settings.presence_ttl)
+        for backend in (history, broker, presence):
+            await backend.open()
         return broker, history, presence
-
-    async def _open_history(self) -> HistoryStore:
-        path = self.settings.history_path
-        if path is None:
-            return MemoryHistory()
-        store = SqliteHistory(path)
-        await store.open()
-        return store
 
     async def start(self) -> None:
         settings = self.settings

@@ -47,7 +47,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 
         url = request.getfixturevalue("redis_url")
         history: HistoryStore = RedisHistory(url, prefix=f"test-{uuid.uuid4().hex}", clock=clock)
-        await history.open()  # type: ignore[attr-defined]
+        await history.open()
     else:
         factory: Factory = memory_store if request.param == "memory" else sqlite_store
         history = await factory(tmp_path, clock)

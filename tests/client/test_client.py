@@ -217,7 +217,7 @@ async def test_connection_lost_during_a_command_fails_it_at_once(server: Server)
             client._ws.transport.abort()
             return await original_top(channel)
 
-        server.hub.history_store.top = top_and_cut  # type: ignore[method-assign]
+        server.hub.history_store.top = top_and_cut  # type: ignore[method-assign, assignment]
         async with asyncio.timeout(5):
             with pytest.raises(ConnectionLost):
                 await client.subscribe("news")

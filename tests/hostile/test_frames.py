@@ -105,6 +105,7 @@ async def test_a_silent_peer_is_dropped_within_ping_interval_plus_ping_timeout_p
     assert defaults.ping_interval is not None and defaults.ping_timeout is not None
     assert defaults.ping_interval + defaults.ping_timeout + defaults.close_timeout <= 60
     server = await start_server(ping_interval=0.2, ping_timeout=0.3, close_timeout=0.3)
+    assert server.hub is not None
     silent = await BareWebSocket.open(server.url)
     await silent.send_json({"id": 1, "connect": {}})
     assert "connect" in (await silent.read_messages())[0]

@@ -32,8 +32,8 @@ async def test_publications_presence_and_recovery_cross_nodes(
     presence = await bob.ok("presence", {"channel": "chat:room"})
     assert len(presence["clients"]) == 2
     # a client that was away recovers from the shared history through the other node
-    async with Client(one.url, min_reconnect_delay=0.01) as client:
-        subscription = await client.subscribe("news")
+    async with Client(one.url, min_reconnect_delay=0.01) as away:
+        subscription = await away.subscribe("news")
         assert two.hub is not None
         await two.hub.publish("news", Raw(b"1"))
         assert (await asyncio.wait_for(anext(subscription), 5)).data == 1

@@ -182,9 +182,9 @@ async def test_personal_channels_and_subscription_tokens(start_server: StartServ
     assert await error_code(alice, "subscribe", {"channel": "vip:gala", "token": wrong}) == ErrorCode.PERMISSION_DENIED
     bobs = mint_token(SECRET, "bob", channel="vip:gala")
     assert await error_code(alice, "subscribe", {"channel": "vip:gala", "token": bobs}) == ErrorCode.PERMISSION_DENIED
-    command = {"id": 99, "subscribe": {"channel": "vip:gala", "token": mint_token(SECRET, "alice", channel="vip:gala")}}
-    schema_validator("client_message").validate(command)
-    await alice.ok("subscribe", command["subscribe"])
+    params = {"channel": "vip:gala", "token": mint_token(SECRET, "alice", channel="vip:gala")}
+    schema_validator("client_message").validate({"id": 99, "subscribe": params})
+    await alice.ok("subscribe", params)
 
 
 # ---- refresh ----------------------------------------------------------------------------------------

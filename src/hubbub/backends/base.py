@@ -44,7 +44,16 @@ class HistoryPage:
     top: StreamTop
 
 
-class HistoryStore(Protocol):
+class Lifecycle(Protocol):
+    """Every backend: `open` once before use (connect, load, start background work), `close` once
+    after (flush, stop, disconnect). Both are awaited by the server, in that order."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class HistoryStore(Lifecycle, Protocol):
     """Bounded, expiring publication history per channel.
 
     Guarantees: offsets of a channel increase by exactly one per `append`, starting at 1, and
@@ -96,7 +105,7 @@ class BrokerHandler(Protocol):
     def on_control(self, message: bytes) -> None: ...
 
 
-class Broker(Protocol):
+class Broker(Lifecycle, Protocol):
     """Fan-out between nodes.
 
     Messages published to one channel reach every node subscribed to it, once, in publish
@@ -126,7 +135,7 @@ class Broker(Protocol):
     async def close(self) -> None: ...
 
 
-class PresenceStore(Protocol):
+class PresenceStore(Lifecycle, Protocol):
     """Who is subscribed to a channel: connection id -> raw JSON ClientInfo."""
 
     async def add(self, channel: str, client_id: str, info: bytes) -> None: ...

@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hubbub.backends.base import Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
-
-Clock = Callable[[], float]
-
-
-def new_salt() -> str:
-    return secrets.token_hex(16)
-
-
-def epoch_for(salt: str, channel: str) -> str:
-    """The epoch a channel's stream gets in a store with this salt.
-
-    Derived, not stored, so reading or subscribing to a channel that has no publications leaves
-    no record behind (clients cannot grow the store by inventing names), yet the epoch they see
-    is the one the stream has once created. A new salt (a lost store) means new epochs.
-    """
-    digest = hashlib.blake2b(channel.encode(), key=salt.encode()[:64], digest_size=6).digest()
-    return base64.urlsafe_b64encode(digest).decode()
+from hubbub.backends.streams import Clock, epoch_for, new_salt
 
 
 class MemoryBroker:
@@ -42,6 +22,9 @@ class MemoryBroker:
     @property
     def healthy(self) -> bool:
         return True
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
 
     async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
         if self._handler is not None:
@@ -81,6 +64,9 @@ class MemoryHistory:
         self._salt = new_salt()  # per process: a restart loses history, so epochs change
         self._streams: dict[str, _Stream] = {}
         self._count = 0
+
+    async def open(self) -> None:
+        """Nothing to load: memory history starts empty (and so with new epochs)."""
 
     @property
     def stored_publications(self) -> int:
@@ -153,6 +139,9 @@ class MemoryPresence:
 
     def __init__(self) -> None:
         self._channels: dict[str, dict[str, bytes]] = {}
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
 
     async def add(self, channel: str, client_id: str, info: bytes) -> None:
         self._channels.setdefault(channel, {})[client_id] = info

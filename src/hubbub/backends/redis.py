@@ -30,7 +30,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from hubbub.backends.base import Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
-from hubbub.backends.memory import Clock, epoch_for
+from hubbub.backends.streams import Clock, epoch_for
 
 log = logging.getLogger("hubbub.redis")
 
@@ -267,7 +267,8 @@ class RedisPresence:
         for (channel, client_id), info in list(self._mine.items()):
             await self._write(channel, client_id, info)
 
-    def start(self) -> None:
+    async def open(self) -> None:
+        """Start refreshing this node's entries (their TTL is the lease a dead node's entries expire by)."""
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def _refresh_forever(self) -> None:
@@ -314,7 +315,7 @@ class RedisBroker:
     def healthy(self) -> bool:
         return self._healthy
 
-    async def start(self) -> None:
+    async def open(self) -> None:
         await self._pubsub.subscribe(self._keys.control)
         self._healthy = True
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
@@ -373,7 +374,7 @@ class RedisBroker:
             await asyncio.sleep(secrets.SystemRandom().uniform(0, min(10.0, 0.1 * 2**attempt)))
             attempt += 1
             try:
-                await self._pubsub.aclose()
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 await self._pubsub.subscribe(self._keys.control, *(self._keys.pubsub(c) for c in self._channels))
             except RedisError as exc:
@@ -399,7 +400,7 @@ class RedisBroker:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        await self._pubsub.aclose()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         await self._redis.aclose()
 
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from hubbub.backends.base import Append, HistoryPage, StoredPublication, StreamTop
-from hubbub.backends.memory import Clock, epoch_for, new_salt
+from hubbub.backends.streams import Clock, epoch_for, new_salt
 
 log = logging.getLogger("hubbub.history.sqlite")
 

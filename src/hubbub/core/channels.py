@@ -16,6 +16,12 @@ from hubbub.errors import CommandError, ErrorCode
 _CHANNEL = re.compile(r"^(?:([A-Za-z0-9_\-]{1,64}):)?([A-Za-z0-9_\-=@.,;/]+)$")
 
 
+def namespace_of(channel: str) -> str:
+    """The namespace a (valid) channel name belongs to: names hold at most one colon."""
+    namespace, colon, _ = channel.partition(":")
+    return namespace if colon else DEFAULT_NAMESPACE
+
+
 class ChannelRules:
     """Resolves a channel name to its namespace options, or refuses it with a clear error."""
 

@@ -10,14 +10,18 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from enum import Enum
 from typing import Any
+
+from msgspec import Raw
 
 from hubbub import protocol
 from hubbub.config import NamespaceOptions
 from hubbub.core import permissions
 from hubbub.core.auth import ANONYMOUS, Credentials, TokenVerifier
-from hubbub.core.hub import Hub, namespace_of
+from hubbub.core.channels import namespace_of
+from hubbub.core.hub import Hub
 from hubbub.core.outbox import Outbox, Sink
 from hubbub.core.ratelimit import TokenBucket
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode, close_code_allows_reconnect
@@ -53,7 +57,6 @@ class Session:
         self.credentials: Credentials = ANONYMOUS
         self.info = protocol.ClientInfo(user="", client=self.client_id)
         self.state = State.CONNECTING
-        self.channels: set[str] = set()
         # Channels subscribed with a subscription token, and when that token expires (None: never).
         self.grants: dict[str, float | None] = {}
         self._grant_timers: dict[str, list[Any]] = {}
@@ -80,6 +83,11 @@ class Session:
     @property
     def user(self) -> str:
         return self.credentials.user
+
+    @property
+    def channels(self) -> AbstractSet[str]:
+        """The channels this session is subscribed to (the hub keeps memberships)."""
+        return self.hub.channels_of(self)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -277,13 +285,13 @@ class Session:
             self._call_later(0, lambda: self.disconnect(code, reason))
             raise
         limit = self.hub.settings.max_connections_per_user
-        if credentials.user and limit is not None and len(self.hub.users.get(credentials.user, ())) >= limit:
+        if credentials.user and limit is not None and self.hub.connections_of(credentials.user) >= limit:
             self.hub.count_limit_hit("connections_per_user")
             self._call_later(0, lambda: self.disconnect(DisconnectCode.CONNECTION_LIMIT, "too many connections"))
             raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"user has {limit} connections already")
         self._cancel_timers()
         self.credentials = credentials
-        info = protocol.Raw(protocol.encode(credentials.info)) if credentials.info is not None else protocol.NULL
+        info = Raw(protocol.encode(credentials.info)) if credentials.info is not None else protocol.NULL
         self.info = protocol.ClientInfo(user=credentials.user, client=self.client_id, info=info)
         self.state = State.CONNECTED
         self.hub.add_session(self)

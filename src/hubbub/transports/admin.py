@@ -82,11 +82,13 @@ class AdminFeed:
         }
         self._previous, self._previous_time = totals, now
         per_channel, stats.channel_publications = stats.channel_publications, Counter()
+        subscribers = hub.subscriber_counts()
+        counts = hub.counts()
         top = [
             {
                 "channel": channel,
                 "rate": round(count / elapsed, 2),
-                "subscribers": len(hub.channels[channel]) if channel in hub.channels else 0,
+                "subscribers": subscribers.get(channel, 0),
             }
             for channel, count in per_channel.most_common(TOP_CHANNELS)
         ]
@@ -97,13 +99,13 @@ class AdminFeed:
                     "id": self.node_id,
                     "version": SERVER_VERSION,
                     "uptime": round(time.time() - self.started_at, 1),
-                    "connections": len(hub.sessions),
+                    "connections": counts.connections,
                 }
             ],
-            "connections": len(hub.sessions),
-            "users": len([user for user in hub.users if user]),
-            "channels": len(hub.channels),
-            "subscriptions": sum(len(subscribers) for subscribers in hub.channels.values()),
+            "connections": counts.connections,
+            "users": counts.users,
+            "channels": counts.channels,
+            "subscriptions": counts.subscriptions,
             "top_channels": top,
             **rates,
         }

@@ -93,7 +93,7 @@ def readiness(hub: Hub, is_draining: Callable[[], bool]) -> str:
     """ "ok", or why this node should get no new traffic."""
     if is_draining():
         return "draining"
-    if not hub.broker.healthy:
+    if not hub.broker_healthy:
         return "broker unavailable"
     return "ok"
 
@@ -233,7 +233,7 @@ class HttpApi:
     async def disconnect(self, request: web.Request) -> web.Response:
         body = await self._body(request, DisconnectBody)
         code = DisconnectCode.FORCE_RECONNECT if body.reconnect else DisconnectCode.FORCE_DISCONNECT
-        here = len(self.hub.users.get(body.user, ()))  # before: the disconnect empties it
+        here = self.hub.connections_of(body.user)  # before: the disconnect empties it
         await self.hub.disconnect_user(body.user, code, "disconnected by the server API")
         # Every node closes the user's connections (through the broker); only this node's are counted.
         return json_response({"connections": here})
@@ -263,8 +263,7 @@ class HttpApi:
         if since_offset is not None:
             epoch = self._query(request, "epoch")
             if epoch is None:  # no epoch given: read from the current stream
-                self.hub.namespace(channel)
-                epoch = (await self.hub.history_store.top(channel)).epoch
+                epoch = (await self.hub.stream_top(channel)).epoch
             since = protocol.StreamPosition(offset=since_offset, epoch=epoch)
         return json_response(await self.hub.history(channel, since, limit, reverse))
 
@@ -274,20 +273,22 @@ class HttpApi:
         return json_response(await self.hub.presence(channel))
 
     async def channels(self, request: web.Request) -> web.Response:
-        channels = {name: {"subscribers": len(subs)} for name, subs in sorted(self.hub.channels.items())}
+        counts = self.hub.subscriber_counts()
+        channels = {name: {"subscribers": counts[name]} for name in sorted(counts)}
         return json_response({"channels": channels})
 
     async def info(self, request: web.Request) -> web.Response:
         hub = self.hub
+        counts = hub.counts()
         return json_response(
             {
                 "version": SERVER_VERSION,
                 "pid": os.getpid(),
                 "uptime": round(time.time() - self.started_at, 3),
                 "development_mode": hub.settings.development_mode,
-                "connections": len(hub.sessions),
-                "users": len([user for user in hub.users if user]),
-                "channels": len(hub.channels),
+                "connections": counts.connections,
+                "users": counts.users,
+                "channels": counts.channels,
                 "namespaces": sorted(hub.settings.namespaces),
             }
         )

@@ -36,13 +36,13 @@ class HubCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
         stats = hub.stats
-        yield GaugeMetricFamily("hubbub_connections", "Connected sessions (after connect)", value=len(hub.sessions))
-        yield GaugeMetricFamily("hubbub_users", "Distinct users connected", value=len([u for u in hub.users if u]))
-        subscriptions = sum(len(subscribers) for subscribers in hub.channels.values())
-        yield GaugeMetricFamily("hubbub_subscriptions", "Subscriptions on this node", value=subscriptions)
-        yield GaugeMetricFamily("hubbub_channels", "Channels with subscribers on this node", value=len(hub.channels))
+        counts = hub.counts()
+        yield GaugeMetricFamily("hubbub_connections", "Connected sessions (after connect)", value=counts.connections)
+        yield GaugeMetricFamily("hubbub_users", "Distinct users connected", value=counts.users)
+        yield GaugeMetricFamily("hubbub_subscriptions", "Subscriptions on this node", value=counts.subscriptions)
+        yield GaugeMetricFamily("hubbub_channels", "Channels with subscribers on this node", value=counts.channels)
         yield GaugeMetricFamily(
-            "hubbub_history_publications", "Publications kept in history", value=hub.history_store.stored_publications
+            "hubbub_history_publications", "Publications kept in history", value=hub.stored_publications
         )
         yield GaugeMetricFamily("hubbub_ready", "1 when the node accepts traffic", value=1 if self.is_ready() else 0)
         yield self._counter("hubbub_messages_in", "Publications accepted", "namespace", stats.messages_in)

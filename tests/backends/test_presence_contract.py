@@ -1,11 +1,9 @@
-"""Presence contract (memory and Redis) and the Redis broker between two nodes."""
+"""Presence contract, over memory and Redis."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -70,42 +68,3 @@ async def test_redis_presence_of_a_node_that_stops_refreshing_expires(redis_url:
     finally:
         await dead.close()
         await alive.close()
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.messages: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-
-    def on_channel_message(self, channel: str, offset: int | None, frame: bytes) -> None:
-        self.messages.put_nowait((channel, offset, frame))
-
-    def on_control(self, message: bytes) -> None:
-        self.messages.put_nowait(("control", message))
-
-
-async def test_redis_broker_fans_out_between_nodes_in_order(redis_url: str) -> None:
-    from hubbub.backends.redis import RedisBroker
-
-    prefix = f"test-{uuid.uuid4().hex}"
-    nodes = [RedisBroker(redis_url, prefix) for _ in range(2)]
-    recorders = [Recorder() for _ in nodes]
-    try:
-        for node, recorder in zip(nodes, recorders, strict=True):
-            node.set_handler(recorder)
-            await node.start()
-            assert node.healthy
-        await nodes[1].subscribe("news")
-        for offset in range(1, 51):
-            await nodes[0].publish("news", offset, b'{"push":%d}' % offset)
-        await nodes[0].publish_many([("elsewhere", None, b"not for node 1")])
-        await nodes[0].publish("news", None, b"join")
-        received = [await asyncio.wait_for(recorders[1].messages.get(), 5) for _ in range(51)]
-        assert received[:50] == [("news", n, b'{"push":%d}' % n) for n in range(1, 51)]
-        assert received[50] == ("news", None, b"join")
-        await nodes[1].publish_control(b'{"kind":"message"}')
-        for recorder in recorders:
-            assert await asyncio.wait_for(recorder.messages.get(), 5) == ("control", b'{"kind":"message"}')
-        assert recorders[0].messages.empty()  # node 0 never subscribed to news
-    finally:
-        for node in nodes:
-            await node.close()

@@ -1,0 +1,142 @@
+"""Publishing: history append (the offset), then the broker, in order per channel.
+
+hub -> history (offset) -> broker -> every node's hub -> subscriber outboxes. The broker hands
+over the push already encoded, so a publication is encoded once however many subscribers and
+nodes receive it. Backend failures become temporary errors (100), never silent drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+
+from msgspec import Raw
+
+from hubbub import protocol
+from hubbub.backends.base import Append, Broker, HistoryStore
+from hubbub.core.channels import ChannelRules, namespace_of
+from hubbub.core.stats import Stats
+from hubbub.errors import CommandError, ErrorCode
+
+log = logging.getLogger("hubbub.publishing")
+
+
+class Publishing:
+    """Publishes to channels and sends control messages through one broker and history store."""
+
+    def __init__(self, rules: ChannelRules, history: HistoryStore, broker: Broker, stats: Stats) -> None:
+        self._rules = rules
+        self._history = history
+        self._broker = broker
+        self._stats = stats
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @asynccontextmanager
+    async def _lock(self, channel: str) -> AsyncIterator[None]:
+        """Serialise history append + broker publish per channel so offsets go out in order."""
+        lock = self._locks.get(channel)
+        if lock is None:
+            lock = self._locks[channel] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._locks.get(channel) is lock:
+                del self._locks[channel]
+
+    async def publish(
+        self, channel: str, data: Raw, publisher: protocol.ClientInfo | None = None, *, durable: bool = False
+    ) -> protocol.PublishResult:
+        """Store (when the namespace keeps history) and fan out. With `durable`, return only once
+        the publication is on disk; otherwise once history reads see it."""
+        options = self._rules.resolve(channel)
+        self._count(channel, data)
+        if not options.keeps_history:
+            frame = protocol.encode_publication_push(channel, protocol.Publication(data=data, info=publisher))
+            await self.broadcast(channel, None, frame)
+            return protocol.PublishResult()
+        info = protocol.encode(publisher) if publisher is not None else None
+        async with self._lock(channel):
+            try:
+                top = await self._history.append(
+                    channel, bytes(data), info, size=options.history_size, ttl=options.history_ttl
+                )
+            except Exception as exc:  # a history backend that is down: never a silent drop
+                log.warning("history append to %s failed: %s", channel, exc)
+                raise CommandError(ErrorCode.INTERNAL, "history unavailable: retry later") from None
+            publication = protocol.Publication(data=data, offset=top.offset, info=publisher)
+            await self.broadcast(channel, top.offset, protocol.encode_publication_push(channel, publication))
+        if durable:
+            await self._history.sync()
+        return protocol.PublishResult(offset=top.offset, epoch=top.epoch)
+
+    async def publish_many(
+        self, publications: list[tuple[str, Raw]], *, durable: bool = False
+    ) -> list[protocol.PublishResult]:
+        """Publish a batch (server API): one history operation and one broker operation for all, so
+        over Redis the batch reaches every node together and each subscriber gets one frame.
+
+        Every channel is checked before anything is published. Order is kept per channel.
+        """
+        resolved = [(channel, data, self._rules.resolve(channel)) for channel, data in publications]
+        for channel, data, _ in resolved:
+            self._count(channel, data)
+        async with contextlib.AsyncExitStack() as locks:
+            for channel in sorted({channel for channel, _, options in resolved if options.keeps_history}):
+                await locks.enter_async_context(self._lock(channel))
+            appends = [
+                Append(channel, bytes(data), None, options.history_size, options.history_ttl)
+                for channel, data, options in resolved
+                if options.keeps_history
+            ]
+            try:
+                tops = iter(await self._history.append_many(appends) if appends else [])
+            except Exception as exc:
+                log.warning("history append of a batch failed: %s", exc)
+                raise CommandError(ErrorCode.INTERNAL, "history unavailable: retry later") from None
+            messages: list[tuple[str, int | None, bytes]] = []
+            results = []
+            for channel, data, options in resolved:
+                if options.keeps_history:
+                    top = next(tops)
+                    publication = protocol.Publication(data=data, offset=top.offset)
+                    results.append(protocol.PublishResult(offset=top.offset, epoch=top.epoch))
+                else:
+                    publication = protocol.Publication(data=data)
+                    results.append(protocol.PublishResult())
+                messages.append((channel, publication.offset, protocol.encode_publication_push(channel, publication)))
+            await self._timed(self._broker.publish_many(messages), f"a batch of {len(messages)}")
+        if durable:
+            await self._history.sync()
+        return results
+
+    async def broadcast(self, channel: str, offset: int | None, frame: bytes) -> None:
+        """An encoded push to every subscriber of `channel` on every node (join/leave use it too)."""
+        await self._timed(self._broker.publish(channel, offset, frame), channel)
+
+    async def control(self, message: bytes) -> None:
+        """A control message (send to a user, disconnect a user) to every node."""
+        await self._broker.publish_control(message)
+
+    def _count(self, channel: str, data: Raw) -> None:
+        stats = self._stats
+        namespace = namespace_of(channel)
+        stats.messages_in[namespace] += 1
+        stats.bytes_in[namespace] += len(data)
+        stats.channel_publications[channel] += 1
+
+    async def _timed(self, publishing: Awaitable[None], what: str) -> None:
+        """Await a broker publish, timed; a failure becomes a temporary error, never a silent drop."""
+        started = time.perf_counter()
+        try:
+            await publishing
+        except Exception as exc:
+            self._stats.broker_errors += 1
+            log.warning("broker publish of %s failed: %s", what, exc)
+            raise CommandError(ErrorCode.INTERNAL, "broker unavailable: retry later") from None
+        finally:
+            self._stats.broker_latency.observe(time.perf_counter() - started)

@@ -1,0 +1,88 @@
+"""The raw-frame sink: what an Outbox writes a connection's frames through.
+
+One prebuilt frame per connection per flush (FrameCache); the write path is chosen once per
+connection at construction: raw frame, compressed frame, or through websockets' protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.protocol import State as WsState
+
+from hubbub.transports.frames import FrameCache
+from hubbub.transports.wsconnection import WebSocketConnection
+
+log = logging.getLogger("hubbub.sink")
+
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 section 5.5: control frame payload <= 125 bytes
+
+
+def close_reason(text: str) -> str:
+    encoded = text.encode()[:MAX_CLOSE_REASON_BYTES]
+    return encoded.decode(errors="ignore")
+
+
+class WebSocketSink:
+    """Writes outbox frames straight into one connection's transport.
+
+    The flusher hands consecutive connections the same payload object, framed once by
+    `FrameCache`, so a fan-out costs one `transport.write` per connection and nothing else. With
+    permessage-deflate, frames under `compression_threshold` bytes go uncompressed (allowed per
+    message, RFC 7692 section 6) and larger ones are compressed once per fan-out (the server never
+    takes over context); a window zlib cannot make (8 bits) goes through the protocol instead.
+    """
+
+    __slots__ = ("_connection", "_deflate_bits", "_frames", "_protocol", "_threshold")
+
+    def __init__(self, connection: WebSocketConnection, frames: FrameCache, compression_threshold: int = 0) -> None:
+        assert connection.protocol is not None, "a sink is made for an open connection"
+        self._connection = connection
+        self._protocol = connection.protocol
+        self._frames = frames
+        extensions = self._protocol.extensions
+        # Frames shorter than this go out raw and uncompressed: all of them without an extension.
+        self._threshold = compression_threshold if extensions else sys.maxsize
+        self._deflate_bits = 0
+        if len(extensions) == 1 and isinstance(extensions[0], PerMessageDeflate):
+            deflate = extensions[0]
+            if deflate.local_no_context_takeover and deflate.local_max_window_bits >= 9:  # zlib cannot do 8
+                self._deflate_bits = deflate.local_max_window_bits
+
+    def write(self, payload: bytes) -> None:
+        connection = self._connection
+        protocol = self._protocol
+        if protocol.state is not WsState.OPEN:
+            return
+        transport = connection.transport
+        assert transport is not None
+        try:
+            if len(payload) < self._threshold:
+                transport.write(self._frames.frame_for(payload))
+            elif self._deflate_bits:
+                transport.write(self._frames.deflated_frame_for(payload, self._deflate_bits))
+            else:
+                data = self._frames.data_for(payload)
+                if self._frames.binary:
+                    protocol.send_binary(data)
+                else:
+                    protocol.send_text(data)
+                connection.flush()
+        except Exception as exc:  # a dead transport must not abort the fan-out
+            log.debug("write to %s failed: %s", connection.remote_address, exc)
+
+    def writable(self) -> bool:
+        return not self._connection.paused
+
+    def buffered_bytes(self) -> int:
+        transport = self._connection.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        self._connection.when_writable(callback)
+
+    def close(self, code: int, reason: str) -> None:
+        self._connection.close(code, close_reason(reason))
