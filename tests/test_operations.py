@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 import json
 import os
 import re
 import sys
+from typing import Any
 
 from hubbub.core.auth import mint_token
 from tests.conftest import OpenRaw, StartServer

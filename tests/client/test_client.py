@@ -337,7 +337,7 @@ async def test_subscription_token_function_keeps_the_subscription_past_each_toke
                 await server.hub.publish("vip:gala", Raw(b"%d" % len(minted)))
                 await anext(subscription)
         assert subscription.active and subscription.unsubscribed is None
-        assert "vip:gala" in next(iter(server.hub.sessions.values())).channels
+        assert "vip:gala" in server.hub.channels_of(next(iter(server.hub.sessions.values())))
 
 
 async def test_a_fixed_subscription_token_ends_the_subscription_at_its_expiry(start_server: StartServer) -> None:
