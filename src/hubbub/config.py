@@ -153,13 +153,20 @@ class Settings:
     broker: str = _setting("memory", "memory (one process) or redis://HOST:PORT/DB (history and presence too)")
     redis_prefix: str = _setting("hubbub", "prefix of every Redis key and pub/sub channel")
     presence_ttl: float = _setting(60.0, "seconds a node's presence entries outlive its last refresh (Redis)")
+    redis_max_connections: int = _setting(64, "connections each Redis client (broker, history, presence) may open")
+    redis_pool_timeout: float | None = _setting(
+        10.0, "seconds a Redis command waits for a free pooled connection before it fails"
+    )
+    redis_connect_timeout: float | None = _setting(5.0, "seconds to open a connection to Redis")
+    redis_socket_timeout: float | None = _setting(10.0, "seconds a Redis command may wait for its answer")
+    redis_health_check_interval: float = _setting(15.0, "seconds idle before a pooled Redis connection is checked")
     workers: int = _setting(1, "processes serving the same ports (SO_REUSEPORT); more than 1 needs a Redis broker")
     reuse_port: bool = _setting(False, "bind with SO_REUSEPORT (set for each of the --workers processes)")
     ping_interval: float | None = _setting(25.0, "seconds between server pings")
     ping_timeout: float | None = _setting(10.0, "seconds to wait for a pong before closing")
     handshake_timeout: float | None = _setting(10.0, "seconds to complete the WebSocket handshake")
-    close_timeout: float = _setting(
-        10.0, "seconds a client gets to answer our close frame before the socket is dropped"
+    close_timeout: float | None = _setting(
+        10.0, "seconds a client gets to answer our close frame before the socket is dropped; none = wait"
     )
     max_request_head_bytes: int = _setting(
         16384, "largest HTTP upgrade request head (line and headers); larger gets 431"
@@ -185,7 +192,14 @@ class Settings:
     compression_threshold: int = _setting(512, "with compression: frames of fewer bytes are sent uncompressed")
     test_echo_endpoint: bool = _setting(False, "TEST ONLY: serve an echo WebSocket at /echo (conformance suite)")
     max_message_bytes: int | None = _setting(65536, "largest incoming frame; larger closes with 1009")
-    max_outbox_bytes: int = _setting(1048576, "bytes queued per connection before it is cut as slow (3008)")
+    max_outbox_bytes: int | None = _setting(
+        1048576, "bytes queued per connection before it is cut as slow (3008); none = never cut (unbounded)"
+    )
+    max_queued_messages: int = _setting(
+        16, "incoming messages waiting per connection before the server stops reading it"
+    )
+    flush_slice: int = _setting(512, "connections one flush writes before it lets the event loop run (big fan-outs)")
+    max_publish_batch: int = _setting(1000, "publications one /api/batch request may carry")
     max_batch_bytes: int = _setting(65536, "largest frame the server builds when coalescing messages")
     max_channels_per_connection: int = _setting(128, "subscriptions one connection may hold")
     max_channel_name_bytes: int = _setting(255, "longest channel name")

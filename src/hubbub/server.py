@@ -69,9 +69,18 @@ class Server:
             broker, presence = MemoryBroker(), MemoryPresence()
             history = MemoryHistory() if settings.history_path is None else SqliteHistory(settings.history_path)
         else:
-            from hubbub.backends.redis import backends_from_url
+            from hubbub.backends.redis import RedisOptions, backends_from_url
 
-            broker, history, presence = backends_from_url(settings.broker, settings.redis_prefix, settings.presence_ttl)
+            options = RedisOptions(
+                max_connections=settings.redis_max_connections,
+                pool_timeout=settings.redis_pool_timeout,
+                connect_timeout=settings.redis_connect_timeout,
+                socket_timeout=settings.redis_socket_timeout,
+                health_check_interval=settings.redis_health_check_interval,
+            )
+            broker, history, presence = backends_from_url(
+                settings.broker, settings.redis_prefix, settings.presence_ttl, options
+            )
         for backend in (history, broker, presence):
             await backend.open()
         return broker, history, presence

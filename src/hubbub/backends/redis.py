@@ -24,6 +24,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -89,28 +90,45 @@ class RedisKeys:
         return f"{self.prefix}:control"
 
 
-MAX_REDIS_CONNECTIONS = 64
+@dataclass(frozen=True, slots=True)
+class RedisOptions:
+    """Connection limits of each Redis client (one per backend); the server fills them from its
+    `redis_*` settings, so defaults live in config.py only. None: no limit."""
+
+    max_connections: int
+    pool_timeout: float | None
+    connect_timeout: float | None
+    socket_timeout: float | None
+    health_check_interval: float
 
 
-def connect(url: str) -> Redis:
-    """A client whose pool waits for a free connection (up to 10 s) instead of failing at once:
-    a reconnect storm makes many subscribes at the same moment."""
+def connect(url: str, options: RedisOptions) -> Redis:
+    """A client whose pool waits for a free connection (up to `pool_timeout`) instead of failing at
+    once: a reconnect storm makes many subscribes at the same moment."""
     pool = BlockingConnectionPool.from_url(
         url,
-        max_connections=MAX_REDIS_CONNECTIONS,
-        timeout=10,
-        socket_connect_timeout=5,
-        socket_timeout=10,
-        health_check_interval=15,
+        max_connections=options.max_connections,
+        timeout=options.pool_timeout,
+        socket_connect_timeout=options.connect_timeout,
+        socket_timeout=options.socket_timeout,
+        health_check_interval=options.health_check_interval,
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
+# What the tests and tools that build backends by hand use: the settings' defaults.
+DEFAULT_OPTIONS = RedisOptions(
+    max_connections=64, pool_timeout=10.0, connect_timeout=5.0, socket_timeout=10.0, health_check_interval=15.0
+)
 
 
 class RedisHistory:
     """History every node shares: offsets from a Lua script, entries in a capped stream."""
 
-    def __init__(self, url: str, prefix: str = "hubbub", clock: Clock = time.time) -> None:
-        self._redis = connect(url)
+    def __init__(
+        self, url: str, prefix: str = "hubbub", clock: Clock = time.time, options: RedisOptions = DEFAULT_OPTIONS
+    ) -> None:
+        self._redis = connect(url, options)
         self._keys = RedisKeys(prefix)
         self._clock = clock
         self._salt: str | None = None
@@ -224,8 +242,15 @@ class RedisPresence:
     """Presence every node shares. Entries expire `ttl` seconds after their node last refreshed
     them, so the entries of a node that died go away on their own."""
 
-    def __init__(self, url: str, prefix: str = "hubbub", ttl: float = 60.0, clock: Clock = time.time) -> None:
-        self._redis = connect(url)
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "hubbub",
+        ttl: float = 60.0,
+        clock: Clock = time.time,
+        options: RedisOptions = DEFAULT_OPTIONS,
+    ) -> None:
+        self._redis = connect(url, options)
         self._keys = RedisKeys(prefix)
         self._ttl = ttl
         self._clock = clock
@@ -294,9 +319,15 @@ class RedisBroker:
     offset in front of the encoded push: `OFFSET\\nFRAME` (`-` when there is none).
     """
 
-    def __init__(self, url: str, prefix: str = "hubbub", on_health: Callable[[bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "hubbub",
+        on_health: Callable[[bool], None] | None = None,
+        options: RedisOptions = DEFAULT_OPTIONS,
+    ) -> None:
         self._url = url
-        self._redis = connect(url)
+        self._redis = connect(url, options)
         self._keys = RedisKeys(prefix)
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._handler: BrokerHandler | None = None
@@ -404,5 +435,11 @@ class RedisBroker:
         await self._redis.aclose()
 
 
-def backends_from_url(url: str, prefix: str, presence_ttl: float) -> tuple[RedisBroker, RedisHistory, RedisPresence]:
-    return RedisBroker(url, prefix), RedisHistory(url, prefix), RedisPresence(url, prefix, presence_ttl)
+def backends_from_url(
+    url: str, prefix: str, presence_ttl: float, options: RedisOptions = DEFAULT_OPTIONS
+) -> tuple[RedisBroker, RedisHistory, RedisPresence]:
+    return (
+        RedisBroker(url, prefix, options=options),
+        RedisHistory(url, prefix, options=options),
+        RedisPresence(url, prefix, presence_ttl, options=options),
+    )

@@ -133,12 +133,16 @@ class Client:
         on_message: Callable[[Any], Any] | None = None,
         ssl: SSLContext | None = None,
         encoding: str = "json",
+        max_message_bytes: int | None = 2**26,
+        open_timeout: float | None = 10.0,
     ) -> None:
         if encoding not in ("json", "msgpack"):
             raise ClientError(f"encoding must be json or msgpack, not {encoding!r}")
         self.url = url
         self.encoding = encoding
         self._ssl = ssl
+        self.max_message_bytes = max_message_bytes  # largest frame accepted from the server; None: any
+        self.open_timeout = open_timeout  # seconds for TCP, TLS and the WebSocket handshake
         self.name = name
         self.min_reconnect_delay = min_reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
@@ -234,7 +238,11 @@ class Client:
                 subprotocols = [Subprotocol(name)]
                 options: dict[str, Any] = {"ssl": self._ssl} if self._ssl is not None else {}
                 async with connect(
-                    self.url, subprotocols=subprotocols, max_size=2**26, open_timeout=10, **options
+                    self.url,
+                    subprotocols=subprotocols,
+                    max_size=self.max_message_bytes,
+                    open_timeout=self.open_timeout,
+                    **options,
                 ) as ws:
                     self._ws = ws
                     reader = asyncio.create_task(self._read(ws))

@@ -107,7 +107,7 @@ class Hub:
         self.history_store = history
         self.presence_store = presence
         self.call_soon = call_soon
-        self.flusher = Flusher(call_soon)
+        self.flusher = Flusher(call_soon, settings.flush_slice)
         self.stats = Stats()
         self.sessions: dict[str, Member] = {}
         self.users: dict[str, set[Member]] = {}

@@ -13,6 +13,7 @@ their transports can share one prebuilt frame. Order is kept per channel, not ac
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
@@ -175,7 +176,7 @@ class Outbox:
         sink: Sink,
         flusher: Flusher,
         *,
-        max_bytes: int,
+        max_bytes: int | None,
         max_batch_bytes: int,
         on_overflow: Callback,
         drops: Counter[str] | None = None,
@@ -187,8 +188,8 @@ class Outbox:
         self._pending_bytes = 0
         self._counted = 0  # entries of _pending whose bytes are exact in _pending_bytes
         self._latest: dict[str, bytes] = {}
-        self._max_bytes = max_bytes
-        self._budget = max_bytes  # max_bytes minus what the transport held at the last flush
+        self._max_bytes = sys.maxsize if max_bytes is None else max_bytes  # None: never cut
+        self._budget = self._max_bytes  # max_bytes minus what the transport held at the last flush
         self._max_batch_bytes = max_batch_bytes
         self._scheduled = False
         self._waiting = False

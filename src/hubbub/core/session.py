@@ -19,7 +19,7 @@ from msgspec import Raw
 from hubbub import protocol
 from hubbub.config import NamespaceOptions
 from hubbub.core import permissions
-from hubbub.core.auth import ANONYMOUS, Credentials, TokenVerifier
+from hubbub.core.auth import ANONYMOUS, MAX_USER_BYTES, Credentials, TokenVerifier
 from hubbub.core.channels import namespace_of
 from hubbub.core.hub import Hub
 from hubbub.core.outbox import Outbox, Sink
@@ -396,8 +396,8 @@ class Session:
     async def _send(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
         assert isinstance(request, protocol.SendRequest)
-        if not request.user or len(request.user.encode()) > 255:
-            raise CommandError(ErrorCode.BAD_REQUEST, "send needs a user id of 1 to 255 bytes")
+        if not request.user or len(request.user.encode()) > MAX_USER_BYTES:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"send needs a user id of 1 to {MAX_USER_BYTES} bytes")
         if self.credentials.anonymous and self._verifier is not None:
             raise CommandError(ErrorCode.PERMISSION_DENIED, "permission denied: send needs a token")
         await self.hub.send_to_user(request.user, request.data, self.info)

@@ -77,7 +77,6 @@ def json_response(value: Any) -> web.Response:
 
 
 ADMIN_PATHS = frozenset({"/api/disconnect"})
-MAX_BATCH = 1000
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'",
     "X-Content-Type-Options": "nosniff",
@@ -219,8 +218,9 @@ class HttpApi:
     async def batch(self, request: web.Request) -> web.Response:
         """Many publications, each to its own channel with its own data: one request per feed tick."""
         body = await self._body(request, BatchBody)
-        if len(body.publications) > MAX_BATCH:
-            raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"at most {MAX_BATCH} publications per batch")
+        limit = self.hub.settings.max_publish_batch
+        if len(body.publications) > limit:
+            raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"at most {limit} publications per batch")
         checked = [(p.channel, protocol.validate_json(bytes(p.data))) for p in body.publications]
         results = await self.hub.publish_many(checked, durable=True)  # checks every channel first
         return json_response({"results": results})

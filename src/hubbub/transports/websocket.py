@@ -106,6 +106,7 @@ class WebSocketEndpoint:
             max_unread_bytes=settings.max_outbox_bytes,
             max_head_bytes=settings.max_request_head_bytes,
             close_timeout=settings.close_timeout,
+            max_queued_messages=settings.max_queued_messages,
             extensions=[deflate_factory()] if settings.compression else None,
             select_subprotocol=select_subprotocol,
         )

@@ -42,8 +42,6 @@ from hubbub.transports.handshake import (
 log = logging.getLogger("hubbub.websocket")
 
 Message = str | bytes
-MAX_QUEUED_MESSAGES = 16  # stop reading a peer while this many of its messages wait (websockets' default)
-RESUME_QUEUED_MESSAGES = 4
 WRITE_LIMIT_HIGH = 32 * 1024  # transport pauses writing above this (websockets' default)
 WRITE_LIMIT_LOW = WRITE_LIMIT_HIGH // 4
 MAX_PENDING_PINGS = 16  # unanswered pings remembered per connection; the oldest is forgotten
@@ -75,8 +73,10 @@ class ConnectionOptions:
         "extensions",
         "handshake_timeout",
         "max_head_bytes",
+        "max_queued_messages",
         "max_size",
         "max_unread_bytes",
+        "resume_queued_messages",
         "select_subprotocol",
         "server_header",
     )
@@ -86,19 +86,23 @@ class ConnectionOptions:
         *,
         max_size: int | None,
         handshake_timeout: float | None,
-        max_unread_bytes: int,
-        max_head_bytes: int = 16384,
-        close_timeout: float = 10.0,
-        extensions: Sequence[ServerExtensionFactory] | None = None,
-        select_subprotocol: SelectSubprotocol | None = None,
+        max_unread_bytes: int | None,
+        max_head_bytes: int,
+        close_timeout: float | None,
+        max_queued_messages: int,
+        extensions: Sequence[ServerExtensionFactory] | None,
+        select_subprotocol: SelectSubprotocol | None,
         server_header: str = "hubbub",
     ) -> None:
+        """Every value comes from Settings (transports/websocket.py); none has a default here."""
         self.select_subprotocol = select_subprotocol
         self.max_size = max_size
         self.handshake_timeout = handshake_timeout
         self.max_unread_bytes = max_unread_bytes
         self.max_head_bytes = max_head_bytes
         self.close_timeout = close_timeout
+        self.max_queued_messages = max(1, max_queued_messages)
+        self.resume_queued_messages = self.max_queued_messages // 4  # read again once it drained this far
         self.extensions = extensions
         self.server_header = server_header
 
@@ -182,7 +186,7 @@ class WebSocketConnection(asyncio.Protocol):
                     transport.close()
         except Exception as exc:  # a transport closing under us (uvloop raises): connection_lost follows
             log.debug("write to %s failed: %s", self.remote_address, exc)
-        if self._close_timer is None and protocol.close_expected():
+        if self._close_timer is None and self.options.close_timeout is not None and protocol.close_expected():
             self._close_timer = asyncio.get_running_loop().call_later(self.options.close_timeout, self.abort)
 
     def send_message(self, message: Message) -> None:
@@ -270,6 +274,7 @@ class WebSocketConnection(asyncio.Protocol):
         if (
             transport is not None
             and not self._read_holds & HOLD_UNREAD
+            and self.options.max_unread_bytes is not None
             and transport.get_write_buffer_size() > self.options.max_unread_bytes
         ):
             self._hold_reading(HOLD_UNREAD)
@@ -423,7 +428,7 @@ class WebSocketConnection(asyncio.Protocol):
         if self._inbox is None:
             self._inbox = deque()
         self._inbox.append(message)
-        if len(self._inbox) >= MAX_QUEUED_MESSAGES:
+        if len(self._inbox) >= self.options.max_queued_messages:
             self._hold_reading(HOLD_QUEUE)
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run_inbox())
@@ -436,7 +441,7 @@ class WebSocketConnection(asyncio.Protocol):
         try:
             while inbox:
                 message = inbox.popleft()
-                if len(inbox) <= RESUME_QUEUED_MESSAGES:
+                if len(inbox) <= self.options.resume_queued_messages:
                     self._release_reading(HOLD_QUEUE)
                 try:
                     await handler.handle(message)
