@@ -102,8 +102,9 @@ async def test_a_silent_peer_is_dropped_within_ping_interval_plus_ping_timeout_p
     """A peer that stops reading and writing (its host vanished) is dropped, and its session with it,
     within ping_interval + ping_timeout + close_timeout; the defaults keep that under a minute."""
     defaults = Settings()
-    assert defaults.ping_interval is not None and defaults.ping_timeout is not None
-    assert defaults.ping_interval + defaults.ping_timeout + defaults.close_timeout <= 60
+    interval, timeout, close = defaults.ping_interval, defaults.ping_timeout, defaults.close_timeout
+    assert interval is not None and timeout is not None and close is not None
+    assert interval + timeout + close <= 60
     server = await start_server(ping_interval=0.2, ping_timeout=0.3, close_timeout=0.3)
     assert server.hub is not None
     silent = await BareWebSocket.open(server.url)
