@@ -101,3 +101,24 @@ async def test_a_client_that_never_answers_our_close_is_dropped_after_close_time
     assert await asyncio.wait_for(mute.reader.read(), 5) == b""  # we never answer: the server drops us
     assert 0.3 <= loop.time() - started < 3
     mute.close()
+
+
+async def test_a_connection_walks_its_named_phases_and_leaves_the_registry_once(start_server: StartServer) -> None:
+    """OPEN once upgraded, GONE once lost, and out of the registry either way, a connection lost
+    mid-handshake too (the registry's emptiness is what shutdown waits for)."""
+    from hubbub.transports.wsconnection import Phase
+
+    server = await start_server()
+    assert server._endpoint is not None and server._endpoint.server is not None
+    listening = server._endpoint.server
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\n")  # half a request head
+    await writer.drain()
+    writer.close()
+    await asyncio.wait_for(listening.wait_idle(), 5)  # lost mid-handshake: straight to GONE
+    socket_ = await BareWebSocket.open(server.url)
+    [opened] = listening.connections
+    assert opened.phase is Phase.OPEN
+    socket_.writer.close()
+    await asyncio.wait_for(listening.wait_idle(), 5)
+    assert opened.phase is Phase.GONE and not listening.connections

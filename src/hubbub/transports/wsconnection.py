@@ -19,6 +19,7 @@ import codecs
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from enum import Enum
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -63,6 +64,20 @@ class ConnectionEvents(Protocol):
     def process_request(self, connection: WebSocketConnection, request: UpgradeRequest) -> Response | None: ...
 
     def opened(self, connection: WebSocketConnection, request: UpgradeRequest) -> MessageHandler: ...
+
+
+class Phase(Enum):
+    """Where a connection is in its life; `_gone` alone takes it out of the registry.
+
+    HANDSHAKE -> OPEN (the upgrade succeeded; a handler takes messages) -> CLOSING (the transport
+    is gone; the worker finishes the inbox, then the handler's `closed`) -> GONE. A connection
+    lost during the handshake goes from HANDSHAKE to GONE at once.
+    """
+
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSING = "closing"
+    GONE = "gone"
 
 
 class ConnectionOptions:
@@ -116,7 +131,6 @@ class WebSocketConnection(asyncio.Protocol):
         "_handler",
         "_head",
         "_inbox",
-        "_lost",
         "_read_holds",
         "_registry",
         "_text_decoder",
@@ -126,6 +140,7 @@ class WebSocketConnection(asyncio.Protocol):
         "events",
         "options",
         "paused",
+        "phase",
         "pings",
         "protocol",
         "remote_address",
@@ -151,9 +166,14 @@ class WebSocketConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._read_holds = 0
-        self._lost = False
+        self.phase = Phase.HANDSHAKE
 
     # What the endpoint and sessions use.
+
+    @property
+    def _lost(self) -> bool:
+        """The transport is gone (the peer, the network or we closed it)."""
+        return self.phase is Phase.CLOSING or self.phase is Phase.GONE
 
     @property
     def state(self) -> State:
@@ -294,7 +314,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._call_writable_callbacks()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
+        had_handler = self.phase is Phase.OPEN
+        self.phase = Phase.CLOSING
         self._head = None
         if self.protocol is not None:
             self.protocol.receive_eof()  # idempotent; the protocol is CLOSED after it
@@ -308,11 +329,17 @@ class WebSocketConnection(asyncio.Protocol):
             self.pings = None
         self.paused = False
         self._call_writable_callbacks()
-        if self._handler is None:
-            self._registry.discard(self)
+        if not had_handler:
+            self._gone()
         elif self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run_inbox())
         # else: the running worker finishes the inbox, then closes the handler
+
+    def _gone(self) -> None:
+        """The end: out of the registry (shutdown waits for it to be empty). Called exactly once."""
+        self.phase = Phase.GONE
+        self._handler = None
+        self._registry.discard(self)
 
     # Internals
 
@@ -366,6 +393,7 @@ class WebSocketConnection(asyncio.Protocol):
             self._timer = None
         try:
             self._handler = self.events.opened(self, request)
+            self.phase = Phase.OPEN
         except Exception:
             log.exception("opening a connection failed")
             self.fail(DisconnectCode.INTERNAL, "internal error")
@@ -451,13 +479,12 @@ class WebSocketConnection(asyncio.Protocol):
                     inbox.clear()
         finally:
             self._worker = None
-        if self._lost:
+        if self.phase is Phase.CLOSING:
             self._inbox = None
             try:
                 await handler.closed()
             finally:
-                self._handler = None
-                self._registry.discard(self)
+                self._gone()
 
     def _pong(self, data: bytes) -> None:
         """A pong acknowledges its ping and every earlier one (RFC 6455 allows skipping pongs)."""
