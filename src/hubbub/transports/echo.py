@@ -3,24 +3,24 @@ conformance suite (tests/hostile/test_autobahn.py). Off unless asked for."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from hubbub.transports.admission import Admission
 from hubbub.transports.wsconnection import Message, WebSocketConnection
 
 ECHO_PATH = "/echo"
 
 
 class EchoHandler:
-    """Echoes each message on its connection; `release` runs once when the connection is gone."""
+    """Echoes each message on its connection; releases its address once the connection is gone."""
 
-    __slots__ = ("_connection", "_release")
+    __slots__ = ("_address", "_admission", "_connection")
 
-    def __init__(self, connection: WebSocketConnection, release: Callable[[], None]) -> None:
+    def __init__(self, connection: WebSocketConnection, admission: Admission, address: str) -> None:
         self._connection = connection
-        self._release = release
+        self._admission = admission
+        self._address = address
 
     async def handle(self, message: Message) -> None:
         self._connection.send_message(message)
 
     async def closed(self) -> None:
-        self._release()
+        self._admission.release(self._address)

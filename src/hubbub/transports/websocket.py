@@ -50,15 +50,16 @@ LISTEN_BACKLOG = 1024  # pending TCP connections the kernel queues during a reco
 class SessionHandler:
     """Runs one connection's messages as commands of its Session, decoded by its wire protocol."""
 
-    __slots__ = ("_hub", "_release", "_wire", "session")
+    __slots__ = ("_address", "_admission", "_hub", "_wire", "session")
 
     def __init__(
-        self, hub: Hub, session: Session, wire_protocol: wire.WireProtocol, release: Callable[[], None]
+        self, hub: Hub, session: Session, wire_protocol: wire.WireProtocol, admission: Admission, address: str
     ) -> None:
         self._hub = hub
         self.session = session
         self._wire = wire_protocol
-        self._release = release
+        self._admission = admission
+        self._address = address
 
     async def handle(self, message: Message) -> None:
         session = self.session
@@ -80,7 +81,7 @@ class SessionHandler:
         try:
             await self._hub.remove_session(self.session)
         finally:
-            self._release()
+            self._admission.release(self._address)
 
 
 class WebSocketEndpoint:
@@ -160,15 +161,15 @@ class WebSocketEndpoint:
 
     def opened(self, connection: WebSocketConnection, request: UpgradeRequest) -> MessageHandler:
         """The upgrade succeeded: count the address and give the connection its session."""
-        release = self._admission.opened(connection)
+        address = self._admission.opened(connection)
         if self.hub.settings.test_echo_endpoint and request.path.split("?", 1)[0] == ECHO_PATH:
-            return EchoHandler(connection, release)
+            return EchoHandler(connection, self._admission, address)
         wire_protocol = wire.for_subprotocol(connection.subprotocol)
         frames = self._frames[wire_protocol.subprotocol]
         sink = WebSocketSink(connection, frames, self.hub.settings.compression_threshold)
         loop = asyncio.get_running_loop()
         session = Session(self.hub, sink, verifier=self.verifier, call_later=loop.call_later)
-        return SessionHandler(self.hub, session, wire_protocol, release)
+        return SessionHandler(self.hub, session, wire_protocol, self._admission, address)
 
 
 def enable_fast_open(sockets: Iterable[socket.socket], queue: int) -> None:
