@@ -34,4 +34,4 @@ lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff format --check src tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
