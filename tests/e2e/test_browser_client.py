@@ -23,8 +23,11 @@ async def test_send_refresh_and_state_events(start_server: StartServer, tmp_path
     result = await page.evaluate(
         """async (url) => {
             const tokenCalls = { alice: 0 };
+            const started = Date.now();
+            let fourthCall;
+            const refreshedThrice = new Promise((resolve) => { fourthCall = resolve; });
             const token = (user) => async () => {
-                if (user === "alice") tokenCalls.alice += 1;
+                if (user === "alice" && ++tokenCalls.alice === 4) fourthCall();
                 return (await (await fetch(`/dev/token?user=${user}&ttl=3`)).json()).token;
             };
             const states = [];
@@ -35,19 +38,21 @@ async def test_send_refresh_and_state_events(start_server: StartServer, tmp_path
             await Promise.all([alice.connect(), bob.connect()]);
             await alice.send("bob", { text: "hi bob" });
             const received = await got;
-            await new Promise((resolve) => setTimeout(resolve, 4000)); // past the first token's exp
+            await refreshedThrice; // connect, then three refreshes the server asked for: past the first exp
+            const waited = Date.now() - started;
             await alice.ping(); // still connected: each refresh was accepted
             const delays = Array.from({ length: 200 }, () => alice.reconnectDelay(3));
             alice.close();
             bob.close();
-            return { received, tokenCalls: tokenCalls.alice, states, maxDelay: Math.max(...delays),
+            return { received, tokenCalls: tokenCalls.alice, waited, states, maxDelay: Math.max(...delays),
                      minDelay: Math.min(...delays) };
         }""",
         server.url,
     )
     assert result["received"]["data"] == {"text": "hi bob"}
     assert result["received"]["info"]["user"] == "alice"
-    assert result["tokenCalls"] >= 3  # connect, then a refresh each time the server asked
+    assert result["tokenCalls"] >= 4  # connect, then a refresh each time the server asked
+    assert result["waited"] > 3000  # so the connection outlived its first token (3 s)
     assert result["states"][:2] == ["connecting", "connected"] and result["states"][-1] == "closed"
     assert 0 <= result["minDelay"] < 400 and 1200 < result["maxDelay"] <= 1600  # full jitter up to 200 * 2^3
 
