@@ -28,6 +28,9 @@ PAGE_CSP = (
 # Pages the public port serves with no build step: path -> (file in hubbub/web, content type).
 PAGES = {
     "/hubbub.js": ("hubbub.js", "application/javascript; charset=utf-8"),
+    # Browsers ask for /favicon.ico on every page: answer it (an SVG), never a 404.
+    "/favicon.ico": ("favicon.svg", "image/svg+xml"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
     "/chat": ("chat.html", "text/html; charset=utf-8"),
     "/chat/chat.js": ("chat.js", "application/javascript; charset=utf-8"),
     "/chat/chat.css": ("chat.css", "text/css; charset=utf-8"),

@@ -7,11 +7,23 @@ const PAGE = 50; // history page size
 const TYPING_EVERY = 2000; // ms between typing signals while typing
 const TYPING_SHOWN = 3000; // ms a typing indicator stays without a new signal
 
+const NAME = /^[A-Za-z0-9_-]{1,32}$/; // user and room names: safe inside channel names
+const NAME_RULE = "1 to 32 letters, digits, _ or - (no spaces)";
 const conversations = new Map(); // channel -> conversation
+const pending = new Map(); // message id -> { channel, text, element }: typed, not yet confirmed
 let me = "";
 let client = null;
 let current = null;
 let everConnected = false;
+let lastDisconnect = null; // why the server ended the connection for good, from its disconnect push
+
+// The server ended the session for good (an admin, a refused token): say why, stop input.
+function ended(reason) {
+  $("ended").textContent = `Disconnected by the server: ${reason}. Reload the page to sign in again.`;
+  $("ended").hidden = false;
+  $("banner").hidden = true;
+  for (const element of document.querySelectorAll("#app input, #app button")) element.disabled = true;
+}
 let lastTypingSent = 0;
 const typists = new Map(); // user -> timer
 
@@ -26,9 +38,17 @@ function otherUser(channel) { return channel.slice(3).split(",").find((user) => 
 
 async function fetchToken() {
   const response = await fetch(`/dev/token?user=${encodeURIComponent(me)}`);
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error ? body.error.message : `sign-in failed (${response.status})`);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(body.error ? body.error.message : `sign-in failed (${response.status})`);
+    error.permanent = response.status >= 400 && response.status < 500; // asking again will not help
+    throw error;
+  }
   return body.token;
+}
+
+function showError(id, error) {
+  $(id).textContent = error ? String(error.message || error) : "";
 }
 
 function conversation(channel) {
@@ -76,6 +96,7 @@ function renderList() {
 function messageElement(publication) {
   const item = document.createElement("li");
   item.dataset.offset = String(publication.offset ?? "");
+  if (publication.data && typeof publication.data.mid === "string") item.dataset.mid = publication.data.mid;
   const author = document.createElement("span");
   author.className = "author";
   author.textContent = publication.info ? publication.info.user : "server";
@@ -100,6 +121,12 @@ function notify(entry, publication) {
 
 function received(entry, publication) {
   if (entry.messages.some((m) => m.offset !== undefined && m.offset === publication.offset)) return;
+  const mid = publication.data && publication.data.mid;
+  if (typeof mid === "string" && entry.messages.some((m) => m.data && m.data.mid === mid)) return; // a resend
+  if (typeof mid === "string" && pending.has(mid)) {
+    pending.get(mid).element.remove(); // confirmed: the pending line gives way to the real one
+    pending.delete(mid);
+  }
   entry.messages.push(publication);
   if (publication.info) clearTypist(publication.info.user);
   if (entry.channel === current) {
@@ -119,9 +146,21 @@ async function loadHistory(entry) {
   entry.epoch = result.epoch;
   const older = result.publications.reverse();
   const known = new Set(entry.messages.map((m) => m.offset));
-  entry.messages = [...older.filter((p) => !known.has(p.offset)), ...entry.messages];
+  entry.messages = uniqueMessages([...older.filter((p) => !known.has(p.offset)), ...entry.messages]);
   entry.oldest = entry.messages.length ? entry.messages[0].offset : null;
   entry.loaded = true;
+}
+
+// A message resent after an unanswered attempt can be in history twice: show its first copy only.
+function uniqueMessages(publications) {
+  const seen = new Set();
+  return publications.filter((p) => {
+    const mid = p.data && p.data.mid;
+    if (typeof mid !== "string") return true;
+    if (seen.has(mid)) return false;
+    seen.add(mid);
+    return true;
+  });
 }
 
 async function loadOlder() {
@@ -151,6 +190,15 @@ async function loadOlder() {
 async function join(entry) {
   if (entry.joined) return;
   entry.joined = true;
+  try {
+    await subscribeTo(entry);
+  } catch (error) {
+    entry.joined = false;
+    throw error;
+  }
+}
+
+async function subscribeTo(entry) {
   await client.subscribe(entry.channel, {
     onPublication: (publication) => received(entry, publication),
     onJoin: () => { if (entry.channel === current) showPresence(entry); },
@@ -181,7 +229,17 @@ async function showPresence(entry) {
 }
 
 async function open(channel) {
+  const existed = conversations.has(channel);
   const entry = conversation(channel);
+  try {
+    await join(entry);
+  } catch (error) {
+    if (!existed) { // never joined: no dead entry in the list
+      conversations.delete(channel);
+      renderList();
+    }
+    throw error;
+  }
   current = channel;
   entry.unread = 0;
   typists.forEach((timer) => clearTimeout(timer));
@@ -189,7 +247,6 @@ async function open(channel) {
   renderTypists();
   $("title").textContent = entry.title;
   renderList();
-  await join(entry);
   renderMessages();
   await showPresence(entry);
   $("message").focus();
@@ -231,8 +288,15 @@ async function start() {
   client.addEventListener("state", (event) => {
     const { state } = event.detail;
     $("state").textContent = state;
-    if (state === "connected") everConnected = true;
+    if (state === "connected") {
+      everConnected = true;
+      resendPending();
+    }
     $("banner").hidden = !(everConnected && (state === "connecting" || state === "disconnected"));
+    if (everConnected && state === "failed") ended(lastDisconnect || event.detail.reason || "connection lost");
+  });
+  client.addEventListener("disconnect", (event) => {
+    if (!event.detail.reconnect) lastDisconnect = event.detail.reason;
   });
   await client.connect();
   $("me").textContent = me;
@@ -261,23 +325,60 @@ async function signIn(name) {
 
 $("signin-form").addEventListener("submit", (event) => {
   event.preventDefault();
+  const name = $("name").value.trim();
+  if (!NAME.test(name)) {
+    showError("signin-error", `Names use ${NAME_RULE}.`);
+    return;
+  }
   if (typeof Notification !== "undefined" && Notification.permission === "default") {
     Notification.requestPermission(); // asked on a click, as browsers require
   }
-  signIn($("name").value.trim());
+  signIn(name);
 });
 
 const remembered = sessionStorage.getItem("hubbub-chat-user");
 if (remembered) signIn(remembered);
 
-$("message-form").addEventListener("submit", async (event) => {
+$("message-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("message").value;
   if (!text.trim() || !current) return;
   $("message").value = "";
   lastTypingSent = 0; // the next keystroke starts a new typing signal at once
-  await client.publish(current, { text });
+  const mid = `${me}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const element = messageElement({ data: { text, mid }, info: { user: me } });
+  element.classList.add("pending");
+  element.title = "sending…";
+  $("messages").append(element);
+  $("messages").scrollTop = $("messages").scrollHeight;
+  pending.set(mid, { channel: current, text, element, sending: false });
+  sendPending(mid);
 });
+
+// A typed message is sent once it can be: now, or when the connection is back. Its id (`mid`)
+// makes a resend after an unanswered attempt show once: the copy the server already has wins.
+async function sendPending(mid) {
+  const message = pending.get(mid);
+  if (!message || message.sending || client.state !== "connected") return;
+  message.sending = true;
+  showError("send-error", null);
+  try {
+    await client.publish(message.channel, { text: message.text, mid });
+  } catch (error) {
+    if (error.code !== undefined && !error.temporary) { // refused: say why, keep the text
+      message.element.classList.add("failed");
+      message.element.title = String(error.message);
+      pending.delete(mid);
+      showError("send-error", `Not sent: ${error.message}`);
+    }
+  } finally {
+    message.sending = false;
+  }
+}
+
+function resendPending() {
+  for (const mid of pending.keys()) sendPending(mid);
+}
 
 $("message").addEventListener("input", () => {
   const now = Date.now();
@@ -289,19 +390,37 @@ $("message").addEventListener("input", () => {
 $("room-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const name = $("room-name").value.trim();
-  $("room-name").value = "";
-  if (!conversations.has(roomChannel(name))) await client.publish("rooms:index", { room: name });
-  await open(roomChannel(name));
+  if (!NAME.test(name)) {
+    showError("room-error", `Room names use ${NAME_RULE}.`);
+    return; // what was typed stays in the box
+  }
+  showError("room-error", null);
+  try {
+    if (!conversations.has(roomChannel(name))) await client.publish("rooms:index", { room: name });
+    await open(roomChannel(name));
+    $("room-name").value = "";
+  } catch (error) {
+    showError("room-error", error);
+  }
 });
 
 $("dm-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const other = $("dm-user").value.trim();
-  $("dm-user").value = "";
-  const channel = dmChannel(me, other);
-  await client.publish(`user:${other}`, { dm: channel });
-  await client.publish(`user:${me}`, { dm: channel });
-  await open(channel);
+  if (!NAME.test(other)) {
+    showError("dm-error", `User names use ${NAME_RULE}.`);
+    return;
+  }
+  showError("dm-error", null);
+  try {
+    const channel = dmChannel(me, other);
+    await client.publish(`user:${other}`, { dm: channel });
+    await client.publish(`user:${me}`, { dm: channel });
+    await open(channel);
+    $("dm-user").value = "";
+  } catch (error) {
+    showError("dm-error", error);
+  }
 });
 
 $("messages").addEventListener("scroll", () => {

@@ -157,7 +157,8 @@ export class Client extends EventTarget {
       for (const waiter of this.connectedWaiters.splice(0)) waiter.resolve();
     } catch (error) {
       const renewable = error instanceof ReplyError && error.code === 109 && typeof this.token === "function";
-      if (error instanceof ReplyError && !error.temporary && !renewable) {
+      // A token function may throw an error with `permanent: true`: asking again will not help.
+      if ((error instanceof ReplyError && !error.temporary && !renewable) || (error && error.permanent)) {
         this.fail(error); // a refused token will be refused again (an expired one is asked for anew)
       } else if (socket.readyState === WebSocket.OPEN) {
         socket.close(4000);

@@ -1,0 +1,104 @@
+"""The chat says what went wrong where it went wrong, and loses nothing the user typed (issue 14)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.async_api import Page, expect
+
+from hubbub.errors import DisconnectCode
+from tests.conftest import StartServer
+from tests.e2e.conftest import Users
+from tests.e2e.test_chat import chat_settings, message, say
+
+
+def console_errors(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda entry: errors.append(entry.text) if entry.type == "error" else None)
+    return errors
+
+
+async def test_names_with_spaces_are_refused_with_a_reason_before_anything_is_sent(
+    start_server: StartServer, tmp_path: Path, users: Users
+) -> None:
+    """Sign-in, a new room and a new DM with "carol smith"-like names: a reason beside the form,
+    no request, no dead room in the list, the typed text kept; and no console error (the pattern
+    attributes compile under Chromium's v flag)."""
+    server = await start_server(**chat_settings(tmp_path))
+    context = await users.browser.new_context()
+    page = await context.new_page()
+    errors = console_errors(page)
+    token_requests: list[str] = []
+    page.on("request", lambda request: token_requests.append(request.url) if "/dev/token" in request.url else None)
+    await page.goto(f"http://127.0.0.1:{server.port}/chat")
+    for name in ("carol smith", "zoë"):
+        await page.fill("#name", name)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.locator("#signin-error")).to_have_text(re.compile("no spaces"))
+    assert token_requests == [] and errors == []
+
+    alice = await users.sign_in(server, "alice")
+    alice_errors = console_errors(alice)
+    await alice.fill("#room-name", "my room")
+    await alice.get_by_role("button", name="Create").click()
+    await expect(alice.locator("#room-error")).to_have_text(re.compile("Room names use"))
+    await expect(alice.locator("#room-name")).to_have_value("my room")
+    await expect(alice.locator("#rooms button", has_text="my room")).to_have_count(0)
+    await expect(alice.locator("#title")).to_have_text("#lobby")
+    await alice.fill("#dm-user", "nobody here")
+    await alice.get_by_role("button", name="Message").click()
+    await expect(alice.locator("#dm-error")).to_have_text(re.compile("User names use"))
+    await alice.fill("#room-name", "my-room")  # a valid name works, and clears the message
+    await alice.get_by_role("button", name="Create").click()
+    await expect(alice.locator("#title")).to_have_text("#my-room")
+    await expect(alice.locator("#room-error")).to_have_text("")
+    assert alice_errors == []
+
+
+async def test_a_user_the_server_disconnects_sees_why_and_cannot_type(
+    start_server: StartServer, tmp_path: Path, users: Users
+) -> None:
+    server = await start_server(**chat_settings(tmp_path))
+    assert server.hub is not None
+    alice = await users.sign_in(server, "alice")
+    await server.hub.disconnect_user("alice", DisconnectCode.FORCE_DISCONNECT, "removed by an admin")
+    await expect(alice.locator("#ended")).to_be_visible()
+    await expect(alice.locator("#ended")).to_have_text(re.compile("Disconnected by the server: removed by an admin"))
+    await expect(alice.locator("#message")).to_be_disabled()
+    await expect(alice.get_by_role("button", name="Send")).to_be_disabled()
+    await expect(alice.locator("#banner")).to_be_hidden()
+
+
+async def test_a_message_typed_while_the_server_is_away_is_pending_then_sent_once(
+    start_server: StartServer, tmp_path: Path, users: Users
+) -> None:
+    settings = chat_settings(tmp_path)
+    first = await start_server(**settings)
+    alice = await users.sign_in(first, "alice")
+    bob = await users.sign_in(first, "bob")
+    port, api_port = first.port, first.api_port
+    await first.close()
+    await expect(alice.locator("#banner")).to_be_visible()
+    await say(alice, "typed while offline")
+    pending = alice.locator("#messages li.pending", has_text="typed while offline")
+    await expect(pending).to_have_count(1)  # shown as sending, not lost
+    await expect(alice.locator("#message")).to_have_value("")
+    await start_server(**settings, port=port, api_port=api_port)
+    for page in (alice, bob):
+        await expect(message(page, "typed while offline")).to_have_count(1, timeout=15_000)
+    await expect(pending).to_have_count(0)
+    await alice.reload()  # and history holds it once too
+    await expect(message(alice, "typed while offline")).to_have_count(1)
+
+
+async def test_every_page_answers_its_favicon(start_server: StartServer, tmp_path: Path) -> None:
+    """Browsers fetch /favicon.ico on every page: the public and the internal port answer it."""
+    import aiohttp
+
+    server = await start_server(**chat_settings(tmp_path))
+    async with aiohttp.ClientSession() as http:
+        for base in (f"http://127.0.0.1:{server.port}", server.api_url):
+            async with http.get(f"{base}/favicon.ico") as response:
+                assert response.status == 200 and response.content_type == "image/svg+xml"
+                assert (await response.read()).startswith(b"<svg")
