@@ -111,6 +111,23 @@ function renderMessages() {
   const entry = conversations.get(current);
   $("messages").replaceChildren(...(entry ? entry.messages.map(messageElement) : []));
   $("messages").scrollTop = $("messages").scrollHeight;
+  renderOlder(entry);
+}
+
+// "Load older" shows while history goes further back than what is loaded.
+function renderOlder(entry) {
+  $("older").hidden = !(entry && entry.oldest !== null && entry.oldest > 1);
+}
+
+// A tall window may show a whole page without a scrollbar, and scrolling up then never starts:
+// load older pages until the list scrolls or the beginning is reached.
+async function fillWindow() {
+  const list = $("messages");
+  for (let pages = 0; pages < 20 && list.scrollHeight <= list.clientHeight; pages += 1) {
+    const entry = conversations.get(current);
+    if (!entry || entry.oldest === null || entry.oldest <= 1) return;
+    if (!(await loadOlder())) return;
+  }
 }
 
 function notify(entry, publication) {
@@ -165,7 +182,7 @@ function uniqueMessages(publications) {
 
 async function loadOlder() {
   const entry = conversations.get(current);
-  if (!entry || entry.oldest === null || entry.oldest <= 1 || entry.loadingOlder) return;
+  if (!entry || entry.oldest === null || entry.oldest <= 1 || entry.loadingOlder) return false;
   entry.loadingOlder = true;
   try {
     const list = $("messages");
@@ -173,15 +190,18 @@ async function loadOlder() {
     const result = await client.history(entry.channel, {
       limit: PAGE, reverse: true, since: { offset: entry.oldest, epoch: entry.epoch },
     });
-    const older = result.publications.reverse();
+    const known = new Set(entry.messages.map((m) => m.offset));
+    const older = result.publications.reverse().filter((p) => !known.has(p.offset)); // no duplicate
     if (older.length) {
-      entry.messages = [...older, ...entry.messages];
+      entry.messages = uniqueMessages([...older, ...entry.messages]);
       entry.oldest = older[0].offset;
       list.prepend(...older.map(messageElement));
       list.scrollTop = list.scrollHeight - before;
     } else {
       entry.oldest = null;
     }
+    renderOlder(entry);
+    return older.length > 0;
   } finally {
     entry.loadingOlder = false;
   }
@@ -248,6 +268,7 @@ async function open(channel) {
   $("title").textContent = entry.title;
   renderList();
   renderMessages();
+  await fillWindow();
   await showPresence(entry);
   $("message").focus();
 }
@@ -422,6 +443,8 @@ $("dm-form").addEventListener("submit", async (event) => {
     showError("dm-error", error);
   }
 });
+
+$("older").addEventListener("click", () => loadOlder());
 
 $("messages").addEventListener("scroll", () => {
   if ($("messages").scrollTop < 20) loadOlder();
