@@ -136,3 +136,58 @@ async def test_history_reaches_the_beginning_in_a_tall_window(
     await expect(older).to_be_hidden()  # the beginning of the room
     texts = await page.locator("#messages li .text").all_text_contents()
     assert texts == [f"old {n}" for n in range(160)]
+
+
+LOAD = "async () => { window.hubbub = await import('/hubbub.js'); return true; }"
+
+
+async def test_clients_come_back_within_a_second_of_the_server(
+    start_server: StartServer, tmp_path: Path, users: Users
+) -> None:
+    """Backoff of up to a minute, yet back at once: the /health probe sees the server return; the
+    browser's `online` event retries at once too (probe off for that client)."""
+    settings = chat_settings(tmp_path)
+    first = await start_server(**settings)
+    context = await users.browser.new_context()
+    page = await context.new_page()
+    probes: list[str] = []
+    page.on("request", lambda request: probes.append(request.url) if request.url.endswith("/health") else None)
+    await page.goto(f"http://127.0.0.1:{first.port}/health")
+    assert await page.evaluate(LOAD)
+    await page.evaluate(
+        """async (url) => {
+            const slow = { minReconnectDelay: 60000, maxReconnectDelay: 60000 };
+            window.states = { probing: [], online: [] };
+            window.probing = new window.hubbub.Client(url, slow);
+            window.online = new window.hubbub.Client(url, { ...slow, probeInterval: 0 });
+            for (const name of ["probing", "online"]) {
+                window[name].addEventListener("state", (e) => window.states[name].push(e.detail.state));
+                await window[name].connect();
+            }
+        }""",
+        first.url,
+    )
+    port, api_port = first.port, first.api_port
+    await first.close()
+    await page.wait_for_function("window.probing.state === 'disconnected' && window.online.state === 'disconnected'")
+    await start_server(**settings, port=port, api_port=api_port)
+    await page.wait_for_function("window.probing.state === 'connected'", timeout=3000)  # not the minute
+    assert probes  # it asked /health while away
+    assert await page.evaluate("window.online.state") == "disconnected"  # no probe: still waiting
+    await page.evaluate("window.dispatchEvent(new Event('online'))")
+    await page.wait_for_function("window.online.state === 'connected'", timeout=3000)
+
+
+async def test_the_reconnecting_banner_never_covers_the_header(
+    start_server: StartServer, tmp_path: Path, users: Users
+) -> None:
+    settings = chat_settings(tmp_path)
+    first = await start_server(**settings)
+    alice = await users.sign_in(first, "alice")
+    await first.close()
+    await expect(alice.locator("#banner")).to_be_visible()
+    banner = await alice.locator("#banner").bounding_box()
+    for header in ("#title", "#me", "#state"):
+        box = await alice.locator(header).bounding_box()
+        assert banner is not None and box is not None
+        assert box["y"] >= banner["y"] + banner["height"], f"{header} is under the banner"

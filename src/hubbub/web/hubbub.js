@@ -13,6 +13,19 @@ export function reconnectAllowed(code) {
   return !(code >= 3500 && code <= 3999) && !NO_RECONNECT.has(code);
 }
 
+// The server's /health on the public port, when the page may fetch it (same origin); else null.
+function healthUrlFor(url) {
+  if (typeof location === "undefined" || typeof fetch === "undefined") return null;
+  try {
+    const target = new URL(url, location.href);
+    const health = new URL("/health", target);
+    health.protocol = target.protocol === "wss:" ? "https:" : "http:";
+    return health.origin === location.origin ? health.href : null;
+  } catch (error) {
+    return null;
+  }
+}
+
 export class ReplyError extends Error {
   constructor(error) {
     super(`${error.code}: ${error.message}`);
@@ -69,8 +82,11 @@ export class Subscription {
 export class Client extends EventTarget {
   // token: a string, or a function returning a token or a promise of one (called again on
   // reconnect and when the server asks for a refresh).
+  // probeInterval: while waiting to reconnect, GET /health of the server's origin about this often
+  // (ms, jittered; only while the page is visible and the server is same-origin) and reconnect at
+  // once when it answers; 0 turns the probe off. The browser's `online` event also retries at once.
   constructor(url, { token = null, name = "hubbub-js", minReconnectDelay = 200, maxReconnectDelay = 20000,
-    commandTimeout = 10000 } = {}) {
+    commandTimeout = 10000, probeInterval = 1000 } = {}) {
     super();
     this.url = url;
     this.token = token;
@@ -88,6 +104,10 @@ export class Client extends EventTarget {
     this.closing = false;
     this.connectedWaiters = [];
     this.retryTimer = null;
+    this.probeTimer = null;
+    this.probeInterval = probeInterval;
+    this.healthUrl = healthUrlFor(url);
+    if (typeof window !== "undefined") window.addEventListener("online", () => this.retryNow());
   }
 
   setState(state, detail = {}) {
@@ -116,6 +136,7 @@ export class Client extends EventTarget {
   close() {
     this.closing = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
     if (this.socket) this.socket.close(1000);
     this.setState("closed");
   }
@@ -186,9 +207,40 @@ export class Client extends EventTarget {
     this.setState("disconnected", { code: event.code, reason: event.reason });
     const delay = this.reconnectDelay(this.attempt);
     this.attempt += 1;
-    this.retryTimer = setTimeout(() => {
-      if (!this.closing) this.open();
-    }, delay);
+    this.retryTimer = setTimeout(() => this.retryNow(), delay);
+    this.probe();
+  }
+
+  // Reconnect now (the backoff timer ran out, the browser came online, or /health answered).
+  retryNow() {
+    if (this.closing || this.state !== "disconnected") return;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
+    this.probeTimer = null;
+    this.open();
+  }
+
+  // While waiting out the backoff, ask /health now and then: when the server is back, go at once
+  // instead of sleeping out a delay that grew while it was away. Jittered, so a crowd spreads out.
+  probe() {
+    if (!this.healthUrl || !this.probeInterval || this.probeTimer) return;
+    const tick = async () => {
+      this.probeTimer = null;
+      if (this.closing || this.state !== "disconnected") return;
+      if (typeof document === "undefined" || document.visibilityState === "visible") {
+        try {
+          const response = await fetch(this.healthUrl, { cache: "no-store" });
+          if (response.ok) {
+            this.retryNow();
+            return;
+          }
+        } catch (error) {
+          // still away: keep probing
+        }
+      }
+      this.probeTimer = setTimeout(tick, this.probeInterval * (0.5 + Math.random() / 2));
+    };
+    this.probeTimer = setTimeout(tick, this.probeInterval * (0.5 + Math.random() / 2));
   }
 
   dispatch(message) {
