@@ -130,6 +130,7 @@ class Publication(Struct, omit_defaults=True):
     data: Raw
     offset: int | None = None
     info: ClientInfo | None = None
+    time: int | None = None  # when the server accepted it: milliseconds since the Unix epoch
 
 
 class ConnectResult(Reply):

@@ -84,6 +84,15 @@ async def test_read_returns_data_and_info_in_order(store: HistoryStore) -> None:
     ]
 
 
+async def test_each_publication_keeps_the_time_it_was_stored(store: HistoryStore, clock: FakeClock) -> None:
+    """What a chat shows as the message's time, after a reload or a recovery too."""
+    await store.append("a", b"1", None, size=10, ttl=60)
+    clock.now += 42.5
+    await store.append("a", b"2", None, size=10, ttl=60)
+    page = await store.read("a")
+    assert [p.time for p in page.publications] == [1_000_000.0, 1_000_042.5]
+
+
 async def test_read_after_limit_and_reverse(store: HistoryStore) -> None:
     await append(store, "a", 10)
     assert [p.offset for p in (await store.read("a", after=7)).publications] == [8, 9, 10]

@@ -353,3 +353,25 @@ async def test_a_fixed_subscription_token_ends_the_subscription_at_its_expiry(st
         with pytest.raises(ReplyError) as refused:
             await client.subscribe("vip:gala")  # the grant is gone with the subscription
         assert refused.value.code == ErrorCode.PERMISSION_DENIED
+
+
+async def test_publications_carry_the_servers_time_live_and_from_history(start_server: StartServer) -> None:
+    """`time` (ms since the epoch) on live pushes, on history reads and on recovered publications."""
+    import time
+
+    server = await start_server()
+    async with Client(server.url, min_reconnect_delay=0.01) as client:
+        subscription = await client.subscribe("news")
+        before = int(time.time() * 1000)
+        await client.publish("news", {"n": 1})
+        live = await asyncio.wait_for(anext(subscription), 5)
+        after = int(time.time() * 1000)
+        assert live.time is not None and before - 1 <= live.time <= after + 1
+        [stored] = (await client.history("news"))["publications"]
+        assert abs(stored["time"] - live.time) <= 1  # the store's clock, the same moment
+        assert client._ws is not None and client._ws.transport is not None
+        client._ws.transport.abort()  # away; then recovered
+        assert server.hub is not None
+        await server.hub.publish("news", Raw(b'{"n":2}'))
+        recovered = await asyncio.wait_for(anext(subscription), 10)
+        assert recovered.data == {"n": 2} and recovered.time is not None and recovered.time >= live.time

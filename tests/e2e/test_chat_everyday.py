@@ -122,9 +122,11 @@ async def test_history_reaches_the_beginning_in_a_tall_window(
     await page.goto(f"http://127.0.0.1:{server.port}/chat")
     await page.fill("#name", "alice")
     await page.get_by_role("button", name="Sign in").click()
-    messages = page.locator("#messages")
     await expect(page.locator("#messages li")).not_to_have_count(50)  # more than the first page
-    assert await messages.evaluate("list => list.scrollHeight > list.clientHeight")  # it scrolls now
+    # it loads until the list scrolls (or the room's beginning is on screen)
+    await page.wait_for_function(
+        "() => { const l = document.getElementById('messages'); return l.scrollHeight > l.clientHeight; }"
+    )
     older = page.get_by_role("button", name="Load older messages")
     for _ in range(10):  # a page (50) per click: bounded
         if not await older.is_visible():
@@ -191,3 +193,26 @@ async def test_the_reconnecting_banner_never_covers_the_header(
         box = await alice.locator(header).bounding_box()
         assert banner is not None and box is not None
         assert box["y"] >= banner["y"] + banner["height"], f"{header} is under the banner"
+
+
+async def test_messages_show_their_time_and_the_api_publishers_name(
+    start_server: StartServer, tmp_path: Path, users: Users
+) -> None:
+    import aiohttp
+
+    server = await start_server(**chat_settings(tmp_path))
+    alice = await users.sign_in(server, "alice")
+    await say(alice, "with a time")
+    line = message(alice, "with a time")
+    await expect(line.locator("time")).to_have_count(1)
+    stamp = await line.locator("time").get_attribute("datetime")
+    assert stamp is not None and re.match(r"^\d{4}-\d\d-\d\dT", stamp)
+    body = {"channel": "room:lobby", "data": {"text": "invoice paid"}, "info": {"name": "Billing"}}
+    async with aiohttp.ClientSession() as http, http.post(f"{server.api_url}/api/publish", json=body) as response:
+        assert response.status == 200
+    await expect(message(alice, "invoice paid").locator(".author")).to_have_text("Billing")
+    async with aiohttp.ClientSession() as http:
+        body = {"channel": "room:lobby", "data": {"text": "no name given"}}
+        async with http.post(f"{server.api_url}/api/publish", json=body) as response:
+            assert response.status == 200
+    await expect(message(alice, "no name given").locator(".author")).to_have_text("server")

@@ -12,11 +12,13 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class StoredPublication:
-    """A publication as history keeps it: raw JSON data and optional raw JSON publisher info."""
+    """A publication as history keeps it: raw JSON data, optional raw JSON publisher info, and
+    when it was stored (unix seconds by the store's clock; None where an older store kept none)."""
 
     offset: int
     data: bytes
     info: bytes | None = None
+    time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,8 @@ class MemoryHistory:
         stream = self._stream(channel)
         stream.offset += 1
         stream.ttl = ttl
-        stream.entries.append((self._clock(), StoredPublication(stream.offset, data, info)))
+        now = self._clock()
+        stream.entries.append((now, StoredPublication(stream.offset, data, info, now)))
         self._count += 1
         while len(stream.entries) > size:
             stream.entries.popleft()

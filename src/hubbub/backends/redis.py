@@ -44,7 +44,7 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
 local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], top .. '-0', 'd', ARGV[3], 'i', ARGV[4], 'e', ARGV[5])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], top .. '-0', 'd', ARGV[3], 'i', ARGV[4], 'e', ARGV[5], 't', ARGV[8])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 return {top, epoch, redis.call('XLEN', KEYS[2])}
@@ -163,6 +163,7 @@ class RedisHistory:
             repr(now + ttl),
             max(1, int(ttl)),
             META_TTL,
+            repr(now),
         ]
         top, epoch, length = await self._append(keys=keys, args=args)
         self._lengths[channel] = int(length)
@@ -183,6 +184,7 @@ class RedisHistory:
                     repr(now + item.ttl),
                     max(1, int(item.ttl)),
                     META_TTL,
+                    repr(now),
                 ]
                 await self._append(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
@@ -217,7 +219,8 @@ class RedisHistory:
             if float(fields[b"e"]) <= now:
                 continue
             info = fields[b"i"] or None
-            publications.append(StoredPublication(int(entry_id.split(b"-")[0]), bytes(fields[b"d"]), info))
+            stored = float(fields[b"t"]) if b"t" in fields else None  # entries from before times were kept
+            publications.append(StoredPublication(int(entry_id.split(b"-")[0]), bytes(fields[b"d"]), info, stored))
         return HistoryPage(publications, top)
 
     async def top(self, channel: str) -> StreamTop:

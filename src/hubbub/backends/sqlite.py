@@ -216,7 +216,7 @@ class SqliteHistory:
         with db:
             db.execute("BEGIN")
             top = self._read_top(channel)
-            query = "SELECT offset, data, info FROM publications WHERE channel = ? AND expires > ?"
+            query = "SELECT offset, data, info, created FROM publications WHERE channel = ? AND expires > ?"
             params: list[Any] = [channel, self._clock()]
             if after is not None:
                 query += " AND offset < ?" if reverse else " AND offset > ?"
@@ -226,7 +226,7 @@ class SqliteHistory:
                 query += " LIMIT ?"
                 params.append(limit)
             rows = db.execute(query, params).fetchall()
-        return HistoryPage([StoredPublication(row[0], bytes(row[1]), row[2]) for row in rows], top)
+        return HistoryPage([StoredPublication(row[0], bytes(row[1]), row[2], row[3]) for row in rows], top)
 
     async def read(
         self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False

@@ -40,6 +40,7 @@ class ClientPublication:
     data: Any
     offset: int | None = None
     info: dict[str, Any] | None = None
+    time: int | None = None  # when the server accepted it: milliseconds since the Unix epoch
 
 
 class Subscription:
@@ -89,7 +90,9 @@ class Subscription:
             if self.offset is not None and offset <= self.offset:
                 return  # already seen (a replay overlapping the live stream)
             self.offset = offset
-        item = ClientPublication(self.channel, publication.get("data"), offset, publication.get("info"))
+        item = ClientPublication(
+            self.channel, publication.get("data"), offset, publication.get("info"), publication.get("time")
+        )
         if self._callback is not None:
             self.client._call_user(self._callback, item)
         else:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from msgspec import Raw
@@ -28,7 +28,15 @@ log = logging.getLogger("hubbub.publishing")
 class Publishing:
     """Publishes to channels and sends control messages through one broker and history store."""
 
-    def __init__(self, rules: ChannelRules, history: HistoryStore, broker: Broker, stats: Stats) -> None:
+    def __init__(
+        self,
+        rules: ChannelRules,
+        history: HistoryStore,
+        broker: Broker,
+        stats: Stats,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock  # stamps each publication's `time` (history stores keep their own)
         self._rules = rules
         self._history = history
         self._broker = broker
@@ -56,7 +64,8 @@ class Publishing:
         options = self._rules.resolve(channel)
         self._count(channel, data)
         if not options.keeps_history:
-            frame = protocol.encode_publication_push(channel, protocol.Publication(data=data, info=publisher))
+            publication = protocol.Publication(data=data, info=publisher, time=self._now())
+            frame = protocol.encode_publication_push(channel, publication)
             await self.broadcast(channel, None, frame)
             return protocol.PublishResult()
         info = protocol.encode(publisher) if publisher is not None else None
@@ -68,7 +77,7 @@ class Publishing:
             except Exception as exc:  # a history backend that is down: never a silent drop
                 log.warning("history append to %s failed: %s", channel, exc)
                 raise CommandError(ErrorCode.INTERNAL, "history unavailable: retry later") from None
-            publication = protocol.Publication(data=data, offset=top.offset, info=publisher)
+            publication = protocol.Publication(data=data, offset=top.offset, info=publisher, time=self._now())
             await self.broadcast(channel, top.offset, protocol.encode_publication_push(channel, publication))
         if durable:
             await self._history.sync()
@@ -100,13 +109,14 @@ class Publishing:
                 raise CommandError(ErrorCode.INTERNAL, "history unavailable: retry later") from None
             messages: list[tuple[str, int | None, bytes]] = []
             results = []
+            now = self._now()
             for channel, data, options in resolved:
                 if options.keeps_history:
                     top = next(tops)
-                    publication = protocol.Publication(data=data, offset=top.offset)
+                    publication = protocol.Publication(data=data, offset=top.offset, time=now)
                     results.append(protocol.PublishResult(offset=top.offset, epoch=top.epoch))
                 else:
-                    publication = protocol.Publication(data=data)
+                    publication = protocol.Publication(data=data, time=now)
                     results.append(protocol.PublishResult())
                 messages.append((channel, publication.offset, protocol.encode_publication_push(channel, publication)))
             await self._timed(self._broker.publish_many(messages), f"a batch of {len(messages)}")
@@ -121,6 +131,9 @@ class Publishing:
     async def control(self, message: bytes) -> None:
         """A control message (send to a user, disconnect a user) to every node."""
         await self._broker.publish_control(message)
+
+    def _now(self) -> int:
+        return round(self._clock() * 1000)
 
     def _count(self, channel: str, data: Raw) -> None:
         stats = self._stats

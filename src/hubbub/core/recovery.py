@@ -16,7 +16,8 @@ from hubbub.errors import CommandError, ErrorCode
 
 def publication_from_store(stored: StoredPublication) -> protocol.Publication:
     info = msgspec.json.decode(stored.info, type=protocol.ClientInfo) if stored.info else None
-    return protocol.Publication(data=Raw(stored.data), offset=stored.offset, info=info)
+    at = round(stored.time * 1000) if stored.time is not None else None
+    return protocol.Publication(data=Raw(stored.data), offset=stored.offset, info=info, time=at)
 
 
 class Positions:

@@ -45,6 +45,7 @@ HTTP_STATUS = {
 class PublishBody(Struct, forbid_unknown_fields=True):
     channel: str
     data: Raw
+    info: Raw = protocol.NULL  # shown as the publisher (e.g. {"name": "Billing"}); any JSON; null: none
 
 
 class BroadcastBody(Struct, forbid_unknown_fields=True):
@@ -52,8 +53,13 @@ class BroadcastBody(Struct, forbid_unknown_fields=True):
     data: Raw
 
 
+class BatchItem(Struct, forbid_unknown_fields=True):
+    channel: str
+    data: Raw
+
+
 class BatchBody(Struct, forbid_unknown_fields=True):
-    publications: list[PublishBody]
+    publications: list[BatchItem]
 
 
 class DisconnectBody(Struct, forbid_unknown_fields=True):
@@ -204,7 +210,11 @@ class HttpApi:
 
     async def publish(self, request: web.Request) -> web.Response:
         body = await self._body(request, PublishBody)
-        result = await self.hub.publish(body.channel, protocol.validate_json(bytes(body.data)), durable=True)
+        publisher = None
+        if bytes(body.info) != b"null":  # the application names who speaks: no user, no connection
+            publisher = protocol.ClientInfo(user="", client="", info=protocol.validate_json(bytes(body.info)))
+        data = protocol.validate_json(bytes(body.data))
+        result = await self.hub.publish(body.channel, data, publisher, durable=True)
         return json_response(result)
 
     async def broadcast(self, request: web.Request) -> web.Response:

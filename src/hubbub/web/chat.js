@@ -99,12 +99,28 @@ function messageElement(publication) {
   if (publication.data && typeof publication.data.mid === "string") item.dataset.mid = publication.data.mid;
   const author = document.createElement("span");
   author.className = "author";
-  author.textContent = publication.info ? publication.info.user : "server";
+  author.textContent = authorOf(publication);
   const text = document.createElement("span");
   text.className = "text";
   text.textContent = typeof publication.data.text === "string" ? publication.data.text : JSON.stringify(publication.data);
   item.append(author, text);
+  if (typeof publication.time === "number") { // the server's time of publication
+    const at = document.createElement("time");
+    const when = new Date(publication.time);
+    at.dateTime = when.toISOString();
+    at.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    at.title = when.toLocaleString();
+    item.append(at);
+  }
   return item;
+}
+
+// A user's name; for what the server API published, the name its `info` gives, else "server".
+function authorOf(publication) {
+  const info = publication.info;
+  if (info && info.user) return info.user;
+  const name = info && info.info && info.info.name;
+  return typeof name === "string" && name ? name : "server";
 }
 
 function renderMessages() {
@@ -132,8 +148,9 @@ async function fillWindow() {
 
 function notify(entry, publication) {
   if (typeof Notification === "undefined" || Notification.permission !== "granted" || !document.hidden) return;
-  const author = publication.info ? publication.info.user : "server";
-  new Notification(`${author} in ${entry.title}`, { body: String(publication.data.text ?? "") });
+  const author = authorOf(publication);
+  const title = entry.kind === "dm" ? author : `${author} in ${entry.title}`; // a DM's title is its author
+  new Notification(title, { body: String(publication.data.text ?? "") });
 }
 
 function received(entry, publication) {
