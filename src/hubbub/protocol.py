@@ -84,6 +84,17 @@ class PingRequest(Request):
     pass
 
 
+class MarkReadRequest(Request):
+    """This user has read `channel` up to `offset` (positions only move forward)."""
+
+    channel: str
+    offset: int
+
+
+class ReadPositionsRequest(Request):
+    channels: list[str]
+
+
 REQUEST_TYPES: dict[str, type[Request]] = {
     "connect": ConnectRequest,
     "subscribe": SubscribeRequest,
@@ -95,6 +106,8 @@ REQUEST_TYPES: dict[str, type[Request]] = {
     "refresh": RefreshRequest,
     "sub_refresh": SubRefreshRequest,
     "ping": PingRequest,
+    "mark_read": MarkReadRequest,
+    "read_positions": ReadPositionsRequest,
 }
 
 
@@ -174,6 +187,23 @@ class Empty(Reply):
     pass
 
 
+class MarkReadResult(Reply):
+    offset: int
+
+
+class ChannelReadState(Struct, omit_defaults=True):
+    """A user's read state in one channel: read up to `read`, the channel at `offset`."""
+
+    read: int
+    offset: int
+    unread: int
+    seen: dict[str, int] | None = None  # member-named channels: how far each other member read
+
+
+class ReadPositionsResult(Reply):
+    channels: dict[str, ChannelReadState]
+
+
 class ErrorBody(Struct):
     code: int
     message: str
@@ -238,6 +268,16 @@ def encode_unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
         _encoder.encode(channel),
         code,
         _encoder.encode(reason),
+    )
+
+
+def encode_read_push(channel: str, user: str, offset: int) -> bytes:
+    """`user` has read `channel` up to `offset` (to the user's other connections, and to the other
+    members of a member-named channel)."""
+    return b'{"push":{"channel":%s,"read":{"user":%s,"offset":%d}}}' % (
+        _encoder.encode(channel),
+        _encoder.encode(user),
+        offset,
     )
 
 

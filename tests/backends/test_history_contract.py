@@ -130,12 +130,14 @@ async def test_sqlite_history_survives_a_restart(tmp_path: Path, clock: FakeCloc
     """Offsets and epoch continue after reopening the file: recovery works across restarts."""
     first = await sqlite_store(tmp_path, clock)
     top = await first.append("a", b"1", None, size=10, ttl=60)
+    await first.mark_read("alice", "a", 1)
     await first.close()
     second = await sqlite_store(tmp_path, clock)
     try:
         again = await second.append("a", b"2", None, size=10, ttl=60)
         assert (again.offset, again.epoch) == (2, top.epoch)
         assert [p.data for p in (await second.read("a")).publications] == [b"1", b"2"]
+        assert await second.read_positions("alice", ["a"]) == {"a": 1}  # read state too
     finally:
         await second.close()
 
@@ -245,3 +247,15 @@ async def test_sqlite_caches_empty_streams_boundedly(
         assert list(store._absent) == ["b", "c", "d"]
     finally:
         await store.close()
+
+
+async def test_read_positions_move_forward_only_per_user_and_channel(store: HistoryStore) -> None:
+    """What unread counts derive from: one position per user and channel, never moving back."""
+    assert await store.read_positions("alice", ["room", "dm:alice,bob"]) == {"room": 0, "dm:alice,bob": 0}
+    assert await store.mark_read("alice", "room", 5) == 5
+    assert await store.mark_read("alice", "room", 3) == 5  # an older tab's late report
+    assert await store.mark_read("alice", "room", 9) == 9
+    assert await store.mark_read("bob", "room", 2) == 2
+    assert await store.read_positions("alice", ["room", "other"]) == {"room": 9, "other": 0}
+    assert await store.read_positions("bob", ["room"]) == {"room": 2}
+    assert await store.read_positions("carol", []) == {}

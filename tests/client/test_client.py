@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
+from typing import Any
 from unittest.mock import ANY
 
 import aiohttp
@@ -375,3 +377,45 @@ async def test_publications_carry_the_servers_time_live_and_from_history(start_s
         await server.hub.publish("news", Raw(b'{"n":2}'))
         recovered = await asyncio.wait_for(anext(subscription), 10)
         assert recovered.data == {"n": 2} and recovered.time is not None and recovered.time >= live.time
+
+
+async def test_read_positions_are_kept_by_the_server_and_pushed_to_every_tab_and_member(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """Unread counts derive from server-kept positions: a second tab, the other DM member and a
+    restarted server all see the same; positions never move back."""
+    from hubbub.config import Settings
+
+    history = str(tmp_path / "read.db")
+    settings = {"token_secret": SECRET, "namespaces": Settings().namespaces, "history_path": history}
+    server = await start_server(**settings)
+    assert server.hub is not None
+    for n in range(5):
+        await server.hub.publish("dm:alice,bob", Raw(b'{"text":"%d"}' % n))
+    tab_reads: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+    bob_reads: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+    token = mint_token(SECRET, "alice")
+    async with (
+        Client(server.url, token=token) as tab1,
+        Client(server.url, token=token, on_read=lambda c, r: tab_reads.put_nowait((c, r))) as tab2,
+        Client(server.url, token=mint_token(SECRET, "bob"), on_read=lambda c, r: bob_reads.put_nowait((c, r))),
+    ):
+        state = (await tab2.read_positions(["dm:alice,bob"]))["dm:alice,bob"]
+        assert state == {"read": 0, "offset": 5, "unread": 5, "seen": {"bob": 0}}
+        assert await tab1.mark_read("dm:alice,bob", 3) == 3
+        assert await asyncio.wait_for(tab_reads.get(), 5) == ("dm:alice,bob", {"user": "alice", "offset": 3})
+        assert await asyncio.wait_for(bob_reads.get(), 5) == ("dm:alice,bob", {"user": "alice", "offset": 3})
+        assert await tab2.mark_read("dm:alice,bob", 1) == 3  # an older report does not move it back
+        assert await tab1.mark_read("dm:alice,bob", 99) == 5  # clamped to the newest offset
+        assert (await tab2.read_positions(["dm:alice,bob"]))["dm:alice,bob"]["unread"] == 0
+        with pytest.raises(ReplyError) as refused:
+            await tab1.read_positions(["typing:lobby"])  # no history, no read state
+        assert refused.value.code == ErrorCode.NOT_AVAILABLE
+    await server.close()
+    again = await start_server(**settings)
+    async with Client(again.url, token=mint_token(SECRET, "bob")) as bob:
+        state = (await bob.read_positions(["dm:alice,bob"]))["dm:alice,bob"]
+        assert state == {"read": 0, "offset": 5, "unread": 5, "seen": {"alice": 5}}  # after a restart too
+        with pytest.raises(ReplyError) as refused:
+            await bob.read_positions(["dm:alice,carol"])  # not a member
+        assert refused.value.code == ErrorCode.PERMISSION_DENIED

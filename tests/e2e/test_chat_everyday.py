@@ -216,3 +216,31 @@ async def test_messages_show_their_time_and_the_api_publishers_name(
         async with http.post(f"{server.api_url}/api/publish", json=body) as response:
             assert response.status == 200
     await expect(message(alice, "no name given").locator(".author")).to_have_text("server")
+
+
+async def test_unread_badges_live_on_the_server_across_reloads_tabs_and_devices(
+    start_server: StartServer, tmp_path: Path, users: Users
+) -> None:
+    """A DM to alice: her badge survives a reload and shows on her second device; reading it on
+    one clears it on the other; bob sees "seen" under his message once she has read it."""
+    server = await start_server(**chat_settings(tmp_path))
+    alice = await users.sign_in(server, "alice")
+    bob = await users.sign_in(server, "bob")
+    await bob.fill("#dm-user", "alice")
+    await bob.get_by_role("button", name="Message").click()
+    await expect(bob.locator("#title")).to_have_text("alice")
+    await say(bob, "are you there?")
+    badge = alice.locator("#dms button", has_text="bob").locator(".badge")
+    await expect(badge).to_have_text("1")
+    await expect(bob.locator("#seen")).to_have_text("")
+    await alice.reload()
+    await expect(alice.locator("#state")).to_have_text("connected")
+    await expect(badge).to_have_text("1")  # kept by the server, not by the page
+    phone = await users.sign_in(server, "alice")  # another device of the same user
+    phone_badge = phone.locator("#dms button", has_text="bob").locator(".badge")
+    await expect(phone_badge).to_have_text("1")
+    await alice.locator("#dms button", has_text="bob").click()
+    await expect(message(alice, "are you there?")).to_have_count(1)
+    await expect(badge).to_have_count(0)
+    await expect(phone_badge).to_have_count(0)  # read on one device: read on all
+    await expect(bob.locator("#seen")).to_have_text("seen")

@@ -92,6 +92,15 @@ class HistoryStore(Lifecycle, Protocol):
         """How many publications the store holds (may lag by one write batch; for metrics)."""
         ...
 
+    async def mark_read(self, user: str, channel: str, offset: int) -> int:
+        """Record that `user` has read `channel` up to `offset`; positions only move forward.
+        Returns the position kept (the larger of the old and the new)."""
+        ...
+
+    async def read_positions(self, user: str, channels: list[str]) -> dict[str, int]:
+        """`user`'s read position in each of `channels` (0 where none was recorded)."""
+        ...
+
     async def channels(self) -> list[str]:
         """Every channel the store keeps a record of (only channels that were appended to)."""
         ...

@@ -64,9 +64,18 @@ class MemoryHistory:
         self._salt = new_salt()  # per process: a restart loses history, so epochs change
         self._streams: dict[str, _Stream] = {}
         self._count = 0
+        self._read: dict[tuple[str, str], int] = {}  # (user, channel) -> offset read up to
 
     async def open(self) -> None:
         """Nothing to load: memory history starts empty (and so with new epochs)."""
+
+    async def mark_read(self, user: str, channel: str, offset: int) -> int:
+        kept = max(self._read.get((user, channel), 0), offset)
+        self._read[(user, channel)] = kept
+        return kept
+
+    async def read_positions(self, user: str, channels: list[str]) -> dict[str, int]:
+        return {channel: self._read.get((user, channel), 0) for channel in channels}
 
     @property
     def stored_publications(self) -> int:

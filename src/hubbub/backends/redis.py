@@ -61,6 +61,17 @@ end
 return {meta[1], meta[2], entries}
 """
 
+_MARK_READ = """
+local kept = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local offset = tonumber(ARGV[2])
+if offset > kept then
+  redis.call('HSET', KEYS[1], ARGV[1], offset)
+  kept = offset
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return kept
+"""
+
 _PRESENCE_GET = """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 for _, client in ipairs(expired) do
@@ -88,6 +99,10 @@ class RedisKeys:
     @property
     def control(self) -> str:
         return f"{self.prefix}:control"
+
+    def read_positions(self, user: str) -> str:
+        """A hash per user: channel -> offset read up to."""
+        return f"{self.prefix}:read:{{u:{user}}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +149,7 @@ class RedisHistory:
         self._salt: str | None = None
         self._lengths: dict[str, int] = {}
         self._append = self._redis.register_script(_APPEND)
+        self._mark_read = self._redis.register_script(_MARK_READ)
         self._read_script = self._redis.register_script(_READ)
 
     async def _get_salt(self) -> str:
@@ -193,6 +209,18 @@ class RedisHistory:
             self._lengths[item.channel] = int(length)
             tops.append(StreamTop(int(top), epoch.decode()))
         return tops
+
+    async def mark_read(self, user: str, channel: str, offset: int) -> int:
+        kept = await self._mark_read(keys=[self._keys.read_positions(user)], args=[channel, offset, META_TTL])
+        return int(kept)
+
+    async def read_positions(self, user: str, channels: list[str]) -> dict[str, int]:
+        if not channels:
+            return {}
+        values = await self._redis.hmget(self._keys.read_positions(user), channels)
+        return {
+            channel: int(value) if value is not None else 0 for channel, value in zip(channels, values, strict=True)
+        }
 
     async def read(
         self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False

@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS publications (
     info BLOB,
     PRIMARY KEY (channel, offset)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS read_positions (
+    user TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    PRIMARY KEY (user, channel)
+) WITHOUT ROWID;
 """
 
 Row = tuple[str, int, float, float, bytes, bytes | None]
@@ -250,6 +256,36 @@ class SqliteHistory:
 
     def _channels(self) -> list[str]:
         return [row[0] for row in self._connection().execute("SELECT channel FROM streams ORDER BY channel")]
+
+    async def mark_read(self, user: str, channel: str, offset: int) -> int:
+        return await self._run(self._mark_read, user, channel, offset)
+
+    def _mark_read(self, user: str, channel: str, offset: int) -> int:
+        db = self._connection()
+        with db:
+            db.execute(
+                "INSERT INTO read_positions (user, channel, offset) VALUES (?, ?, ?)"
+                " ON CONFLICT (user, channel) DO UPDATE SET offset = max(offset, excluded.offset)",
+                (user, channel, offset),
+            )
+            row = db.execute(
+                "SELECT offset FROM read_positions WHERE user = ? AND channel = ?", (user, channel)
+            ).fetchone()
+        return int(row[0])
+
+    async def read_positions(self, user: str, channels: list[str]) -> dict[str, int]:
+        return await self._run(self._read_positions, user, channels)
+
+    def _read_positions(self, user: str, channels: list[str]) -> dict[str, int]:
+        positions = dict.fromkeys(channels, 0)
+        db = self._connection()
+        for channel in channels:
+            row = db.execute(
+                "SELECT offset FROM read_positions WHERE user = ? AND channel = ?", (user, channel)
+            ).fetchone()
+            if row is not None:
+                positions[channel] = int(row[0])
+        return positions
 
     async def channels(self) -> list[str]:
         self._submit()

@@ -134,6 +134,7 @@ class Client:
         max_reconnect_delay: float = 20.0,
         command_timeout: float = 10.0,
         on_message: Callable[[Any], Any] | None = None,
+        on_read: Callable[[str, dict[str, Any]], Any] | None = None,
         ssl: SSLContext | None = None,
         encoding: str = "json",
         max_message_bytes: int | None = 2**26,
@@ -155,6 +156,7 @@ class Client:
         self.last_close_code: int | None = None
         self._token = token
         self._on_message = on_message
+        self._on_read = on_read  # (channel, {"user", "offset"}): a read position moved
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._subscriptions: dict[str, Subscription] = {}
@@ -412,6 +414,10 @@ class Client:
                 subscription._deliver(push["pub"])
         elif "message" in push and self._on_message is not None:
             self._call_user(self._on_message, push["message"].get("data"))
+        elif "read" in push and channel is not None:
+            if self._on_read is not None:
+                on_read = self._on_read
+                self._call_user(lambda notice: on_read(channel, notice), push["read"])
         elif "sub_refresh" in push:
             subscription = self._subscriptions.get(channel)
             if subscription is not None:
@@ -531,3 +537,12 @@ class Client:
 
     async def ping(self) -> None:
         await self._command("ping", {})
+
+    async def mark_read(self, channel: str, offset: int) -> int:
+        """Read `channel` up to `offset`; returns the position the server keeps (never backwards)."""
+        return int((await self._command("mark_read", {"channel": channel, "offset": offset}))["offset"])
+
+    async def read_positions(self, channels: list[str]) -> dict[str, Any]:
+        """Per channel: {"read", "offset", "unread"} (and "seen" in member-named channels)."""
+        result: dict[str, Any] = (await self._command("read_positions", {"channels": channels}))["channels"]
+        return result

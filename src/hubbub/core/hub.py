@@ -22,7 +22,7 @@ from msgspec import Raw
 from hubbub import protocol
 from hubbub.backends.base import Broker, HistoryStore, PresenceStore, StreamTop
 from hubbub.config import NamespaceOptions, Settings
-from hubbub.core.channels import ChannelRules, namespace_of
+from hubbub.core.channels import ChannelRules, names_members, namespace_of
 from hubbub.core.members import Member
 from hubbub.core.outbox import Flusher, Outbox, TurnBatch
 from hubbub.core.presence import Presence
@@ -323,6 +323,40 @@ class Hub:
             await self.broker.unsubscribe(channel)
         await self.presence_tracker.leave(channel, self.rules.resolve(channel), member.client_id, member.info)
 
+    async def mark_read(self, user: str, channel: str, offset: int) -> int:
+        """Store `user`'s read position (clamped to the stream) and tell the user's other connections,
+        and in a member-named channel its other members, on every node."""
+        options = self.rules.resolve(channel)
+        if not options.keeps_history:
+            raise CommandError(ErrorCode.NOT_AVAILABLE, f"read positions need history; {channel!r} keeps none")
+        if offset < 0:
+            raise CommandError(ErrorCode.BAD_REQUEST, "offset must not be negative")
+        top = await self.history_store.top(channel)
+        kept = await self.history_store.mark_read(user, channel, min(offset, top.offset))
+        frame = Raw(protocol.encode_read_push(channel, user, kept))
+        for target in sorted({user, *members_of(channel, options)}):
+            await self.publishing.control(protocol.encode(Control(kind="message", user=target, frame=frame)))
+        return kept
+
+    async def read_positions(self, user: str, channels: list[str]) -> protocol.ReadPositionsResult:
+        """Unread counts: each channel's top offset against `user`'s read position (and, in
+        member-named channels, how far the other members read: "seen")."""
+        resolved = [(channel, self.rules.resolve(channel)) for channel in channels]
+        for channel, options in resolved:
+            if not options.keeps_history:
+                raise CommandError(ErrorCode.NOT_AVAILABLE, f"read positions need history; {channel!r} keeps none")
+        positions = await self.history_store.read_positions(user, channels)
+        states: dict[str, protocol.ChannelReadState] = {}
+        for channel, options in resolved:
+            top = (await self.history_store.top(channel)).offset
+            read = min(positions.get(channel, 0), top)  # a lost stream restarts at 0
+            others = [member for member in members_of(channel, options) if member != user]
+            seen = None
+            if others:
+                seen = {m: min((await self.history_store.read_positions(m, [channel]))[channel], top) for m in others}
+            states[channel] = protocol.ChannelReadState(read=read, offset=top, unread=top - read, seen=seen)
+        return protocol.ReadPositionsResult(channels=states)
+
     async def history(
         self, channel: str, since: protocol.StreamPosition | None, limit: int | None, reverse: bool
     ) -> protocol.HistoryResult:
@@ -364,6 +398,13 @@ class Hub:
     def close_all(self, code: int, reason: str) -> None:
         for member in list(self.sessions.values()):
             member.disconnect(code, reason, notify=False)
+
+
+def members_of(channel: str, options: NamespaceOptions) -> list[str]:
+    """The users a member-named channel is named after (`dm:alice,bob`), else none."""
+    if not names_members(options):
+        return []
+    return [member for member in channel.partition(":")[2].split(",") if member]
 
 
 _NONE: frozenset[str] = frozenset()  # the channels of a member with no subscription

@@ -406,6 +406,29 @@ class Session:
     async def _ping(self, command: protocol.Command) -> protocol.Reply:
         return protocol.Empty()
 
+    def _reader(self) -> str:
+        """Read positions belong to a user: an anonymous connection has none to keep."""
+        if not self.credentials.user:
+            raise CommandError(ErrorCode.PERMISSION_DENIED, "permission denied: read positions need a user (a token)")
+        return self.credentials.user
+
+    async def _mark_read(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.MarkReadRequest)
+        user = self._reader()
+        self._check("read_history", request.channel)
+        return protocol.MarkReadResult(offset=await self.hub.mark_read(user, request.channel, request.offset))
+
+    async def _read_positions(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.ReadPositionsRequest)
+        user = self._reader()
+        if len(request.channels) > self.hub.settings.max_channels_per_connection:
+            raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many channels in one read_positions")
+        for channel in request.channels:
+            self._check("read_history", channel)
+        return await self.hub.read_positions(user, request.channels)
+
     _handlers = {
         "connect": _connect,
         "refresh": _refresh,
@@ -417,6 +440,8 @@ class Session:
         "presence": _presence,
         "send": _send,
         "ping": _ping,
+        "mark_read": _mark_read,
+        "read_positions": _read_positions,
     }
 
 

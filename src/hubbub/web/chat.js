@@ -58,6 +58,7 @@ function conversation(channel) {
     entry = {
       channel, kind, title: kind === "dm" ? otherUser(channel) : `#${channel.slice(5)}`,
       messages: [], unread: 0, joined: false, loaded: false, oldest: null, epoch: null, element: null,
+      top: 0, read: 0, seen: {}, // newest offset, where I read up to (kept by the server), others' reads
     };
     conversations.set(channel, entry);
     renderList();
@@ -153,6 +154,63 @@ function notify(entry, publication) {
   new Notification(title, { body: String(publication.data.text ?? "") });
 }
 
+// Unread counts derive from read positions the server keeps: every tab and device agrees.
+function setUnread(entry) {
+  entry.unread = Math.max(0, entry.top - entry.read);
+}
+
+async function markRead(entry) {
+  if (entry.top <= entry.read || client.state !== "connected") return;
+  try {
+    entry.read = await client.markRead(entry.channel, entry.top);
+  } catch (error) {
+    console.warn("hubbub chat: marking as read failed", error); // the next message tries again
+  }
+}
+
+async function refreshUnread() {
+  const channels = [...conversations.keys()].slice(0, 128);
+  if (!channels.length) return;
+  const states = await client.readPositions(channels);
+  for (const [channel, state] of Object.entries(states)) {
+    const entry = conversations.get(channel);
+    if (!entry) continue;
+    entry.top = Math.max(entry.top, state.offset);
+    entry.read = Math.max(entry.read, state.read);
+    entry.seen = { ...entry.seen, ...(state.seen || {}) };
+    if (channel === current) markRead(entry);
+    else setUnread(entry);
+  }
+  renderList();
+  renderSeen();
+}
+
+function onRead(event) {
+  const { channel, user, offset } = event.detail;
+  const entry = conversations.get(channel);
+  if (!entry) return;
+  if (user === me) { // read in another tab or device
+    entry.read = Math.max(entry.read, offset);
+    setUnread(entry);
+    renderList();
+  } else {
+    entry.seen[user] = Math.max(entry.seen[user] || 0, offset);
+    renderSeen();
+  }
+}
+
+// In a DM: "seen" once the other member has read my last message.
+function renderSeen() {
+  const entry = conversations.get(current);
+  let seen = false;
+  if (entry && entry.kind === "dm") {
+    const mine = entry.messages.filter((m) => m.info && m.info.user === me && m.offset !== undefined);
+    const last = mine.length ? mine[mine.length - 1].offset : null;
+    seen = last !== null && (entry.seen[otherUser(entry.channel)] || 0) >= last;
+  }
+  $("seen").textContent = seen ? "seen" : "";
+}
+
 function received(entry, publication) {
   if (entry.messages.some((m) => m.offset !== undefined && m.offset === publication.offset)) return;
   const mid = publication.data && publication.data.mid;
@@ -162,14 +220,17 @@ function received(entry, publication) {
     pending.delete(mid);
   }
   entry.messages.push(publication);
+  if (typeof publication.offset === "number") entry.top = Math.max(entry.top, publication.offset);
   if (publication.info) clearTypist(publication.info.user);
   if (entry.channel === current) {
+    markRead(entry);
+    renderSeen();
     const list = $("messages");
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.append(messageElement(publication));
     if (atBottom || (publication.info && publication.info.user === me)) list.scrollTop = list.scrollHeight;
   } else {
-    entry.unread += 1;
+    setUnread(entry);
     renderList();
     notify(entry, publication);
   }
@@ -178,6 +239,7 @@ function received(entry, publication) {
 async function loadHistory(entry) {
   const result = await client.history(entry.channel, { limit: PAGE, reverse: true });
   entry.epoch = result.epoch;
+  entry.top = Math.max(entry.top, result.offset);
   const older = result.publications.reverse();
   const known = new Set(entry.messages.map((m) => m.offset));
   entry.messages = uniqueMessages([...older.filter((p) => !known.has(p.offset)), ...entry.messages]);
@@ -279,12 +341,14 @@ async function open(channel) {
   }
   current = channel;
   entry.unread = 0;
+  markRead(entry);
   typists.forEach((timer) => clearTimeout(timer));
   typists.clear();
   renderTypists();
   $("title").textContent = entry.title;
   renderList();
   renderMessages();
+  renderSeen();
   await fillWindow();
   await showPresence(entry);
   $("message").focus();
@@ -327,12 +391,15 @@ async function start() {
     const { state } = event.detail;
     $("state").textContent = state;
     if (state === "connected") {
+      const back = everConnected;
       everConnected = true;
       resendPending();
+      if (back) refreshUnread().catch((error) => console.warn("hubbub chat: unread counts", error));
     }
     $("banner").hidden = !(everConnected && (state === "connecting" || state === "disconnected"));
     if (everConnected && state === "failed") ended(lastDisconnect || event.detail.reason || "connection lost");
   });
+  client.addEventListener("read", onRead);
   client.addEventListener("disconnect", (event) => {
     if (!event.detail.reconnect) lastDisconnect = event.detail.reason;
   });
@@ -346,6 +413,7 @@ async function start() {
   for (const publication of (await client.history(`user:${me}`, { limit: 100 })).publications) knownDm(publication);
   if (!conversations.has(roomChannel("lobby"))) await client.publish("rooms:index", { room: "lobby" });
   await open(roomChannel("lobby"));
+  await refreshUnread();
 }
 
 async function signIn(name) {

@@ -269,6 +269,8 @@ export class Client extends EventTarget {
       this.callSafely(subscription.options.onLeave, push.leave.info);
     } else if (push.message) {
       this.dispatchEvent(new CustomEvent("message", { detail: push.message }));
+    } else if (push.read) {
+      this.dispatchEvent(new CustomEvent("read", { detail: { channel: push.channel, ...push.read } }));
     } else if (push.sub_refresh && subscription) {
       this.subRefresh(subscription);
     } else if (push.unsubscribe && subscription) {
@@ -380,5 +382,14 @@ export class Client extends EventTarget {
 
   ping() {
     return this.command("ping", {});
+  }
+
+  // Read positions live on the server: the same unread counts on every tab and device.
+  async markRead(channel, offset) {
+    return (await this.command("mark_read", { channel, offset })).offset;
+  }
+
+  async readPositions(channels) {
+    return (await this.command("read_positions", { channels })).channels;
   }
 }
