@@ -6,7 +6,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from hubbub.server import Server
 
@@ -46,8 +46,14 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     assert not errors, f"the page raised: {errors}"
 
 
+def page_error(entry: ConsoleMessage) -> bool:
+    """A console error of the page's own. Chromium also logs each refused connection while a test
+    has the server down on purpose: those are the browser's reports, not the page's errors."""
+    return entry.type == "error" and "net::ERR_CONNECTION_REFUSED" not in entry.text
+
+
 class Users:
-    """One browser context (own storage) per user; page errors fail the test."""
+    """One browser context (own storage) per user; page errors and console errors fail the test."""
 
     def __init__(self, browser: Browser) -> None:
         self.browser = browser
@@ -58,6 +64,7 @@ class Users:
         context = await self.browser.new_context()
         page = await context.new_page()
         page.on("pageerror", lambda error: self.errors.append(f"{name}: {error}"))
+        page.on("console", lambda entry: self.errors.append(f"{name}: {entry.text}") if page_error(entry) else None)
         page.on("dialog", lambda dialog: self.dialogs.append(dialog.message))
         await page.goto(f"http://127.0.0.1:{server.port}/chat")
         await page.fill("#name", name)

@@ -20,9 +20,43 @@ function push(list, value) {
   if (list.length > WINDOW) list.shift();
 }
 
+// Drawn at the size it is shown (times the pixel ratio): 12 px labels on a phone too.
+function fitCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.max(1, Math.round(canvas.clientWidth * ratio));
+  const height = Math.max(1, Math.round(canvas.clientHeight * ratio));
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  return ratio;
+}
+
+// Each plot's legend: the colour and name of every line, as text beside the canvas.
+function drawLegend(canvas, lines) {
+  let legend = canvas.nextElementSibling;
+  if (!legend || !legend.classList.contains("legend")) {
+    legend = document.createElement("p");
+    legend.className = "legend";
+    canvas.after(legend);
+  }
+  if (legend.childElementCount === lines.length) return;
+  legend.replaceChildren(...lines.map((line) => {
+    const item = document.createElement("span");
+    const swatch = document.createElement("i");
+    swatch.style.background = line.color;
+    item.append(swatch, line.name);
+    return item;
+  }));
+}
+
 function drawPlot(canvas, lines) {
+  drawLegend(canvas, lines);
+  const ratio = fitCanvas(canvas);
   const context = canvas.getContext("2d");
-  const { width, height } = canvas;
+  context.setTransform(ratio, 0, 0, ratio, 0, 0);
+  const width = canvas.width / ratio;
+  const height = canvas.height / ratio;
   context.clearRect(0, 0, width, height);
   const max = Math.max(1, ...lines.flatMap((line) => line.values));
   context.strokeStyle = "#e4e6ea";
@@ -81,10 +115,10 @@ function show(snapshot) {
 
 function redraw() {
   drawPlot($("plot-messages"), [
-    { values: series.in, color: "#2b59c3" },
-    { values: series.out, color: "#1f8a4c" },
+    { values: series.in, color: "#2b59c3", name: "messages in" },
+    { values: series.out, color: "#1f8a4c", name: "deliveries" },
   ]);
-  drawPlot($("plot-connections"), [{ values: series.connections, color: "#b7791f" }]);
+  drawPlot($("plot-connections"), [{ values: series.connections, color: "#b7791f", name: "connections" }]);
 }
 
 function connect() {

@@ -92,6 +92,16 @@ function renderList() {
       });
     $(listId).replaceChildren(...items);
   }
+  // On a phone the list folds away: its toggle carries the unread total, so no badge is out of sight.
+  const total = [...conversations.values()].reduce((sum, c) => sum + (c.channel === current ? 0 : c.unread), 0);
+  $("unread-total").textContent = String(total);
+  $("unread-total").hidden = total === 0;
+  $("unread-total").setAttribute("aria-label", `${total} unread`);
+}
+
+function showConversations(shown) {
+  $("app").classList.toggle("show-nav", shown);
+  $("nav-toggle").setAttribute("aria-expanded", String(shown));
 }
 
 function messageElement(publication) {
@@ -347,6 +357,7 @@ async function open(channel) {
   renderTypists();
   $("title").textContent = entry.title;
   renderList();
+  showConversations(false); // on a phone, back to the conversation
   renderMessages();
   renderSeen();
   await fillWindow();
@@ -530,6 +541,7 @@ $("dm-form").addEventListener("submit", async (event) => {
 });
 
 $("older").addEventListener("click", () => loadOlder());
+$("nav-toggle").addEventListener("click", () => showConversations(!$("app").classList.contains("show-nav")));
 
 $("messages").addEventListener("scroll", () => {
   if ($("messages").scrollTop < 20) loadOlder();

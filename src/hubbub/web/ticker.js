@@ -43,6 +43,8 @@ function row(symbol) {
     tr.addEventListener("keydown", (event) => { if (event.key === "Enter") choose(symbol); });
     entry = { row: tr, price: cells[1], change: cells[2] };
     rows.set(symbol, entry);
+    const waiting = $("waiting");
+    if (waiting) waiting.remove(); // the feed has started
     const body = $("prices");
     const after = [...body.children].find((other) => other.dataset.symbol > symbol);
     body.insertBefore(tr, after || null);
@@ -103,10 +105,27 @@ function render() {
   requestAnimationFrame(render);
 }
 
+// The canvas is drawn at the size it is shown (times the screen's pixel ratio), so its labels
+// stay 12 px on a phone instead of shrinking with a 900 px drawing scaled down to fit.
+function fitCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.max(1, Math.round(canvas.clientWidth * ratio));
+  const height = Math.max(1, Math.round(canvas.clientHeight * ratio));
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  return ratio;
+}
+
 function drawChart() {
   const canvas = $("chart");
+  const ratio = fitCanvas(canvas);
   const context = canvas.getContext("2d");
-  context.clearRect(0, 0, canvas.width, canvas.height);
+  context.setTransform(ratio, 0, 0, ratio, 0, 0);
+  const width = canvas.width / ratio;
+  const height = canvas.height / ratio;
+  context.clearRect(0, 0, width, height);
   if (history.length < 2) return;
   const low = Math.min(...history);
   const high = Math.max(...history);
@@ -114,13 +133,13 @@ function drawChart() {
   context.fillStyle = "#556";
   context.font = "12px system-ui";
   context.fillText(high.toFixed(2), 2, 12);
-  context.fillText(low.toFixed(2), 2, canvas.height - 4);
+  context.fillText(low.toFixed(2), 2, height - 4);
   context.strokeStyle = "#2b59c3";
   context.lineWidth = 2;
   context.beginPath();
   history.forEach((price, index) => {
-    const x = 60 + ((canvas.width - 60) * index) / (POINTS - 1);
-    const y = 8 + (canvas.height - 16) * (1 - (price - low) / span);
+    const x = 60 + ((width - 60) * index) / (POINTS - 1);
+    const y = 8 + (height - 16) * (1 - (price - low) / span);
     if (index === 0) context.moveTo(x, y); else context.lineTo(x, y);
   });
   context.stroke();
