@@ -244,3 +244,20 @@ async def test_unread_badges_live_on_the_server_across_reloads_tabs_and_devices(
     await expect(badge).to_have_count(0)
     await expect(phone_badge).to_have_count(0)  # read on one device: read on all
     await expect(bob.locator("#seen")).to_have_text("seen")
+
+
+async def test_a_refused_message_shows_the_servers_reason_and_is_sent_once_allowed(
+    start_server: StartServer, tmp_path: Path, users: Users
+) -> None:
+    """Over the publish rate: the server's 111 message under the composer, the line stays pending,
+    then goes out once the rate allows, once."""
+    server = await start_server(**chat_settings(tmp_path), publish_rate=0.5, publish_burst=1)
+    alice = await users.sign_in(server, "alice")
+    await say(alice, "first")
+    await say(alice, "second, too soon")
+    await expect(alice.locator("#send-error")).to_have_text(re.compile(r"Not sent yet \(111: too many publications"))
+    await expect(alice.locator("#messages li.pending", has_text="second, too soon")).to_have_count(1)
+    await expect(message(alice, "second, too soon")).to_have_count(1)
+    await expect(alice.locator("#messages li.pending")).to_have_count(0, timeout=10_000)  # sent at last
+    await expect(message(alice, "second, too soon")).to_have_count(1)
+    await expect(alice.locator("#send-error")).to_have_text("")

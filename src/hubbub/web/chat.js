@@ -487,7 +487,10 @@ async function sendPending(mid) {
       message.element.title = String(error.message);
       pending.delete(mid);
       showError("send-error", `Not sent: ${error.message}`);
-    }
+    } else if (error.code !== undefined) { // temporary (too many requests): say so, try again soon
+      showError("send-error", `Not sent yet (${error.message}); trying again…`);
+      setTimeout(() => sendPending(mid), 1000 + Math.random() * 1000);
+    } // no reply (connection lost): sent again when the connection is back
   } finally {
     message.sending = false;
   }
