@@ -261,3 +261,44 @@ async def test_a_refused_message_shows_the_servers_reason_and_is_sent_once_allow
     await expect(alice.locator("#messages li.pending")).to_have_count(0, timeout=10_000)  # sent at last
     await expect(message(alice, "second, too soon")).to_have_count(1)
     await expect(alice.locator("#send-error")).to_have_text("")
+
+
+# Headless Chromium shows no notifications and no page is ever hidden: this init script records
+# the titles the page asks for and lets the test say when the tab counts as hidden.
+RECORD_NOTIFICATIONS = """
+Object.defineProperty(document, "hidden", { get: () => window.__hidden === true });
+window.__titles = [];
+const Shown = window.Notification;
+window.Notification = class extends Shown {
+  constructor(title, options) { super(title, options); window.__titles.push(title); }
+};
+"""
+
+
+async def test_a_dm_notification_is_titled_by_its_author(
+    start_server: StartServer, tmp_path: Path, users: Users
+) -> None:
+    """Not "bob in bob": a DM's title is its author; a room's says which room."""
+    server = await start_server(**chat_settings(tmp_path))
+    context = await users.browser.new_context()
+    await context.grant_permissions(["notifications"], origin=f"http://127.0.0.1:{server.port}")
+    await context.add_init_script(RECORD_NOTIFICATIONS)
+    alice = await context.new_page()
+    await alice.goto(f"http://127.0.0.1:{server.port}/chat")
+    await alice.fill("#name", "alice")
+    await alice.get_by_role("button", name="Sign in").click()
+    await expect(alice.locator("#state")).to_have_text("connected")
+    await alice.fill("#room-name", "side")
+    await alice.get_by_role("button", name="Create").click()
+    await alice.locator("#rooms button", has_text="#lobby").click()
+    await expect(alice.locator("#title")).to_have_text("#lobby")
+    await alice.evaluate("window.__hidden = true")
+    bob = await users.sign_in(server, "bob")
+    await bob.fill("#dm-user", "alice")
+    await bob.get_by_role("button", name="Message").click()
+    await say(bob, "a direct word")
+    await bob.locator("#rooms button", has_text="#side").click()
+    await say(bob, "in the side room")
+    await alice.wait_for_function("window.__titles.length === 2")
+    assert await alice.evaluate("window.__titles") == ["bob", "bob in #side"]
+    await context.close()
