@@ -391,7 +391,13 @@ function knownRoom(publication) {
 function knownDm(publication) {
   const channel = publication.data && publication.data.dm;
   if (typeof channel === "string" && /^dm:[A-Za-z0-9_-]{1,32},[A-Za-z0-9_-]{1,32}$/.test(channel)) {
-    join(conversation(channel)); // subscribed at once: unread counts work for every DM
+    // Subscribed at once, so unread counts work for every DM; what arrived before the subscribe
+    // came with its history, so the count is taken from the server's read positions then.
+    const entry = conversation(channel);
+    const fresh = !entry.joined;
+    join(entry)
+      .then(() => (fresh && client.state === "connected" ? refreshUnread() : undefined))
+      .catch((error) => console.warn("hubbub chat: joining a direct message failed", error));
   }
 }
 
