@@ -78,6 +78,11 @@ async def test_a_message_typed_while_the_server_is_away_is_pending_then_sent_onc
     first = await start_server(**settings)
     alice = await users.sign_in(first, "alice")
     bob = await users.sign_in(first, "bob")
+    await alice.fill("#room-name", "side")  # a second room, joined while online
+    await alice.get_by_role("button", name="Create").click()
+    await expect(alice.locator("#title")).to_have_text("#side")
+    await alice.locator("#rooms button", has_text="#lobby").click()
+    await expect(alice.locator("#title")).to_have_text("#lobby")
     port, api_port = first.port, first.api_port
     await first.close()
     await expect(alice.locator("#banner")).to_be_visible()
@@ -85,6 +90,11 @@ async def test_a_message_typed_while_the_server_is_away_is_pending_then_sent_onc
     pending = alice.locator("#messages li.pending", has_text="typed while offline")
     await expect(pending).to_have_count(1)  # shown as sending, not lost
     await expect(alice.locator("#message")).to_have_value("")
+    await alice.locator("#rooms button", has_text="#side").click()  # away from the room and back:
+    await expect(alice.locator("#title")).to_have_text("#side")
+    await alice.locator("#rooms button", has_text="#lobby").click()
+    await expect(alice.locator("#title")).to_have_text("#lobby")
+    await expect(pending).to_have_count(1)  # still there, still sending
     await start_server(**settings, port=port, api_port=api_port)
     for page in (alice, bob):
         await expect(message(page, "typed while offline")).to_have_count(1, timeout=15_000)

@@ -136,7 +136,8 @@ function authorOf(publication) {
 
 function renderMessages() {
   const entry = conversations.get(current);
-  $("messages").replaceChildren(...(entry ? entry.messages.map(messageElement) : []));
+  const waiting = [...pending.values()].filter((p) => p.channel === current).map((p) => p.element);
+  $("messages").replaceChildren(...(entry ? entry.messages.map(messageElement) : []), ...waiting); // still sending
   $("messages").scrollTop = $("messages").scrollHeight;
   renderOlder(entry);
 }
