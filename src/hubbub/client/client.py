@@ -34,6 +34,14 @@ TokenSource = str | Callable[[], str | Awaitable[str]] | None
 PublicationCallback = Callable[["ClientPublication"], Any]
 
 
+async def token_from(source: TokenSource) -> str | None:
+    """A token itself, or what a (sync or async) token function returns now."""
+    if source is None or isinstance(source, str):
+        return source
+    value = source()
+    return await value if inspect.isawaitable(value) else value
+
+
 @dataclass(frozen=True, slots=True)
 class ClientPublication:
     channel: str
@@ -291,17 +299,9 @@ class Client:
         self.state = "closed" if self._closing.is_set() else "failed"
         self._closing.set()  # wake anyone waiting for a connection that will not come
 
-    async def _token_value(self, token: TokenSource = None, *, connection: bool = True) -> str | None:
-        if connection:
-            token = self._token
-        if token is None or isinstance(token, str):
-            return token
-        value = token()
-        return await value if inspect.isawaitable(value) else value
-
     async def _handshake(self) -> None:
         params: dict[str, Any] = {"name": self.name}
-        token = await self._token_value()
+        token = await token_from(self._token)
         if token is not None:
             params["token"] = token
         result = await self._command("connect", params, require_connected=False)
@@ -316,7 +316,7 @@ class Client:
         if self._token is None or isinstance(self._token, str):
             log.warning("server asked for a token refresh, but the client has no token callable")
             return
-        token = await self._token_value()
+        token = await token_from(self._token)
         await self._command("refresh", {"token": token})
 
     async def _sub_refresh(self, subscription: Subscription) -> None:
@@ -326,7 +326,7 @@ class Client:
                 "server asked for a token for %s, but its subscription has no token callable", subscription.channel
             )
             return
-        token = await self._token_value(subscription.token, connection=False)
+        token = await token_from(subscription.token)
         await self._command("sub_refresh", {"channel": subscription.channel, "token": token})
 
     def _server_unsubscribed(self, subscription: Subscription, notice: dict[str, Any]) -> None:
@@ -493,7 +493,7 @@ class Client:
 
     async def _send_subscribe(self, subscription: Subscription, *, require_connected: bool) -> None:
         params: dict[str, Any] = {"channel": subscription.channel}
-        token = await self._token_value(subscription.token, connection=False)
+        token = await token_from(subscription.token)
         if token is not None:
             params["token"] = token
         if subscription.offset is not None and subscription.epoch is not None:

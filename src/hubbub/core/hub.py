@@ -22,6 +22,7 @@ from msgspec import Raw
 from hubbub import protocol
 from hubbub.backends.base import Broker, HistoryStore, PresenceStore, StreamTop
 from hubbub.config import NamespaceOptions, Settings
+from hubbub.core import permissions
 from hubbub.core.channels import ChannelRules, names_members, namespace_of
 from hubbub.core.members import Member
 from hubbub.core.outbox import Flusher, Outbox, TurnBatch
@@ -404,7 +405,7 @@ def members_of(channel: str, options: NamespaceOptions) -> list[str]:
     """The users a member-named channel is named after (`dm:alice,bob`), else none."""
     if not names_members(options):
         return []
-    return [member for member in channel.partition(":")[2].split(",") if member]
+    return [member for member in permissions.channel_parts(channel)[1].split(",") if member]
 
 
 _NONE: frozenset[str] = frozenset()  # the channels of a member with no subscription

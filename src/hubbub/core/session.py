@@ -258,15 +258,18 @@ class Session:
         if self.state is State.CONNECTED and expires_at is not None:
             self.outbox.push(protocol.encode_refresh_push(max(0, int(expires_at - self._clock()))))
 
-    def _check(self, action: str, channel: str) -> None:
+    def _check(self, action: str, channel: str) -> NamespaceOptions:
+        """Raise unless this connection may do `action` on `channel`; the channel's options."""
+        options = self.hub.namespace(channel)
         permissions.check(
             action,
-            self.hub.namespace(channel),
+            options,
             channel,
             self.credentials,
             development_mode=self._verifier is None,
             granted=channel in self.grants,
         )
+        return options
 
     async def _connect(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
@@ -367,8 +370,7 @@ class Session:
     async def _publish(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
         assert isinstance(request, protocol.PublishRequest)
-        self._check("publish", request.channel)
-        options = self.hub.namespace(request.channel)
+        options = self._check("publish", request.channel)
         if options.publish_rate is not None:
             self._rate_limit(self._namespace_bucket(request.channel, options), "publications in this namespace")
         return await self.hub.publish(request.channel, request.data, self.info)
@@ -408,7 +410,7 @@ class Session:
 
     def _reader(self) -> str:
         """Read positions belong to a user: an anonymous connection has none to keep."""
-        if not self.credentials.user:
+        if self.credentials.anonymous:
             raise CommandError(ErrorCode.PERMISSION_DENIED, "permission denied: read positions need a user (a token)")
         return self.credentials.user
 

@@ -129,6 +129,7 @@ class HttpApi:
         if self.admin_feed is not None:
             app.router.add_get("/admin", self.admin_page)
             app.router.add_get("/admin/admin.js", self.admin_script)
+            app.router.add_get("/admin/canvas.js", self.admin_canvas_script)
             app.router.add_get("/favicon.ico", self.favicon)
             app.router.add_get("/admin/ws", self.admin_feed.handle_socket)
         app.router.add_post("/api/publish", self.publish)
@@ -186,6 +187,9 @@ class HttpApi:
     async def admin_page(self, request: web.Request) -> web.Response:
         """The page holds no data: everything comes over /admin/ws after the key is checked."""
         return web.Response(text=_web_file("admin.html"), content_type="text/html", headers=PAGE_HEADERS)
+
+    async def admin_canvas_script(self, request: web.Request) -> web.Response:
+        return web.Response(text=_web_file("canvas.js"), content_type="application/javascript", headers=PAGE_HEADERS)
 
     async def favicon(self, request: web.Request) -> web.Response:
         return web.Response(text=_web_file("favicon.svg"), content_type="image/svg+xml", headers=PAGE_HEADERS)

@@ -28,6 +28,7 @@ PAGE_CSP = (
 # Pages the public port serves with no build step: path -> (file in hubbub/web, content type).
 PAGES = {
     "/hubbub.js": ("hubbub.js", "application/javascript; charset=utf-8"),
+    "/canvas.js": ("canvas.js", "application/javascript; charset=utf-8"),
     # Browsers ask for /favicon.ico on every page: answer it (an SVG), never a 404.
     "/favicon.ico": ("favicon.svg", "image/svg+xml"),
     "/favicon.svg": ("favicon.svg", "image/svg+xml"),

@@ -1,6 +1,6 @@
 // hubbub admin view: signs in with the admin key, then draws what /admin/ws pushes.
 // All server text goes through textContent: nothing is parsed as HTML.
-"use strict";
+import { fitCanvas } from "/admin/canvas.js";
 
 const $ = (id) => document.getElementById(id);
 const WINDOW = 300; // samples kept for the plots (5 minutes at one per second)
@@ -18,18 +18,6 @@ function setStatus(state, text) {
 function push(list, value) {
   list.push(value);
   if (list.length > WINDOW) list.shift();
-}
-
-// Drawn at the size it is shown (times the pixel ratio): 12 px labels on a phone too.
-function fitCanvas(canvas) {
-  const ratio = window.devicePixelRatio || 1;
-  const width = Math.max(1, Math.round(canvas.clientWidth * ratio));
-  const height = Math.max(1, Math.round(canvas.clientHeight * ratio));
-  if (canvas.width !== width || canvas.height !== height) {
-    canvas.width = width;
-    canvas.height = height;
-  }
-  return ratio;
 }
 
 // Each plot's legend: the colour and name of every line, as text beside the canvas.

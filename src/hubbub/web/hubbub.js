@@ -26,6 +26,11 @@ function healthUrlFor(url) {
   }
 }
 
+// A token itself, or what a token function returns (or resolves to) now.
+async function tokenFrom(source) {
+  return typeof source === "function" ? await source() : source;
+}
+
 export class ReplyError extends Error {
   constructor(error) {
     super(`${error.code}: ${error.message}`);
@@ -47,9 +52,8 @@ export class Subscription {
 
   // options.token: a subscription token, or a function returning one (or a promise of one),
   // called at every subscribe and when the server asks for a fresh one ahead of its expiry.
-  async tokenValue() {
-    const token = this.options.token;
-    return typeof token === "function" ? await token() : token;
+  tokenValue() {
+    return tokenFrom(this.options.token);
   }
 
   applyResult(result) {
@@ -146,8 +150,8 @@ export class Client extends EventTarget {
     return new Promise((resolve, reject) => this.connectedWaiters.push({ resolve, reject }));
   }
 
-  async tokenValue() {
-    return typeof this.token === "function" ? await this.token() : this.token;
+  tokenValue() {
+    return tokenFrom(this.token);
   }
 
   open() {

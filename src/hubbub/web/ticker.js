@@ -1,6 +1,7 @@
 // hubbub ticker dashboard: live prices (conflated channels), a chart per chosen symbol, scores,
 // updates per second and delivery latency. Rendering runs once per animation frame, whatever the
 // update rate, so a fast feed costs the page a table refresh per frame, not per message.
+import { fitCanvas } from "/canvas.js";
 import { Client } from "/hubbub.js";
 
 const $ = (id) => document.getElementById(id);
@@ -103,19 +104,6 @@ function render() {
   dirty.clear();
   drawChart();
   requestAnimationFrame(render);
-}
-
-// The canvas is drawn at the size it is shown (times the screen's pixel ratio), so its labels
-// stay 12 px on a phone instead of shrinking with a 900 px drawing scaled down to fit.
-function fitCanvas(canvas) {
-  const ratio = window.devicePixelRatio || 1;
-  const width = Math.max(1, Math.round(canvas.clientWidth * ratio));
-  const height = Math.max(1, Math.round(canvas.clientHeight * ratio));
-  if (canvas.width !== width || canvas.height !== height) {
-    canvas.width = width;
-    canvas.height = height;
-  }
-  return ratio;
 }
 
 function drawChart() {
