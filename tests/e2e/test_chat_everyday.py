@@ -302,6 +302,7 @@ async def test_a_dm_notification_is_titled_by_its_author(
     await expect(alice.locator("#state")).to_have_text("connected")
     await alice.fill("#room-name", "side")
     await alice.get_by_role("button", name="Create").click()
+    await expect(alice.locator("#title")).to_have_text("#side")  # created (and announced) first
     await alice.locator("#rooms button", has_text="#lobby").click()
     await expect(alice.locator("#title")).to_have_text("#lobby")
     await alice.evaluate("window.__hidden = true")

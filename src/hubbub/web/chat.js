@@ -338,7 +338,10 @@ async function showPresence(entry) {
   $("online").textContent = `online: ${users.join(", ")}`;
 }
 
+let opening = 0; // the latest open(): an earlier one still joining must not take the view back
+
 async function open(channel) {
+  const ticket = ++opening;
   const existed = conversations.has(channel);
   const entry = conversation(channel);
   try {
@@ -350,6 +353,7 @@ async function open(channel) {
     }
     throw error;
   }
+  if (ticket !== opening) return; // the user went elsewhere meanwhile
   current = channel;
   entry.unread = 0;
   markRead(entry);
@@ -430,7 +434,7 @@ async function start() {
   await client.subscribe(`user:${me}`, { onPublication: knownDm });
   for (const publication of (await client.history(`user:${me}`, { limit: 100 })).publications) knownDm(publication);
   if (!conversations.has(roomChannel("lobby"))) await client.publish("rooms:index", { room: "lobby" });
-  await open(roomChannel("lobby"));
+  if (opening === 0) await open(roomChannel("lobby")); // unless the user already chose a conversation
   await refreshUnread();
 }
 
