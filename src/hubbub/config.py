@@ -58,6 +58,12 @@ class NamespaceOptions:
     publish_burst: int = field(
         default=1, metadata={"help": "with publish_rate: publications a connection may send at once"}
     )
+    subscribe_hook_url: str | None = field(
+        default=None, metadata={"help": 'this namespace\'s subscribe hook URL; "" = none here; unset = the global one'}
+    )
+    publish_hook_url: str | None = field(
+        default=None, metadata={"help": 'this namespace\'s publish hook URL; "" = none here; unset = the global one'}
+    )
 
     @property
     def keeps_history(self) -> bool:
@@ -201,10 +207,37 @@ class Settings:
     flush_slice: int = _setting(512, "connections one flush writes before it lets the event loop run (big fan-outs)")
     max_publish_batch: int = _setting(1000, "publications one /api/batch request may carry")
     max_batch_bytes: int = _setting(65536, "largest frame the server builds when coalescing messages")
+    idempotency_window: float = _setting(
+        300.0, "seconds a publish's idempotency_key is remembered: a retry within it gets the first result"
+    )
+    idempotency_max_keys: int = _setting(
+        100000, "idempotency keys one node keeps in memory (memory broker); past it the oldest go first"
+    )
     max_channels_per_connection: int = _setting(128, "subscriptions one connection may hold")
     max_channel_name_bytes: int = _setting(255, "longest channel name")
     recovery_max_publications: int = _setting(300, "most publications a recovery may replay")
     history_max_limit: int = _setting(1000, "most publications one history request returns")
+    connect_hook_url: str | None = _setting(
+        None, "POST each connect without a token here; the app answers who the client is (docs/integration.md)"
+    )
+    connect_hook_always: bool = _setting(False, "call the connect hook for connects with a token too")
+    refresh_hook_url: str | None = _setting(None, "POST here to extend a hook-authenticated connection")
+    subscribe_hook_url: str | None = _setting(None, "POST each client subscribe here: the app allows or refuses")
+    publish_hook_url: str | None = _setting(
+        None, "POST each client publish here: the app allows, refuses or replaces the data"
+    )
+    rpc_hook_url: str | None = _setting(None, "POST each client rpc command here: the app answers it")
+    disconnect_hook_url: str | None = _setting(None, "POST here when a connection closes (at least once)")
+    unsubscribe_hook_url: str | None = _setting(None, "POST here when a subscription ends (at least once)")
+    hook_timeout: float | None = _setting(1.0, "seconds an application hook may take to answer")
+    hook_concurrency: int = _setting(64, "hook calls in flight at once per node; more wait (within hook_timeout)")
+    hook_forward_headers: str = _setting(
+        "Cookie,Authorization", "comma-separated upgrade request headers the connect hook receives"
+    )
+    hook_notify_attempts: int = _setting(5, "tries of a disconnect or unsubscribe notification before it is dropped")
+    personal_channel: bool = _setting(
+        False, "subscribe every named user's connections to their channel user:USER (server-side)"
+    )
     shutdown_timeout: float = _setting(10.0, "seconds to drain connections on SIGINT/SIGTERM")
     log_level: str = _setting("info", "debug, info, warning or error")
     log_format: str = _setting("text", "text (human) or json (one object per line)")
@@ -217,8 +250,14 @@ class Settings:
 
     @property
     def development_mode(self) -> bool:
-        """With no token key at all, anonymous clients may connect and use every namespace."""
-        return self.token_secret is None and self.token_public_key is None and self.token_jwks is None and not self.dev
+        """With no token key and no connect hook, anonymous clients may connect and use every namespace."""
+        return (
+            self.token_secret is None
+            and self.token_public_key is None
+            and self.token_jwks is None
+            and not self.dev
+            and self.connect_hook_url is None
+        )
 
     def secrets(self) -> list[str]:
         """Configured secret values, for redaction."""

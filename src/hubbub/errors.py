@@ -6,6 +6,7 @@ Exception tree::
     ├── ConfigError        bad setting at start-up; names the key
     ├── ProtocolError      a frame we cannot parse; the connection is closed (3501)
     ├── CommandError       a command refused; becomes an error reply {code, message, temporary}
+    │   └── Refuse         raised by an application hook to refuse (its own code 1000-1999 allowed)
     └── ClientError        raised by hubbub.Client
         ├── ReplyError     the server answered a command with an error
         └── ConnectionLost the connection dropped before the reply arrived
@@ -28,6 +29,7 @@ __all__ = [
     "ErrorCode",
     "HubbubError",
     "ProtocolError",
+    "Refuse",
     "ReplyError",
 ]
 
@@ -49,6 +51,8 @@ class ErrorCode(IntEnum):
     TOO_MANY_REQUESTS = 111
     UNRECOVERABLE_POSITION = 112
     NOT_CONNECTED = 113
+    APPLICATION_UNAVAILABLE = 114  # an application hook timed out, failed or answered garbage
+    IN_PROGRESS = 115  # a publish with the same idempotency key is still running
 
     @property
     def temporary(self) -> bool:
@@ -56,7 +60,9 @@ class ErrorCode(IntEnum):
 
 
 # NOT_AVAILABLE is not among them: history or presence on a namespace without it stays unavailable.
-_TEMPORARY_ERRORS = frozenset({ErrorCode.INTERNAL, ErrorCode.TOO_MANY_REQUESTS})
+_TEMPORARY_ERRORS = frozenset(
+    {ErrorCode.INTERNAL, ErrorCode.TOO_MANY_REQUESTS, ErrorCode.APPLICATION_UNAVAILABLE, ErrorCode.IN_PROGRESS}
+)
 
 
 class DisconnectCode(IntEnum):
@@ -72,12 +78,14 @@ class DisconnectCode(IntEnum):
     SLOW_CONSUMER = 3008
     FORCE_RECONNECT = 3011
     TOO_MANY_REQUESTS = 3013
+    APPLICATION_UNAVAILABLE = 3014  # the connect hook did not answer: try again later
     # 3500-3999: the client should not reconnect without changing something.
     INVALID_TOKEN = 3500
     BAD_REQUEST = 3501
     CONNECT_TIMEOUT = 3502
     FORCE_DISCONNECT = 3503
     CONNECTION_LIMIT = 3504
+    CONNECT_REFUSED = 3505  # the application's connect hook refused the connection
 
     @property
     def reconnect(self) -> bool:
@@ -104,16 +112,40 @@ class ProtocolError(HubbubError):
 
 
 class CommandError(HubbubError):
-    """A command was refused; sent to the client as an error reply."""
+    """A command was refused; sent to the client as an error reply.
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    `code` is one of ErrorCode, or an application's own code (1000-1999) from a hook's refusal.
+    """
+
+    def __init__(self, code: ErrorCode | int, message: str, *, temporary: bool | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self._temporary = temporary
 
     @property
     def temporary(self) -> bool:
-        return self.code.temporary
+        if self._temporary is not None:
+            return self._temporary
+        return isinstance(self.code, ErrorCode) and self.code.temporary
+
+
+class Refuse(CommandError):
+    """Raised by an application hook: the client gets an error reply with this code and message.
+
+    Codes: one of ErrorCode (103 permission denied is the usual one) or the application's own,
+    1000-1999. `temporary` tells the client whether a retry may succeed.
+    """
+
+    def __init__(self, code: int = 103, message: str = "refused by the application", *, temporary: bool = False):
+        if not (code in ErrorCode._value2member_map_ or APPLICATION_CODES[0] <= code <= APPLICATION_CODES[1]):
+            raise ValueError(f"refusal code {code}: use an ErrorCode or 1000-1999")
+        super().__init__(
+            ErrorCode(code) if code in ErrorCode._value2member_map_ else code, message, temporary=temporary
+        )
+
+
+APPLICATION_CODES = (1000, 1999)  # error codes an application's hooks may use for refusals
 
 
 class ClientError(HubbubError):

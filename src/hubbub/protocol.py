@@ -36,12 +36,15 @@ class ConnectRequest(Request):
     token: str | None = None
     name: str | None = None
     version: str | None = None
+    data: Raw | None = None  # anything for the application's connect hook
+    subs: dict[str, StreamPosition] | None = None  # where server-side subscriptions left off
 
 
 class SubscribeRequest(Request):
     channel: str
     since: StreamPosition | None = None
     token: str | None = None
+    data: Raw | None = None  # anything for the application's subscribe hook
 
 
 class UnsubscribeRequest(Request):
@@ -95,6 +98,13 @@ class ReadPositionsRequest(Request):
     channels: list[str]
 
 
+class RpcRequest(Request):
+    """A call the application's rpc hook answers."""
+
+    method: str
+    data: Raw = Raw(b"null")
+
+
 REQUEST_TYPES: dict[str, type[Request]] = {
     "connect": ConnectRequest,
     "subscribe": SubscribeRequest,
@@ -108,6 +118,7 @@ REQUEST_TYPES: dict[str, type[Request]] = {
     "ping": PingRequest,
     "mark_read": MarkReadRequest,
     "read_positions": ReadPositionsRequest,
+    "rpc": RpcRequest,
 }
 
 
@@ -137,6 +148,7 @@ class ClientInfo(Struct, omit_defaults=True):
     user: str
     client: str
     info: Raw = NULL
+    chan_info: Raw = NULL  # what the subscribe hook said about this subscriber in this channel
 
 
 class Publication(Struct, omit_defaults=True):
@@ -152,6 +164,7 @@ class ConnectResult(Reply):
     ping: float | None = None
     expires: bool = False
     ttl: int | None = None
+    subs: list[str] | None = None  # server-side subscriptions: a `subscribe` push follows for each
 
 
 class SubscribeResult(Reply):
@@ -185,6 +198,10 @@ class RefreshResult(Reply):
 
 class Empty(Reply):
     pass
+
+
+class RpcResult(Reply):
+    data: Raw = NULL
 
 
 class MarkReadResult(Reply):
@@ -269,6 +286,11 @@ def encode_unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
         code,
         _encoder.encode(reason),
     )
+
+
+def encode_subscribe_push(channel: str, result: SubscribeResult) -> bytes:
+    """The server subscribed this connection to `channel` (server-side): its position, as a reply."""
+    return b'{"push":{"channel":%s,"subscribe":%s}}' % (_encoder.encode(channel), _encoder.encode(result))
 
 
 def encode_read_push(channel: str, user: str, offset: int) -> bytes:

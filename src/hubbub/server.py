@@ -2,8 +2,12 @@
 
 server = Server(settings)
 await server.start()        # binds both ports; `server.started` is set
+await server.publish("news", {"text": "hi"})   # the server API, in-process
 ...
 await server.close()        # drain: stop accepting, close with 1001, flush history
+
+It runs in whatever event loop starts it: an application's own (FastAPI lifespan, aiohttp
+cleanup_ctx) as well as `hubbub serve`'s.
 """
 
 from __future__ import annotations
@@ -14,17 +18,26 @@ import logging
 import secrets
 import ssl
 import time
+from typing import Any
 
+import aiohttp
+import msgspec
 from aiohttp import web
+from msgspec import Raw
 
-from hubbub.backends.base import Broker, HistoryStore, PresenceStore
-from hubbub.backends.memory import MemoryBroker, MemoryHistory, MemoryPresence
+from hubbub import protocol
+from hubbub.backends.base import Broker, HistoryStore, IdempotencyStore, PresenceStore
+from hubbub.backends.memory import MemoryBroker, MemoryHistory, MemoryIdempotency, MemoryPresence
 from hubbub.backends.sqlite import SqliteHistory
 from hubbub.config import Settings
 from hubbub.core.auth import TokenVerifier
+from hubbub.core.hooks import HookRunner, Hooks
 from hubbub.core.hub import Hub
-from hubbub.errors import ConfigError, DisconnectCode
+from hubbub.core.idempotency import Idempotency
+from hubbub.core.server_api import NodeInfo, ServerApi
+from hubbub.errors import CommandError, ConfigError, DisconnectCode, ErrorCode
 from hubbub.transports.admin import AdminFeed
+from hubbub.transports.hook_proxy import proxies
 from hubbub.transports.http_api import HttpApi
 from hubbub.transports.websocket import WEBSOCKET_PATH, WebSocketEndpoint
 
@@ -36,16 +49,22 @@ log = logging.getLogger("hubbub.server")
 class Server:
     """One hubbub node: public WebSocket port plus internal API port."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, hooks: Hooks | None = None) -> None:
+        """`hooks`: in-process application hooks; for a hook both here and as a *_hook_url setting,
+        this one is used."""
         if settings.dev and not settings.token_secret:  # dev tokens need a key: one for this run
             settings = dataclasses.replace(settings, token_secret=secrets.token_urlsafe(32))
         self.settings = settings
+        self.hooks = hooks or Hooks()
+        self._hook_client: aiohttp.ClientSession | None = None
         self.started = asyncio.Event()
         self.draining = False
         self.port: int | None = None
         self.api_port: int | None = None
         self.hub: Hub | None = None
+        self._api: ServerApi | None = None
         self._history: HistoryStore | None = None
+        self._idempotency: IdempotencyStore | None = None
         self._endpoint: WebSocketEndpoint | None = None
         self.admin_feed: AdminFeed | None = None
         self._api_runner: web.AppRunner | None = None
@@ -60,16 +79,18 @@ class Server:
     def api_url(self) -> str:
         return f"http://{_url_host(self.settings.api_host)}:{self.api_port}"
 
-    async def _open_backends(self) -> tuple[Broker, HistoryStore, PresenceStore]:
+    async def _open_backends(self) -> tuple[Broker, HistoryStore, PresenceStore, IdempotencyStore]:
         settings = self.settings
         broker: Broker
         history: HistoryStore
         presence: PresenceStore
+        idempotency: IdempotencyStore
         if settings.broker == "memory":
             broker, presence = MemoryBroker(), MemoryPresence()
             history = MemoryHistory() if settings.history_path is None else SqliteHistory(settings.history_path)
+            idempotency = MemoryIdempotency(settings.idempotency_max_keys)
         else:
-            from hubbub.backends.redis import RedisOptions, backends_from_url
+            from hubbub.backends.redis import RedisIdempotency, RedisOptions, backends_from_url
 
             options = RedisOptions(
                 max_connections=settings.redis_max_connections,
@@ -81,23 +102,36 @@ class Server:
             broker, history, presence = backends_from_url(
                 settings.broker, settings.redis_prefix, settings.presence_ttl, options
             )
-        for backend in (history, broker, presence):
+            idempotency = RedisIdempotency(settings.broker, settings.redis_prefix, options)
+        for backend in (history, broker, presence, idempotency):
             await backend.open()
-        return broker, history, presence
+        return broker, history, presence, idempotency
 
     async def start(self) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
-        broker, self._history, presence = await self._open_backends()
+        broker, self._history, presence, self._idempotency = await self._open_backends()
         self.hub = Hub(settings, broker, self._history, presence, call_soon=loop.call_soon)
         verifier = TokenVerifier.from_settings(settings)
-        self._endpoint = WebSocketEndpoint(self.hub, verifier, lambda: self.draining)
+        hooks = self.hooks
+        if any(getattr(settings, f"{name}_hook_url") for name in HOOK_NAMES) or _namespace_hook_urls(settings):
+            self._hook_client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=settings.hook_concurrency), raise_for_status=False
+            )
+            hooks = hooks.merged(proxies(settings, self._hook_client))
+        runner = HookRunner(hooks, self.hub.stats, timeout=settings.hook_timeout, concurrency=settings.hook_concurrency)
+        self._api = ServerApi(
+            self.hub,
+            Idempotency(self._idempotency, settings.idempotency_window),
+            development_mode=settings.development_mode and hooks.connect is None,
+        )
+        self._endpoint = WebSocketEndpoint(self.hub, verifier, lambda: self.draining, runner)
         ws_server = await self._endpoint.start(settings.host, settings.port, ssl=_tls_context(settings))
         self.port = ws_server.sockets[0].getsockname()[1]
         self.admin_feed = AdminFeed(self.hub, interval=settings.admin_interval)
         self.admin_feed.start()
         self._api_runner = web.AppRunner(
-            HttpApi(self.hub, lambda: self.draining, admin_feed=self.admin_feed).application(),
+            HttpApi(self._api, lambda: self.draining, admin_feed=self.admin_feed).application(),
             access_log=None,
             handle_signals=False,
         )
@@ -127,6 +161,13 @@ class Server:
                 log.warning("connections still open after %.1fs: aborting them", self.settings.shutdown_timeout)
                 for connection in ws_server.connections:
                     connection.abort()
+        if self.hub is not None:  # disconnect and unsubscribe notifications still on their way
+            try:
+                await asyncio.wait_for(self.hub.wait_spawned(), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                log.warning("background work (hook notifications) still running at shutdown: dropped")
+        if self._hook_client is not None:
+            await self._hook_client.close()
         if self.admin_feed is not None:
             await self.admin_feed.stop()
         if self._api_runner is not None:
@@ -136,6 +177,58 @@ class Server:
             await self.hub.presence_store.close()
         if self._history is not None:
             await self._history.close()
+        if self._idempotency is not None:
+            await self._idempotency.close()
+
+    # ---- the server API, in-process (same semantics as /api/*; data is any JSON-able value) ----
+
+    @property
+    def api(self) -> ServerApi:
+        if self._api is None:
+            raise RuntimeError("the server is not started: await server.start() first")
+        return self._api
+
+    async def publish(
+        self, channel: str, data: Any, *, info: Any = None, idempotency_key: str | None = None
+    ) -> protocol.PublishResult:
+        """Publish `data` to `channel`; returns once it is in history (offset and epoch)."""
+        publisher = _json(info) if info is not None else None
+        return await self.api.publish(channel, _json(data), info=publisher, idempotency_key=idempotency_key)
+
+    async def broadcast(self, channels: list[str], data: Any) -> list[protocol.PublishResult]:
+        return await self.api.broadcast(channels, _json(data))
+
+    async def send(self, user: str, data: Any) -> None:
+        """A message to every connection of `user` on every node (kept nowhere)."""
+        await self.api.send(user, _json(data))
+
+    async def disconnect(self, user: str, *, reconnect: bool = False) -> int:
+        """Close `user`'s connections on every node (3503, or 3011 with `reconnect`)."""
+        return await self.api.disconnect(user, reconnect=reconnect)
+
+    async def subscribe(self, user: str, channel: str) -> int:
+        """Subscribe `user`'s connections on every node to `channel` (server-side)."""
+        return await self.api.subscribe(user, channel)
+
+    async def unsubscribe(self, user: str, channel: str) -> int:
+        return await self.api.unsubscribe(user, channel)
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        since_offset: int | None = None,
+        epoch: str | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> protocol.HistoryResult:
+        return await self.api.history(channel, since_offset=since_offset, epoch=epoch, limit=limit, reverse=reverse)
+
+    async def presence(self, channel: str) -> protocol.PresenceResult:
+        return await self.api.presence(channel)
+
+    def info(self) -> NodeInfo:
+        return self.api.info()
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -143,6 +236,23 @@ class Server:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+HOOK_NAMES = ("connect", "refresh", "subscribe", "publish", "rpc", "disconnect", "unsubscribe")
+
+
+def _namespace_hook_urls(settings: Settings) -> bool:
+    return any(o.subscribe_hook_url or o.publish_hook_url for o in settings.namespaces.values())
+
+
+def _json(value: Any) -> Raw:
+    """Any JSON-able value as JSON (a Raw is taken as JSON already)."""
+    if isinstance(value, Raw):
+        return protocol.validate_json(bytes(value))
+    try:
+        return Raw(protocol.encode(value))
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise CommandError(ErrorCode.BAD_REQUEST, f"data is not JSON-able: {exc}") from None
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:

@@ -156,3 +156,24 @@ class PresenceStore(Lifecycle, Protocol):
     async def get(self, channel: str) -> dict[str, bytes]: ...
 
     async def close(self) -> None: ...
+
+
+class IdempotencyStore(Lifecycle, Protocol):
+    """First results of publishes made with an idempotency key (per channel), kept for a window.
+
+    `claim` is atomic across every node sharing the store: of two publishes with one key, one
+    claims it (None) and the other sees it pending (b"") or its finished result.
+    """
+
+    async def claim(self, channel: str, key: str, ttl: float) -> bytes | None:
+        """None: the key is ours now (publish, then `complete` or `release`). Else the stored
+        result, or b"" while the publish that claimed it is still running."""
+        ...
+
+    async def complete(self, channel: str, key: str, result: bytes, ttl: float) -> None:
+        """Keep `result` (non-empty bytes) as the answer to `key` for `ttl` seconds."""
+        ...
+
+    async def release(self, channel: str, key: str) -> None:
+        """The claimed publish failed: a retry may claim the key again."""
+        ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from hubbub.backends.base import Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
@@ -168,3 +168,46 @@ class MemoryPresence:
 
     async def close(self) -> None:
         self._channels.clear()
+
+
+class MemoryIdempotency:
+    """Idempotency keys for one process. Past `max_keys` the oldest go first, so memory stays
+    bounded and the window shrinks only under a flood of distinct keys."""
+
+    def __init__(self, max_keys: int = 100_000, clock: Clock = time.monotonic) -> None:
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()  # key -> (expires at, result)
+        self._max_keys = max_keys
+        self._clock = clock
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
+
+    def _expire(self, now: float) -> None:
+        entries = self._entries
+        while entries:
+            key, (expires_at, _) = next(iter(entries.items()))
+            if expires_at > now and len(entries) <= self._max_keys:
+                break
+            del entries[key]
+
+    async def claim(self, channel: str, key: str, ttl: float) -> bytes | None:
+        now = self._clock()
+        self._expire(now)
+        entry = f"{channel}\0{key}"
+        found = self._entries.get(entry)
+        if found is not None:
+            return found[1]
+        self._entries[entry] = (now + ttl, b"")
+        self._expire(now)
+        return None
+
+    async def complete(self, channel: str, key: str, result: bytes, ttl: float) -> None:
+        entry = f"{channel}\0{key}"
+        self._entries[entry] = (self._clock() + ttl, result)
+        self._entries.move_to_end(entry)
+
+    async def release(self, channel: str, key: str) -> None:
+        self._entries.pop(f"{channel}\0{key}", None)
+
+    async def close(self) -> None:
+        self._entries.clear()

@@ -100,6 +100,10 @@ class RedisKeys:
     def control(self) -> str:
         return f"{self.prefix}:control"
 
+    def idempotency(self, channel: str, key: str) -> str:
+        """In the channel's hash slot, beside its stream."""
+        return f"{self.prefix}:{{ch:{channel}}}:idem:{key}"
+
     def read_positions(self, user: str) -> str:
         """A hash per user: channel -> offset read up to."""
         return f"{self.prefix}:read:{{u:{user}}}"
@@ -264,6 +268,37 @@ class RedisHistory:
             name = key.decode()
             found.append(name[name.index("{ch:") + 4 : name.rindex("}")])
         return sorted(found)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class RedisIdempotency:
+    """Idempotency keys every node shares: SET NX claims a key, so a retry that lands on another
+    node finds the first publish's result (or finds it still running)."""
+
+    def __init__(self, url: str, prefix: str = "hubbub", options: RedisOptions = DEFAULT_OPTIONS) -> None:
+        self._redis = connect(url, options)
+        self._keys = RedisKeys(prefix)
+
+    async def open(self) -> None:
+        await self._redis.ping()
+
+    async def claim(self, channel: str, key: str, ttl: float) -> bytes | None:
+        name = self._keys.idempotency(channel, key)
+        for _ in range(2):  # the key may expire between SET and GET: then claim it again
+            if await self._redis.set(name, b"", nx=True, px=max(1, int(ttl * 1000))):
+                return None
+            found = await self._redis.get(name)
+            if found is not None:
+                return found if isinstance(found, bytes) else found.encode()
+        return b""  # pragma: no cover - expired twice in a row: say "pending", the caller retries
+
+    async def complete(self, channel: str, key: str, result: bytes, ttl: float) -> None:
+        await self._redis.set(self._keys.idempotency(channel, key), result, px=max(1, int(ttl * 1000)))
+
+    async def release(self, channel: str, key: str) -> None:
+        await self._redis.delete(self._keys.idempotency(channel, key))
 
     async def close(self) -> None:
         await self._redis.aclose()

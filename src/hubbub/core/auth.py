@@ -30,6 +30,7 @@ class Credentials:
     user: str
     info: Any = None
     expires_at: float | None = None
+    channels: tuple[str, ...] = ()  # subscribed for the client by the server (a token's `channels` claim)
 
     @property
     def anonymous(self) -> bool:
@@ -123,7 +124,15 @@ class TokenVerifier:
         if not isinstance(user, str) or not user or len(user.encode()) > MAX_USER_BYTES:
             raise CommandError(ErrorCode.UNAUTHORIZED, "invalid token: sub must be a user id of 1 to 255 bytes")
         exp = claims.get("exp")
-        return Credentials(user=user, info=claims.get("info"), expires_at=float(exp) if exp is not None else None)
+        channels = claims.get("channels", [])
+        if not isinstance(channels, list) or not all(isinstance(channel, str) for channel in channels):
+            raise CommandError(ErrorCode.UNAUTHORIZED, "invalid token: channels must be a list of channel names")
+        return Credentials(
+            user=user,
+            info=claims.get("info"),
+            expires_at=float(exp) if exp is not None else None,
+            channels=tuple(channels),
+        )
 
     def verify_subscription(self, token: str, user: str, channel: str) -> float | None:
         """Check a subscription token for this user and channel; return its expiry."""

@@ -73,9 +73,10 @@ class ChannelSubscribers:
 class Control(msgspec.Struct, omit_defaults=True):
     """A message for sessions on every node, addressed by user."""
 
-    kind: str  # "message" | "disconnect"
+    kind: str  # "message" | "disconnect" | "subscribe" | "unsubscribe"
     user: str
     frame: Raw = protocol.NULL
+    channel: str = ""
     code: int = 0
     reason: str = ""
 
@@ -245,6 +246,12 @@ class Hub:
         elif control.kind == "disconnect":
             for member in members:
                 member.disconnect(control.code, control.reason)
+        elif control.kind == "subscribe":
+            for member in members:
+                member.subscribe_by_server(control.channel)
+        elif control.kind == "unsubscribe":
+            for member in members:
+                member.unsubscribe_by_server(control.channel)
 
     # ---- commands -----------------------------------------------------------------------
 
@@ -269,7 +276,7 @@ class Hub:
         subscribers.catching_up[member.client_id] = waiting
         self._memberships.setdefault(member.client_id, set()).add(channel)
         try:
-            await self.presence_tracker.join(channel, options, member.client_id, member.info)
+            await self.presence_tracker.join(channel, options, member.client_id, member.info_in(channel))
             result, last_offset = await self.positions.position(channel, options, since)
         except BaseException:  # one cleanup for every step above
             await self.unsubscribe(member, channel)
@@ -322,7 +329,9 @@ class Hub:
         if subscribers is not None and not subscribers:
             del self.channels[channel]
             await self.broker.unsubscribe(channel)
-        await self.presence_tracker.leave(channel, self.rules.resolve(channel), member.client_id, member.info)
+        await self.presence_tracker.leave(
+            channel, self.rules.resolve(channel), member.client_id, member.info_in(channel)
+        )
 
     async def mark_read(self, user: str, channel: str, offset: int) -> int:
         """Store `user`'s read position (clamped to the stream) and tell the user's other connections,
@@ -370,6 +379,10 @@ class Hub:
         """Push `data` to every connection of `user`, on every node."""
         frame = protocol.encode_message_push(protocol.Message(data=data, info=sender))
         await self.publishing.control(protocol.encode(Control(kind="message", user=user, frame=Raw(frame))))
+
+    async def control(self, control: Control) -> None:
+        """A control message to the sessions of `control.user` on every node."""
+        await self.publishing.control(protocol.encode(control))
 
     async def disconnect_user(
         self, user: str, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str = "disconnected by server"

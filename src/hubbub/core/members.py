@@ -29,9 +29,21 @@ class Member(Protocol):
         """Who it is, as presence, join/leave and publication info show it."""
         ...
 
+    def info_in(self, channel: str) -> protocol.ClientInfo:
+        """`info`, with what the subscribe hook said about it in `channel` (chan_info)."""
+        ...
+
     @property
     def outbox(self) -> Outbox: ...
 
     def disconnect(self, code: int, reason: str, *, notify: bool = True) -> None:
         """Close the connection with `code` (a disconnect push first, with `notify`)."""
+        ...
+
+    def subscribe_by_server(self, channel: str) -> None:
+        """Subscribe to `channel` because the server says so (no permission check)."""
+        ...
+
+    def unsubscribe_by_server(self, channel: str) -> None:
+        """End the subscription to `channel` because the server says so."""
         ...

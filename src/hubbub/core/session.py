@@ -9,18 +9,22 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import msgspec
 from msgspec import Raw
 
 from hubbub import protocol
 from hubbub.config import NamespaceOptions
+from hubbub.core import hooks as app
 from hubbub.core import permissions
 from hubbub.core.auth import ANONYMOUS, MAX_USER_BYTES, Credentials, TokenVerifier
 from hubbub.core.channels import namespace_of
+from hubbub.core.hooks import HookRunner
 from hubbub.core.hub import Hub
 from hubbub.core.outbox import Outbox, Sink
 from hubbub.core.ratelimit import TokenBucket
@@ -29,8 +33,19 @@ from hubbub.errors import CommandError, DisconnectCode, ErrorCode, close_code_al
 log = logging.getLogger("hubbub.session")
 
 SERVER_VERSION = "hubbub/0.1"
+MAX_RPC_METHOD_BYTES = 255
+NOTIFY_BACKOFF = 0.5  # seconds before a notification's first retry; doubles each time
 
 CallLater = Callable[[float, Callable[[], None]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Where a connection comes from, as the connect hook sees it."""
+
+    transport: str = "websocket"
+    remote: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)  # only those in hook_forward_headers
 
 
 class State(Enum):
@@ -50,8 +65,18 @@ class Session:
         verifier: TokenVerifier | None,
         call_later: CallLater,
         clock: Callable[[], float] = time.time,
+        hooks: HookRunner | None = None,
+        peer: Peer | None = None,
     ) -> None:
         self.hub = hub
+        self._hooks = hooks
+        self._peer = peer or Peer()
+        # Development mode: no token key and no connect hook (anonymous clients may do anything).
+        self._development_mode = verifier is None and (hooks is None or hooks.hooks.connect is None)
+        self._hook_authenticated = False  # credentials came from the connect hook (refreshed by the refresh hook)
+        self._channel_info: dict[str, protocol.ClientInfo] = {}  # info with the subscribe hook's chan_info
+        self.server_side: set[str] = set()  # channels the server subscribed this connection to
+        self._close: tuple[int, str] | None = None  # the code this side closed with
         self.sink = sink
         self.client_id = secrets.token_hex(8)
         self.credentials: Credentials = ANONYMOUS
@@ -109,9 +134,13 @@ class Session:
         """Close the connection with `code`. With `notify`, first push a disconnect message."""
         if self.state is State.CLOSED:
             return
+        connected = self.state is State.CONNECTED
         self.state = State.CLOSED
+        self._close = (code, reason)
         self._cancel_timers()
         self._cancel_grant_timers()
+        if connected:
+            self._notify_closed(code, reason)
         if notify and not self.outbox.closed:
             reconnect = close_code_allows_reconnect(code)
             self.outbox.push(protocol.encode_disconnect_push(code, reason, reconnect))
@@ -121,13 +150,40 @@ class Session:
         self.hub.call_soon(lambda: self.hub.detach(self))
         self.sink.close(code, reason)
 
-    def closed(self) -> None:
-        """The transport reports the connection gone (any side closed it)."""
+    def closed(self, code: int | None = None, reason: str = "") -> None:
+        """The transport reports the connection gone (any side closed it; `code` as received)."""
+        if self.state is State.CONNECTED:
+            self._notify_closed(code if code is not None else 1006, reason)
         self.state = State.CLOSED
         self._cancel_timers()
         self._cancel_grant_timers()
         self.outbox.discard()
         self.hub.detach(self)
+
+    def _notify_closed(self, code: int, reason: str) -> None:
+        """Tell the application (disconnect hook, and unsubscribe for each channel), in the background."""
+        runner = self._hooks
+        if runner is None:
+            return
+        for channel in self.channels:
+            self._notify_unsubscribed(channel, "disconnect")
+        hook = runner.hooks.disconnect
+        if hook is not None:
+            event = app.DisconnectEvent(client=self.client_id, user=self.user, code=code, reason=reason)
+            self._spawn_notification("disconnect", hook, event)
+
+    def _notify_unsubscribed(self, channel: str, reason: str) -> None:
+        runner = self._hooks
+        if runner is None or runner.hooks.unsubscribe is None:
+            return
+        event = app.UnsubscribeEvent(client=self.client_id, user=self.user, channel=channel, reason=reason)
+        self._spawn_notification("unsubscribe", runner.hooks.unsubscribe, event)
+
+    def _spawn_notification(self, name: str, hook: app.Hook[Any, None], event: Any) -> None:
+        assert self._hooks is not None
+        attempts = self.hub.settings.hook_notify_attempts
+        work = self._hooks.notify(name, hook, event, attempts=attempts, backoff=NOTIFY_BACKOFF)
+        self.hub.spawn(work, f"{name} notification of {self.client_id}")
 
     def _cancel_timers(self) -> None:
         _cancel(self._timers)
@@ -247,7 +303,8 @@ class Session:
             protocol.encode_unsubscribe_push(channel, ErrorCode.TOKEN_EXPIRED, "subscription token expired")
         )
         self.hub.stop_delivery(self, channel)
-        self.hub.spawn(self.hub.unsubscribe(self, channel), f"unsubscribing {self.client_id} from {channel}")
+        self._notify_unsubscribed(channel, "token expired")
+        self.hub.spawn(self._finish_unsubscribe(channel), f"unsubscribing {self.client_id} from {channel}")
 
     def _forget_grant(self, channel: str) -> None:
         self.grants.pop(channel, None)
@@ -255,8 +312,36 @@ class Session:
 
     def _ask_for_refresh(self) -> None:
         expires_at = self.credentials.expires_at
-        if self.state is State.CONNECTED and expires_at is not None:
-            self.outbox.push(protocol.encode_refresh_push(max(0, int(expires_at - self._clock()))))
+        if self.state is not State.CONNECTED or expires_at is None:
+            return
+        if self._hook_authenticated:  # no token to ask the client for: the application extends it
+            hook = self._hooks.hooks.refresh if self._hooks is not None else None
+            if hook is not None:
+                self.hub.spawn(self._refresh_by_hook(hook), f"refreshing {self.client_id}")
+            return  # without a refresh hook it expires (3005); the reconnect asks the connect hook again
+        self.outbox.push(protocol.encode_refresh_push(max(0, int(expires_at - self._clock()))))
+
+    async def _refresh_by_hook(self, hook: app.Hook[app.RefreshEvent, app.RefreshDecision]) -> None:
+        assert self._hooks is not None
+        credentials = self.credentials
+        event = app.RefreshEvent(client=self.client_id, user=credentials.user, info=credentials.info)
+        try:
+            decision = await self._hooks.call("refresh", hook, event, app.RefreshDecision)
+        except CommandError as error:
+            remaining = (credentials.expires_at or 0) - self._clock()
+            if error.temporary and remaining > 1:  # the app may be back before exp: ask again halfway
+                self._timers.append(self._call_later(remaining / 2, self._ask_for_refresh))
+            elif not error.temporary:
+                self.disconnect(DisconnectCode.CONNECT_REFUSED, error.message)
+            return
+        if self.state is not State.CONNECTED or self.credentials is not credentials:
+            return
+        self._cancel_timers()
+        info = decision.info if decision.info is not None else credentials.info
+        self._set_credentials(
+            Credentials(credentials.user, info, expires_at=decision.expires_at, channels=credentials.channels)
+        )
+        self._arm_expiry()
 
     def _check(self, action: str, channel: str) -> NamespaceOptions:
         """Raise unless this connection may do `action` on `channel`; the channel's options."""
@@ -266,7 +351,7 @@ class Session:
             options,
             channel,
             self.credentials,
-            development_mode=self._verifier is None,
+            development_mode=self._development_mode,
             granted=channel in self.grants,
         )
         return options
@@ -276,37 +361,126 @@ class Session:
         assert isinstance(request, protocol.ConnectRequest)
         if self.state is State.CONNECTED:
             raise CommandError(ErrorCode.BAD_REQUEST, "already connected")
+        hook = self._hooks.hooks.connect if self._hooks is not None else None
+        by_hook = hook is not None and (not request.token or self.hub.settings.connect_hook_always)
         try:
-            credentials = self._authenticate(request.token)
+            if by_hook:
+                assert hook is not None
+                credentials = await self._ask_connect_hook(hook, request)
+            else:
+                credentials = self._authenticate(request.token)
         except CommandError as error:
             # Nothing else can happen on this connection: say why in the reply, then close with the
-            # code that tells the client whether a new token helps (3005) or not (3500).
-            code = (
-                DisconnectCode.TOKEN_EXPIRED if error.code is ErrorCode.TOKEN_EXPIRED else DisconnectCode.INVALID_TOKEN
-            )
+            # code that tells the client whether to retry (3005, 3014) or not (3500, 3505).
+            code = _connect_close_code(error, by_hook)
             reason = error.message
             self._call_later(0, lambda: self.disconnect(code, reason))
             raise
+        if self.state is State.CLOSED:  # closed while the hook was asked
+            return protocol.Empty()
         limit = self.hub.settings.max_connections_per_user
         if credentials.user and limit is not None and self.hub.connections_of(credentials.user) >= limit:
             self.hub.count_limit_hit("connections_per_user")
             self._call_later(0, lambda: self.disconnect(DisconnectCode.CONNECTION_LIMIT, "too many connections"))
             raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"user has {limit} connections already")
         self._cancel_timers()
-        self.credentials = credentials
-        info = Raw(protocol.encode(credentials.info)) if credentials.info is not None else protocol.NULL
-        self.info = protocol.ClientInfo(user=credentials.user, client=self.client_id, info=info)
+        self._set_credentials(credentials)
+        self._hook_authenticated = by_hook
         self.state = State.CONNECTED
         self.hub.add_session(self)
         log.debug("connected", extra=self.log_context())
         expiry = self._arm_expiry()
+        channels = list(dict.fromkeys(credentials.channels))
+        if self.hub.settings.personal_channel and credentials.user:
+            channels.append(f"{permissions.PERSONAL_NAMESPACE}:{credentials.user}")
+        channels = list(dict.fromkeys(channels))
+        if channels:  # after this reply: each gets a subscribe push, then its publications
+            self.hub.spawn(self._subscribe_server_side(channels, request.subs or {}), f"subscribing {self.client_id}")
         return protocol.ConnectResult(
             client=self.client_id,
             version=SERVER_VERSION,
             ping=self.hub.settings.ping_interval,
             expires=expiry.expires,
             ttl=expiry.ttl,
+            subs=channels or None,
         )
+
+    def _set_credentials(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+        info = Raw(protocol.encode(credentials.info)) if credentials.info is not None else protocol.NULL
+        self.info = protocol.ClientInfo(user=credentials.user, client=self.client_id, info=info)
+
+    async def _ask_connect_hook(
+        self, hook: app.Hook[app.ConnectEvent, app.ConnectDecision], request: protocol.ConnectRequest
+    ) -> Credentials:
+        assert self._hooks is not None
+        peer = self._peer
+        event = app.ConnectEvent(
+            client=self.client_id,
+            transport=peer.transport,
+            remote=peer.remote,
+            headers=peer.headers,
+            data=_decoded(request.data),
+            token=request.token,
+        )
+        decision = await self._hooks.call("connect", hook, event, app.ConnectDecision)
+        user = decision.user
+        if not isinstance(user, str) or len(user.encode()) > MAX_USER_BYTES:
+            self.hub.stats.hook_errors[("connect", "bad_answer")] += 1
+            raise CommandError(ErrorCode.APPLICATION_UNAVAILABLE, "the application's connect hook gave a bad user id")
+        return Credentials(
+            user=user, info=decision.info, expires_at=decision.expires_at, channels=tuple(decision.channels)
+        )
+
+    async def _subscribe_server_side(
+        self, channels: list[str], positions: Mapping[str, protocol.StreamPosition]
+    ) -> None:
+        for channel in channels:
+            await self._server_subscribe(channel, positions.get(channel))
+
+    async def _server_subscribe(self, channel: str, since: protocol.StreamPosition | None) -> None:
+        """Subscribe because the server said so: no permission check; the push carries the position."""
+        if self.state is not State.CONNECTED or channel in self.channels:
+            return
+        try:
+            self.hub.namespace(channel)
+            if len(self.channels) >= self.hub.settings.max_channels_per_connection:
+                raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
+            self.server_side.add(channel)
+            await self.hub.subscribe(
+                self, channel, since, lambda result: self.outbox.push(protocol.encode_subscribe_push(channel, result))
+            )
+        except CommandError as error:
+            self.server_side.discard(channel)
+            log.warning("server-side subscription of %s to %s failed: %s", self.client_id, channel, error.message)
+            self.outbox.push(protocol.encode_unsubscribe_push(channel, int(error.code), error.message))
+        if channel not in self.channels:
+            self.server_side.discard(channel)
+
+    def subscribe_by_server(self, channel: str) -> None:
+        if self.state is State.CONNECTED:
+            self.hub.spawn(self._server_subscribe(channel, None), f"subscribing {self.client_id} to {channel}")
+
+    def unsubscribe_by_server(self, channel: str) -> None:
+        if self.state is not State.CONNECTED or channel not in self.channels:
+            return
+        self._forget_grant(channel)
+        self.server_side.discard(channel)
+        self.outbox.push(
+            protocol.encode_unsubscribe_push(channel, UNSUBSCRIBED_BY_SERVER, "unsubscribed by the server")
+        )
+        self.hub.stop_delivery(self, channel)
+        self._notify_unsubscribed(channel, "server")
+        self.hub.spawn(self._finish_unsubscribe(channel), f"unsubscribing {self.client_id} from {channel}")
+
+    async def _finish_unsubscribe(self, channel: str) -> None:
+        try:
+            await self.hub.unsubscribe(self, channel)
+        finally:
+            self._channel_info.pop(channel, None)
+
+    def info_in(self, channel: str) -> protocol.ClientInfo:
+        return self._channel_info.get(channel, self.info)
 
     async def _refresh(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
@@ -328,17 +502,51 @@ class Session:
         if request.token is not None:
             self.grants[channel] = self._verify_subscription_token(request.token, channel)
         try:
-            self._check("subscribe", channel)
             if len(self.channels) >= self.hub.settings.max_channels_per_connection:
                 raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
+            hook = self._channel_hook("subscribe", channel)
+            if hook is not None and channel not in self.grants:  # the application decides, not the rules
+                await self._ask_subscribe_hook(hook, channel, request)
+                if channel in self.channels:  # the server subscribed it meanwhile
+                    raise CommandError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
+            else:
+                self._check("subscribe", channel)
             await self.hub.subscribe(self, channel, request.since, lambda result: self._reply(command, result))
         except BaseException:
             self._forget_grant(channel)  # a grant lives only as long as its subscription
+            if channel not in self.channels:
+                self._channel_info.pop(channel, None)
             raise
         if channel not in self.channels:
             self._forget_grant(channel)
+            self._channel_info.pop(channel, None)
         elif request.token is not None:
             self._arm_grant(channel)
+
+    def _channel_hook(self, name: str, channel: str) -> Any:
+        """The subscribe or publish hook that decides for `channel`, or None (the namespace rules do)."""
+        if self._hooks is None:
+            return None
+        hook = getattr(self._hooks.hooks, name)
+        return hook if hook is not None and app.applies(hook, channel) else None
+
+    async def _ask_subscribe_hook(
+        self, hook: app.Hook[app.SubscribeEvent, app.SubscribeDecision | None], channel: str, request: Any
+    ) -> None:
+        assert self._hooks is not None
+        event = app.SubscribeEvent(
+            client=self.client_id,
+            user=self.user,
+            info=self.credentials.info,
+            channel=channel,
+            data=_decoded(request.data),
+        )
+        decision = await self._hooks.call("subscribe", hook, event, (app.SubscribeDecision, type(None)))
+        if decision is not None and decision.info is not None:
+            chan_info = Raw(protocol.encode(decision.info))
+            self._channel_info[channel] = protocol.ClientInfo(
+                user=self.user, client=self.client_id, info=self.info.info, chan_info=chan_info
+            )
 
     def _verify_subscription_token(self, token: str, channel: str) -> float | None:
         if self._verifier is None:
@@ -364,16 +572,64 @@ class Session:
         if request.channel not in self.channels:
             raise CommandError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {request.channel!r}")
         self._forget_grant(request.channel)
-        await self.hub.unsubscribe(self, request.channel)
+        self.server_side.discard(request.channel)
+        self._notify_unsubscribed(request.channel, "client")
+        await self._finish_unsubscribe(request.channel)
         return protocol.Empty()
 
     async def _publish(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
         assert isinstance(request, protocol.PublishRequest)
-        options = self._check("publish", request.channel)
-        if options.publish_rate is not None:
-            self._rate_limit(self._namespace_bucket(request.channel, options), "publications in this namespace")
-        return await self.hub.publish(request.channel, request.data, self.info)
+        channel, data = request.channel, request.data
+        hook = self._channel_hook("publish", channel)
+        options = self.hub.namespace(channel) if hook is not None else self._check("publish", channel)
+        if options.publish_rate is not None:  # before the hook: a typing flood never reaches the app
+            self._rate_limit(self._namespace_bucket(channel, options), "publications in this namespace")
+        if hook is not None:  # the application decides, not the rules, and may replace the data
+            data = await self._ask_publish_hook(hook, channel, data)
+        return await self.hub.publish(channel, data, self.info_in(channel))
+
+    async def _ask_publish_hook(
+        self, hook: app.Hook[app.PublishEvent, app.PublishDecision | None], channel: str, data: Raw
+    ) -> Raw:
+        assert self._hooks is not None
+        event = app.PublishEvent(
+            client=self.client_id, user=self.user, info=self.credentials.info, channel=channel, data=_decoded(data)
+        )
+        decision = await self._hooks.call("publish", hook, event, (app.PublishDecision, type(None)))
+        if decision is None or decision.data is app.KEEP:
+            return data
+        return self._hook_json("publish", decision.data)
+
+    def _hook_json(self, name: str, value: Any) -> Raw:
+        """What a hook answered, as JSON for the wire; not JSON-able is a failed hook (114)."""
+        try:
+            if isinstance(value, Raw):
+                return protocol.validate_json(bytes(value))
+            return Raw(protocol.encode(value))
+        except (TypeError, msgspec.EncodeError, CommandError):
+            self.hub.stats.hook_errors[(name, "bad_answer")] += 1
+            log.warning("%s hook answered a value that is not JSON: %.80r", name, value)
+            raise CommandError(ErrorCode.APPLICATION_UNAVAILABLE, f"the application's {name} hook failed") from None
+
+    async def _rpc(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.RpcRequest)
+        hook = self._hooks.hooks.rpc if self._hooks is not None else None
+        if hook is None:
+            raise CommandError(ErrorCode.NOT_AVAILABLE, "rpc is not available: the application has no rpc hook")
+        if not request.method or len(request.method.encode()) > MAX_RPC_METHOD_BYTES:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"rpc needs a method name of 1 to {MAX_RPC_METHOD_BYTES} bytes")
+        assert self._hooks is not None
+        event = app.RpcEvent(
+            client=self.client_id,
+            user=self.user,
+            info=self.credentials.info,
+            method=request.method,
+            data=_decoded(request.data),
+        )
+        answer = await self._hooks.call("rpc", hook, event, None)
+        return protocol.RpcResult(data=self._hook_json("rpc", answer))
 
     def _namespace_bucket(self, channel: str, options: NamespaceOptions) -> TokenBucket:
         """Per-connection budget of a namespace with its own publish_rate (typing signals)."""
@@ -444,7 +700,24 @@ class Session:
         "ping": _ping,
         "mark_read": _mark_read,
         "read_positions": _read_positions,
+        "rpc": _rpc,
     }
+
+
+UNSUBSCRIBED_BY_SERVER = 0  # the unsubscribe push's code when the server API or the application ended it
+
+
+def _connect_close_code(error: CommandError, by_hook: bool) -> int:
+    if error.code is ErrorCode.TOKEN_EXPIRED:
+        return DisconnectCode.TOKEN_EXPIRED
+    if not by_hook:
+        return DisconnectCode.INVALID_TOKEN
+    return DisconnectCode.APPLICATION_UNAVAILABLE if error.temporary else DisconnectCode.CONNECT_REFUSED
+
+
+def _decoded(data: Raw | None) -> Any:
+    """Raw JSON from the client as Python values, for a hook."""
+    return None if data is None else msgspec.json.decode(data)
 
 
 def _cancel(timers: list[Any]) -> None:

@@ -53,8 +53,16 @@ class Stats:
     command_latency: dict[str, LatencyHistogram] = field(default_factory=dict)
     broker_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     broker_errors: int = 0
+    hook_latency: dict[str, LatencyHistogram] = field(default_factory=dict)  # by hook
+    hook_errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # by (hook, kind)
     # Publications per channel since the admin sampler last looked (it swaps this out).
     channel_publications: Counter[str] = field(default_factory=Counter)
+
+    def observe_hook(self, hook: str, seconds: float) -> None:
+        histogram = self.hook_latency.get(hook)
+        if histogram is None:
+            histogram = self.hook_latency[hook] = LatencyHistogram()
+        histogram.observe(seconds)
 
     def observe_command(self, method: str, seconds: float) -> None:
         histogram = self.command_latency.get(method)

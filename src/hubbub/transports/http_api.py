@@ -6,8 +6,6 @@ needs `Authorization: apikey KEY`; with none, only loopback clients are answered
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from importlib import resources
@@ -20,8 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from hubbub import protocol
 from hubbub.core.hub import Hub
-from hubbub.core.session import SERVER_VERSION
-from hubbub.errors import CommandError, DisconnectCode, ErrorCode
+from hubbub.core.server_api import ServerApi
+from hubbub.errors import CommandError, ErrorCode
 from hubbub.transports.access import is_loopback, key_matches
 from hubbub.transports.admin import AdminFeed
 from hubbub.transports.metrics import exposition, metrics_registry
@@ -29,7 +27,7 @@ from hubbub.transports.metrics import exposition, metrics_registry
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 
-HTTP_STATUS = {
+HTTP_STATUS: dict[int, HTTPStatus] = {
     ErrorCode.BAD_REQUEST: HTTPStatus.BAD_REQUEST,
     ErrorCode.UNAUTHORIZED: HTTPStatus.UNAUTHORIZED,
     ErrorCode.PERMISSION_DENIED: HTTPStatus.FORBIDDEN,
@@ -39,6 +37,7 @@ HTTP_STATUS = {
     ErrorCode.UNRECOVERABLE_POSITION: HTTPStatus.CONFLICT,
     ErrorCode.LIMIT_EXCEEDED: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     ErrorCode.TOO_MANY_REQUESTS: HTTPStatus.TOO_MANY_REQUESTS,
+    ErrorCode.IN_PROGRESS: HTTPStatus.CONFLICT,
 }
 
 
@@ -46,6 +45,7 @@ class PublishBody(Struct, forbid_unknown_fields=True):
     channel: str
     data: Raw
     info: Raw = protocol.NULL  # shown as the publisher (e.g. {"name": "Billing"}); any JSON; null: none
+    idempotency_key: str | None = None  # a retry with the same key gets the first result, not a second publish
 
 
 class BroadcastBody(Struct, forbid_unknown_fields=True):
@@ -62,6 +62,11 @@ class BatchBody(Struct, forbid_unknown_fields=True):
     publications: list[BatchItem]
 
 
+class UserChannelBody(Struct, forbid_unknown_fields=True):
+    user: str
+    channel: str
+
+
 class DisconnectBody(Struct, forbid_unknown_fields=True):
     user: str
     reconnect: bool = False
@@ -72,7 +77,7 @@ class SendBody(Struct, forbid_unknown_fields=True):
     data: Raw
 
 
-def error_response(code: ErrorCode, message: str, status: HTTPStatus | None = None) -> web.Response:
+def error_response(code: ErrorCode | int, message: str, status: HTTPStatus | None = None) -> web.Response:
     status = status or HTTP_STATUS.get(code, HTTPStatus.INTERNAL_SERVER_ERROR)
     body = protocol.encode({"error": {"code": int(code), "message": message}})
     return web.Response(status=status, body=body, content_type="application/json")
@@ -108,15 +113,14 @@ class HttpApi:
 
     def __init__(
         self,
-        hub: Hub,
+        api: ServerApi,
         is_draining: Callable[[], bool],
-        started_at: float | None = None,
         admin_feed: AdminFeed | None = None,
     ) -> None:
-        self.hub = hub
+        self.api = api
+        self.hub = hub = api.hub
         self.admin_feed = admin_feed
         self.is_draining = is_draining
-        self.started_at = started_at or time.time()
         self._registry = metrics_registry(hub, lambda: readiness(hub, is_draining) == "ok")
 
     def application(self) -> web.Application:
@@ -137,6 +141,8 @@ class HttpApi:
         app.router.add_post("/api/batch", self.batch)
         app.router.add_post("/api/send", self.send)
         app.router.add_post("/api/disconnect", self.disconnect)
+        app.router.add_post("/api/subscribe", self.subscribe)
+        app.router.add_post("/api/unsubscribe", self.unsubscribe)
         app.router.add_get("/api/history", self.history)
         app.router.add_get("/api/presence", self.presence)
         app.router.add_get("/api/channels", self.channels)
@@ -214,47 +220,44 @@ class HttpApi:
 
     async def publish(self, request: web.Request) -> web.Response:
         body = await self._body(request, PublishBody)
-        publisher = None
+        info = None
         if bytes(body.info) != b"null":  # the application names who speaks: no user, no connection
-            publisher = protocol.ClientInfo(user="", client="", info=protocol.validate_json(bytes(body.info)))
+            info = protocol.validate_json(bytes(body.info))
         data = protocol.validate_json(bytes(body.data))
-        result = await self.hub.publish(body.channel, data, publisher, durable=True)
+        result = await self.api.publish(body.channel, data, info=info, idempotency_key=body.idempotency_key)
         return json_response(result)
 
     async def broadcast(self, request: web.Request) -> web.Response:
         body = await self._body(request, BroadcastBody)
-        if not body.channels:
-            raise CommandError(ErrorCode.BAD_REQUEST, "channels must not be empty")
-        if len(body.channels) > self.hub.settings.max_channels_per_connection:
-            raise CommandError(
-                ErrorCode.LIMIT_EXCEEDED, f"at most {self.hub.settings.max_channels_per_connection} channels"
-            )
-        data = protocol.validate_json(bytes(body.data))
-        results = await self.hub.publish_many([(channel, data) for channel in body.channels], durable=True)
+        results = await self.api.broadcast(body.channels, protocol.validate_json(bytes(body.data)))
         return json_response({"results": results})
 
     async def batch(self, request: web.Request) -> web.Response:
         """Many publications, each to its own channel with its own data: one request per feed tick."""
         body = await self._body(request, BatchBody)
         limit = self.hub.settings.max_publish_batch
-        if len(body.publications) > limit:
+        if len(body.publications) > limit:  # before validating a huge body's every item
             raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"at most {limit} publications per batch")
         checked = [(p.channel, protocol.validate_json(bytes(p.data))) for p in body.publications]
-        results = await self.hub.publish_many(checked, durable=True)  # checks every channel first
-        return json_response({"results": results})
+        return json_response({"results": await self.api.batch(checked)})  # checks every channel first
 
     async def send(self, request: web.Request) -> web.Response:
         body = await self._body(request, SendBody)
-        await self.hub.send_to_user(body.user, protocol.validate_json(bytes(body.data)))
+        await self.api.send(body.user, protocol.validate_json(bytes(body.data)))
         return json_response({})
 
     async def disconnect(self, request: web.Request) -> web.Response:
         body = await self._body(request, DisconnectBody)
-        code = DisconnectCode.FORCE_RECONNECT if body.reconnect else DisconnectCode.FORCE_DISCONNECT
-        here = self.hub.connections_of(body.user)  # before: the disconnect empties it
-        await self.hub.disconnect_user(body.user, code, "disconnected by the server API")
         # Every node closes the user's connections (through the broker); only this node's are counted.
-        return json_response({"connections": here})
+        return json_response({"connections": await self.api.disconnect(body.user, reconnect=body.reconnect)})
+
+    async def subscribe(self, request: web.Request) -> web.Response:
+        body = await self._body(request, UserChannelBody)
+        return json_response({"connections": await self.api.subscribe(body.user, body.channel)})
+
+    async def unsubscribe(self, request: web.Request) -> web.Response:
+        body = await self._body(request, UserChannelBody)
+        return json_response({"connections": await self.api.unsubscribe(body.user, body.channel)})
 
     def _query(self, request: web.Request, name: str, required: bool = False) -> str | None:
         value = request.query.get(name)
@@ -274,39 +277,23 @@ class HttpApi:
     async def history(self, request: web.Request) -> web.Response:
         channel = self._query(request, "channel", required=True)
         assert channel is not None
-        since_offset = self._query_int(request, "since")
-        limit = self._query_int(request, "limit")
-        reverse = (self._query(request, "reverse") or "").lower() in ("1", "true", "yes")
-        since = None
-        if since_offset is not None:
-            epoch = self._query(request, "epoch")
-            if epoch is None:  # no epoch given: read from the current stream
-                epoch = (await self.hub.stream_top(channel)).epoch
-            since = protocol.StreamPosition(offset=since_offset, epoch=epoch)
-        return json_response(await self.hub.history(channel, since, limit, reverse))
+        result = await self.api.history(
+            channel,
+            since_offset=self._query_int(request, "since"),
+            epoch=self._query(request, "epoch"),
+            limit=self._query_int(request, "limit"),
+            reverse=(self._query(request, "reverse") or "").lower() in ("1", "true", "yes"),
+        )
+        return json_response(result)
 
     async def presence(self, request: web.Request) -> web.Response:
         channel = self._query(request, "channel", required=True)
         assert channel is not None
-        return json_response(await self.hub.presence(channel))
+        return json_response(await self.api.presence(channel))
 
     async def channels(self, request: web.Request) -> web.Response:
-        counts = self.hub.subscriber_counts()
-        channels = {name: {"subscribers": counts[name]} for name in sorted(counts)}
-        return json_response({"channels": channels})
+        counts = self.api.channels()
+        return json_response({"channels": {name: {"subscribers": count} for name, count in counts.items()}})
 
     async def info(self, request: web.Request) -> web.Response:
-        hub = self.hub
-        counts = hub.counts()
-        return json_response(
-            {
-                "version": SERVER_VERSION,
-                "pid": os.getpid(),
-                "uptime": round(time.time() - self.started_at, 3),
-                "development_mode": hub.settings.development_mode,
-                "connections": counts.connections,
-                "users": counts.users,
-                "channels": counts.channels,
-                "namespaces": sorted(hub.settings.namespaces),
-            }
-        )
+        return json_response(self.api.info())

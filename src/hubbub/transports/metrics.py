@@ -62,6 +62,16 @@ class HubCollector(Collector):
         broker = _histogram("hubbub_broker_publish_duration_seconds", "Time to hand a publication to the broker", [])
         _add_histogram(broker, [], stats.broker_latency)
         yield broker
+        hooks = _histogram("hubbub_hook_duration_seconds", "Time an application hook took to answer", ["hook"])
+        for hook, histogram in sorted(stats.hook_latency.items()):
+            _add_histogram(hooks, [hook], histogram)
+        yield hooks
+        errors = CounterMetricFamily(
+            "hubbub_hook_errors", "Application hook calls that failed", labels=["hook", "kind"]
+        )
+        for (hook, kind), count in sorted(stats.hook_errors.items()):
+            errors.add_metric([hook, kind], count)
+        yield errors
 
 
 def metrics_registry(hub: Hub, is_ready: Callable[[], bool]) -> CollectorRegistry:

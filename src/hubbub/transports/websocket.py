@@ -21,8 +21,9 @@ from websockets.http11 import Response
 
 from hubbub import wire
 from hubbub.core.auth import TokenVerifier
+from hubbub.core.hooks import HookRunner
 from hubbub.core.hub import Hub
-from hubbub.core.session import Session
+from hubbub.core.session import Peer, Session
 from hubbub.core.session import State as SessionState
 from hubbub.errors import ConfigError, DisconnectCode, ProtocolError
 from hubbub.transports import pages
@@ -50,12 +51,19 @@ LISTEN_BACKLOG = 1024  # pending TCP connections the kernel queues during a reco
 class SessionHandler:
     """Runs one connection's messages as commands of its Session, decoded by its wire protocol."""
 
-    __slots__ = ("_address", "_admission", "_hub", "_wire", "session")
+    __slots__ = ("_address", "_admission", "_connection", "_hub", "_wire", "session")
 
     def __init__(
-        self, hub: Hub, session: Session, wire_protocol: wire.WireProtocol, admission: Admission, address: str
+        self,
+        hub: Hub,
+        session: Session,
+        wire_protocol: wire.WireProtocol,
+        admission: Admission,
+        address: str,
+        connection: WebSocketConnection,
     ) -> None:
         self._hub = hub
+        self._connection = connection
         self.session = session
         self._wire = wire_protocol
         self._admission = admission
@@ -77,7 +85,11 @@ class SessionHandler:
             await session.handle(command)
 
     async def closed(self) -> None:
-        self.session.closed()
+        protocol = self._connection.protocol
+        if protocol is None:  # pragma: no cover - a handler exists only after the upgrade
+            self.session.closed()
+        else:
+            self.session.closed(protocol.close_code, protocol.close_reason or "")
         try:
             await self._hub.remove_session(self.session)
         finally:
@@ -87,9 +99,19 @@ class SessionHandler:
 class WebSocketEndpoint:
     """Serves `/connection/websocket`, the pages and `GET /health` on the public port."""
 
-    def __init__(self, hub: Hub, verifier: TokenVerifier | None, is_draining: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        verifier: TokenVerifier | None,
+        is_draining: Callable[[], bool],
+        hooks: HookRunner | None = None,
+    ) -> None:
         self.hub = hub
         self.verifier = verifier
+        self.hooks = hooks
+        self._forwarded = {
+            name.strip().lower() for name in hub.settings.hook_forward_headers.split(",") if name.strip()
+        }
         self.is_draining = is_draining
         self.server: WebSocketServer | None = None
         settings = hub.settings
@@ -168,8 +190,14 @@ class WebSocketEndpoint:
         frames = self._frames[wire_protocol.subprotocol]
         sink = WebSocketSink(connection, frames, self.hub.settings.compression_threshold)
         loop = asyncio.get_running_loop()
-        session = Session(self.hub, sink, verifier=self.verifier, call_later=loop.call_later)
-        return SessionHandler(self.hub, session, wire_protocol, self._admission, address)
+        peer = None
+        if self.hooks is not None and self.hooks.hooks.connect is not None:
+            headers = {name: value for name, value in request.headers.items() if name in self._forwarded}
+            peer = Peer(transport="websocket", remote=address, headers=headers)
+        session = Session(
+            self.hub, sink, verifier=self.verifier, call_later=loop.call_later, hooks=self.hooks, peer=peer
+        )
+        return SessionHandler(self.hub, session, wire_protocol, self._admission, address, connection)
 
 
 def enable_fast_open(sockets: Iterable[socket.socket], queue: int) -> None:
