@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from hubbub.config import Settings
+from hubbub.hooks import Hooks
 from hubbub.server import Server
 from tests.helpers import NAMESPACES
 from tests.redis_server import redis_url  # noqa: F401 (a fixture for every test folder)
@@ -24,7 +25,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
     """Start hubbub on free loopback ports; every server started is closed after the test."""
     servers: list[Server] = []
 
-    async def start(**overrides: Any) -> Server:
+    async def start(*, hooks: Hooks | None = None, **overrides: Any) -> Server:
         values: dict[str, Any] = {
             "port": 0,
             "api_port": 0,
@@ -33,7 +34,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             "shutdown_timeout": 5.0,
         }
         values.update(overrides)
-        server = Server(Settings(**values))
+        server = Server(Settings(**values), hooks=hooks)
         await server.start()
         servers.append(server)
         return server

@@ -10,7 +10,14 @@ import hubbub
 SOURCE = Path(hubbub.__file__).parent
 
 
-PUBLIC_MODULES = ("hubbub.client", "hubbub.config", "hubbub.errors", "hubbub.server")
+PUBLIC_MODULES = (
+    "hubbub.client",
+    "hubbub.config",
+    "hubbub.errors",
+    "hubbub.hooks",
+    "hubbub.publisher",
+    "hubbub.server",
+)
 
 
 def test_package_reexports_exactly_what_its_public_modules_export() -> None:

@@ -7,9 +7,14 @@ Exception tree::
     ├── ProtocolError      a frame we cannot parse; the connection is closed (3501)
     ├── CommandError       a command refused; becomes an error reply {code, message, temporary}
     │   └── Refuse         raised by an application hook to refuse (its own code 1000-1999 allowed)
-    └── ClientError        raised by hubbub.Client
-        ├── ReplyError     the server answered a command with an error
-        └── ConnectionLost the connection dropped before the reply arrived
+    ├── ClientError        raised by hubbub.Client
+    │   ├── ReplyError     the server answered a command with an error
+    │   └── ConnectionLost the connection dropped before the reply arrived
+    └── PublisherError     raised by hubbub.Publisher and AsyncPublisher (after their retries)
+        ├── PublisherNetworkError  the server API could not be reached
+        ├── PublisherTimeout       no answer within the timeout
+        └── ApiError               the server answered with an error {code, message}
+            └── Unauthorized       a missing or wrong API key (HTTP 401/403)
 
 Error codes (replies) and disconnect codes (WebSocket close) are stable wire values,
 documented in docs/protocol.md. Disconnect codes in 3000-3499 tell clients to reconnect;
@@ -21,6 +26,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
+    "ApiError",
     "ClientError",
     "CommandError",
     "ConfigError",
@@ -29,8 +35,12 @@ __all__ = [
     "ErrorCode",
     "HubbubError",
     "ProtocolError",
+    "PublisherError",
+    "PublisherNetworkError",
+    "PublisherTimeout",
     "Refuse",
     "ReplyError",
+    "Unauthorized",
 ]
 
 
@@ -164,3 +174,30 @@ class ReplyError(ClientError):
 
 class ConnectionLost(ClientError):
     """The connection dropped before a reply arrived; the command may or may not have run."""
+
+
+class PublisherError(HubbubError):
+    """Base of errors raised by hubbub.Publisher and hubbub.AsyncPublisher."""
+
+
+class PublisherNetworkError(PublisherError):
+    """The server API could not be reached (refused, reset, DNS); the call did not land or may have."""
+
+
+class PublisherTimeout(PublisherError):
+    """No answer within the timeout; the call may have landed (publishes are idempotent)."""
+
+
+class ApiError(PublisherError):
+    """The server answered with an error: `code` from the error table, HTTP `status`."""
+
+    def __init__(self, code: int, message: str, temporary: bool = False, status: int = 0) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.temporary = temporary
+        self.status = status
+
+
+class Unauthorized(ApiError):
+    """The API key is missing or wrong (or the caller is not on loopback without a key)."""

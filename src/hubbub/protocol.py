@@ -36,7 +36,7 @@ class ConnectRequest(Request):
     token: str | None = None
     name: str | None = None
     version: str | None = None
-    data: Raw | None = None  # anything for the application's connect hook
+    data: Raw = Raw(b"null")  # anything for the application's connect hook
     subs: dict[str, StreamPosition] | None = None  # where server-side subscriptions left off
 
 
@@ -44,7 +44,7 @@ class SubscribeRequest(Request):
     channel: str
     since: StreamPosition | None = None
     token: str | None = None
-    data: Raw | None = None  # anything for the application's subscribe hook
+    data: Raw = Raw(b"null")  # anything for the application's subscribe hook
 
 
 class UnsubscribeRequest(Request):

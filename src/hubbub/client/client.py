@@ -68,6 +68,7 @@ class Subscription:
         self.epoch: str | None = None
         self.recovered: bool | None = None
         self.token = token  # a subscription token, or a function that returns a fresh one
+        self.server_side = False  # subscribed by the server (connect hook, token, server API)
         # Why the server ended the subscription ({"code", "reason"}), when it did.
         self.unsubscribed: dict[str, Any] | None = None
         self._callback = callback
@@ -143,6 +144,8 @@ class Client:
         command_timeout: float = 10.0,
         on_message: Callable[[Any], Any] | None = None,
         on_read: Callable[[str, dict[str, Any]], Any] | None = None,
+        on_subscribed: Callable[[Subscription], Any] | None = None,
+        data: Any = None,
         ssl: SSLContext | None = None,
         encoding: str = "json",
         max_message_bytes: int | None = 2**26,
@@ -165,6 +168,9 @@ class Client:
         self._token = token
         self._on_message = on_message
         self._on_read = on_read  # (channel, {"user", "offset"}): a read position moved
+        # The server subscribed this client to a channel (server-side): iterate the Subscription.
+        self._on_subscribed = on_subscribed
+        self.connect_data = data  # sent with every connect, for the application's connect hook
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._subscriptions: dict[str, Subscription] = {}
@@ -304,12 +310,45 @@ class Client:
         token = await token_from(self._token)
         if token is not None:
             params["token"] = token
-        result = await self._command("connect", params, require_connected=False)
+        if self.connect_data is not None:
+            params["data"] = self.connect_data
+        positions = {
+            channel: {"offset": subscription.offset, "epoch": subscription.epoch}
+            for channel, subscription in self._subscriptions.items()
+            if subscription.server_side and subscription.offset is not None and subscription.epoch is not None
+        }
+        if positions:  # the server resubscribes these itself and recovers from here
+            params["subs"] = positions
+        result = await self._command("connect", params, require_connected=False, on_result=self._apply_server_side)
         self.client_id = result["client"]
         for subscription in list(self._subscriptions.values()):
-            await self._send_subscribe(subscription, require_connected=False)
+            if not subscription.server_side:
+                await self._send_subscribe(subscription, require_connected=False)
         self.state = "connected"
         self._connected.set()
+
+    def _apply_server_side(self, result: dict[str, Any]) -> None:
+        """Server-side subscriptions the server no longer makes end here (a subscribe push follows
+        for each one it makes)."""
+        kept = set(result.get("subs") or ())
+        for channel, subscription in list(self._subscriptions.items()):
+            if subscription.server_side and channel not in kept:
+                del self._subscriptions[channel]
+                subscription._end()
+
+    def _server_subscribed(self, channel: str, result: dict[str, Any]) -> None:
+        subscription = self._subscriptions.get(channel)
+        fresh = subscription is None
+        if subscription is None:
+            subscription = self._subscriptions[channel] = Subscription(self, channel, None, None)
+            subscription.server_side = True
+        subscription._apply_position(result)
+        if fresh and self._on_subscribed is not None:
+            self._call_user(self._on_subscribed, subscription)
+
+    def subscription(self, channel: str) -> Subscription | None:
+        """The subscription to `channel`, client- or server-side, if there is one."""
+        return self._subscriptions.get(channel)
 
     async def _refresh(self) -> None:
         """The server asked for a fresh token: get one from the app's callable and send it."""
@@ -422,6 +461,8 @@ class Client:
             subscription = self._subscriptions.get(channel)
             if subscription is not None:
                 self._spawn(self._sub_refresh(subscription))
+        elif "subscribe" in push and channel is not None:
+            self._server_subscribed(channel, push["subscribe"])
         elif "unsubscribe" in push:
             subscription = self._subscriptions.get(channel)
             if subscription is not None:
@@ -508,6 +549,11 @@ class Client:
             return
         subscription._end()
         await self._command("unsubscribe", {"channel": channel})
+
+    async def rpc(self, method: str, data: Any = None) -> Any:
+        """Call `method` on the application (its rpc hook); returns the data it answered."""
+        result = await self._command("rpc", {"method": method, "data": data})
+        return result.get("data")
 
     async def publish(self, channel: str, data: Any) -> dict[str, Any]:
         return await self._command("publish", {"channel": channel, "data": data})

@@ -168,8 +168,8 @@ class Hooks:
         return Hooks(**{name: getattr(self, name) or getattr(other, name) for name in names})
 
 
-class _Garbage(Exception):
-    """The hook answered something that is not what it must answer."""
+class BadAnswer(Exception):
+    """The hook answered something that is not what it must answer (a proxy raises it too)."""
 
 
 class HookRunner:
@@ -192,13 +192,13 @@ class HookRunner:
                 async with self._slots:
                     result = await _invoke(hook, event)
             if expect is not None and not isinstance(result, expect):
-                raise _Garbage(f"answered {type(result).__name__}, not {_names(expect)}")
+                raise BadAnswer(f"answered {type(result).__name__}, not {_names(expect)}")
             return result  # type: ignore[no-any-return]
         except CommandError:  # a Refuse (or a proxy's decoded refusal): the app's word
             raise
         except TimeoutError:
             self._failed(name, "timeout", f"no answer within {self._timeout}s")
-        except _Garbage as exc:
+        except BadAnswer as exc:
             self._failed(name, "bad_answer", str(exc))
         except Exception as exc:
             self._failed(name, "error", f"{type(exc).__name__}: {exc}", exc_info=exc)

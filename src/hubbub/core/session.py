@@ -715,9 +715,9 @@ def _connect_close_code(error: CommandError, by_hook: bool) -> int:
     return DisconnectCode.APPLICATION_UNAVAILABLE if error.temporary else DisconnectCode.CONNECT_REFUSED
 
 
-def _decoded(data: Raw | None) -> Any:
+def _decoded(data: Raw) -> Any:
     """Raw JSON from the client as Python values, for a hook."""
-    return None if data is None else msgspec.json.decode(data)
+    return msgspec.json.decode(data)
 
 
 def _cancel(timers: list[Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -18,6 +18,7 @@ from hubbub.config import NamespaceOptions, Settings
 from hubbub.core.channels import namespace_of
 from hubbub.core.hooks import (
     KEEP,
+    BadAnswer,
     ConnectDecision,
     Hooks,
     PublishDecision,
@@ -27,6 +28,7 @@ from hubbub.core.hooks import (
 from hubbub.errors import Refuse
 
 MAX_ANSWER_BYTES = 1024 * 1024
+T = TypeVar("T")
 
 
 class _Refusal(msgspec.Struct):
@@ -36,7 +38,7 @@ class _Refusal(msgspec.Struct):
 
 
 class _Answer(msgspec.Struct):
-    result: msgspec.Raw | None = None
+    result: msgspec.Raw = msgspec.Raw(b"{}")
     error: _Refusal | None = None
 
 
@@ -57,7 +59,7 @@ class _Subscribe(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _Publish(msgspec.Struct, forbid_unknown_fields=True):
-    data: msgspec.Raw | None = None  # absent: publish the client's data
+    data: Any = msgspec.UNSET  # absent: publish the client's data
 
 
 class _Rpc(msgspec.Struct, forbid_unknown_fields=True):
@@ -99,13 +101,23 @@ class HookProxy:
         async with self._session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
             raw = await response.content.read(MAX_ANSWER_BYTES + 1)
             if len(raw) > MAX_ANSWER_BYTES:
-                raise ValueError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+                raise BadAnswer(f"answer larger than {MAX_ANSWER_BYTES} bytes")
             if response.status // 100 != 2:
-                raise ValueError(f"HTTP {response.status} from {url}")
-        answer = msgspec.json.decode(raw, type=_Answer)
+                raise BadAnswer(f"HTTP {response.status} from {url}")
+        answer = _decode(raw, _Answer)
         if answer.error is not None:
-            raise Refuse(answer.error.code, answer.error.message, temporary=answer.error.temporary)
-        return answer.result if answer.result is not None else msgspec.Raw(b"{}")
+            try:
+                raise Refuse(answer.error.code, answer.error.message, temporary=answer.error.temporary)
+            except ValueError as exc:  # a code outside ours and 1000-1999
+                raise BadAnswer(str(exc)) from None
+        return answer.result
+
+
+def _decode(raw: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadAnswer(f"not a hook answer: {exc}") from None
 
 
 def proxies(settings: Settings, session: aiohttp.ClientSession) -> Hooks:
@@ -122,32 +134,30 @@ def proxies(settings: Settings, session: aiohttp.ClientSession) -> Hooks:
     if (connect := proxy("connect")) is not None:
 
         async def on_connect(event: Any) -> ConnectDecision:
-            got = msgspec.json.decode(await connect.post(event), type=_Connect)
+            got = _decode(await connect.post(event), _Connect)
             return ConnectDecision(user=got.user, info=got.info, expires_at=got.expires_at, channels=got.channels)
 
         hooks["connect"] = on_connect
     if (refresh := proxy("refresh")) is not None:
 
         async def on_refresh(event: Any) -> RefreshDecision:
-            got = msgspec.json.decode(await refresh.post(event), type=_Refresh)
+            got = _decode(await refresh.post(event), _Refresh)
             return RefreshDecision(expires_at=got.expires_at, info=got.info)
 
         hooks["refresh"] = on_refresh
     if (subscribe := proxy("subscribe", per_namespace=True)) is not None:
-        hooks["subscribe"] = _ChannelHook(
-            subscribe, lambda raw: SubscribeDecision(msgspec.json.decode(raw, type=_Subscribe).info)
-        )
+        hooks["subscribe"] = _ChannelHook(subscribe, lambda raw: SubscribeDecision(_decode(raw, _Subscribe).info))
     if (publish := proxy("publish", per_namespace=True)) is not None:
 
         def decide(raw: msgspec.Raw) -> PublishDecision:
-            got = msgspec.json.decode(raw, type=_Publish)
-            return PublishDecision(KEEP if got.data is None else got.data)
+            got = _decode(raw, _Publish)
+            return PublishDecision(KEEP if got.data is msgspec.UNSET else got.data)
 
         hooks["publish"] = _ChannelHook(publish, decide)
     if (rpc := proxy("rpc")) is not None:
 
         async def on_rpc(event: Any) -> msgspec.Raw:
-            got = msgspec.json.decode(await rpc.post(event), type=_Rpc)
+            got = _decode(await rpc.post(event), _Rpc)
             return msgspec.Raw(msgspec.json.encode(got.data))
 
         hooks["rpc"] = on_rpc
