@@ -21,7 +21,8 @@ import pytest
 from msgspec import Raw
 
 from hubbub.core.auth import mint_token
-from hubbub.errors import DisconnectCode, ErrorCode, close_code_allows_reconnect
+from hubbub.errors import DisconnectCode, ErrorCode, Refuse, close_code_allows_reconnect
+from hubbub.hooks import ConnectDecision, ConnectEvent, Hooks
 from hubbub.server import Server
 from tests.conftest import StartServer
 from tests.helpers import SECRET
@@ -220,6 +221,34 @@ async def command_before_connect(start: StartServer) -> tuple[int, bool]:
     return await (await Wire.open(await start(), connect=False)).error("subscribe", {"channel": "news"})
 
 
+async def failing_connect_hook(event: ConnectEvent) -> ConnectDecision:
+    raise ConnectionError("the application's database is down")
+
+
+async def refusing_connect_hook(event: ConnectEvent) -> ConnectDecision:
+    raise Refuse(103, "not signed in")
+
+
+@error_trigger(114)
+async def connect_hook_fails(start: StartServer) -> tuple[int, bool]:
+    wire = await Wire.open(await start(token_secret=SECRET, hooks=Hooks(connect=failing_connect_hook)), connect=False)
+    return await wire.error("connect", {})
+
+
+@error_trigger(115)
+async def publish_with_a_key_still_in_flight(start: StartServer) -> tuple[int, bool]:
+    """Another node's publish holds the key: claimed in the same (memory) store, as it would."""
+    server = await start()
+    assert server._idempotency is not None
+    await server._idempotency.claim("news", "order-1", 60)
+    async with aiohttp.ClientSession() as http:
+        body = {"channel": "news", "data": 1, "idempotency_key": "order-1"}
+        async with http.post(f"{server.api_url}/api/publish", json=body) as response:
+            assert response.status == 409
+            error = (await response.json())["error"]
+    return error["code"], ErrorCode(error["code"]).temporary
+
+
 # ---- close codes ---------------------------------------------------------------------------
 
 
@@ -329,6 +358,20 @@ async def keeps_flooding(start: StartServer) -> tuple[int | None, bool | None]:
     wire = await Wire.open(await start(command_rate=0.001, command_burst=1, max_refused_commands=3))
     for _ in range(5):
         await wire.send("ping", {})
+    return await wire.close_code()
+
+
+@close_trigger(3014)
+async def connect_hook_unavailable(start: StartServer) -> tuple[int | None, bool | None]:
+    wire = await Wire.open(await start(token_secret=SECRET, hooks=Hooks(connect=failing_connect_hook)), connect=False)
+    await wire.send("connect", {})
+    return await wire.close_code()
+
+
+@close_trigger(3505)
+async def connect_hook_refuses(start: StartServer) -> tuple[int | None, bool | None]:
+    wire = await Wire.open(await start(token_secret=SECRET, hooks=Hooks(connect=refusing_connect_hook)), connect=False)
+    await wire.send("connect", {})
     return await wire.close_code()
 
 

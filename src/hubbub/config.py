@@ -446,6 +446,8 @@ def check_settings(settings: Settings) -> None:
         )
     if settings.workers > 1 and 0 in (settings.port, settings.api_port):
         raise ConfigError("setting 'workers' > 1 needs fixed ports: every worker binds the same 'port' and 'api_port'")
+    if settings.personal_channel and "user" not in settings.namespaces:
+        raise ConfigError("setting 'personal_channel' subscribes users to user:USER: configure the 'user' namespace")
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("settings 'tls_cert' and 'tls_key' go together: set both or neither")
     if settings.dev and not settings.insecure and not _is_loopback_host(settings.host):

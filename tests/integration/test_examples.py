@@ -1,0 +1,140 @@
+"""docs/integration.md's recipes, run: FastAPI under uvicorn and an aiohttp app each publish from
+a route handler to a subscribed client; Django publishes after commit. The docs show these files."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import re
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from aiohttp import web
+
+from hubbub import Client, Server
+from tests.conftest import StartServer
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def load_example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def hubbub_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """What an app's deployment would set: free ports here, history in a temporary file."""
+    monkeypatch.setenv("HUBBUB_PORT", "0")
+    monkeypatch.setenv("HUBBUB_API_PORT", "0")
+    monkeypatch.setenv("HUBBUB_HISTORY_PATH", str(tmp_path / "history.db"))
+    yield
+
+
+async def next_publication(client: Client, channel: str) -> Any:
+    subscription = client.subscription(channel)
+    assert subscription is not None
+    return (await asyncio.wait_for(anext(subscription), 5)).data
+
+
+async def test_fastapi_under_uvicorn_publishes_from_a_route(hubbub_environment: None) -> None:
+    example = load_example("fastapi_app")
+    listening = socket.create_server(("127.0.0.1", 0))  # bound before uvicorn runs: requests wait in its backlog
+    port = listening.getsockname()[1]
+    web_server = uvicorn.Server(uvicorn.Config(example.app, log_level="warning"))
+    serving = asyncio.create_task(web_server.serve(sockets=[listening]))
+    hub: Server = example.hub
+    try:
+        await asyncio.wait_for(hub.started.wait(), 10)  # uvicorn ran the lifespan: hubbub is up
+        async with Client(hub.url) as client:
+            await client.subscribe("order-7")
+            async with httpx.AsyncClient() as http:
+                answer = await http.post(f"http://127.0.0.1:{port}/orders/7/ship")
+            assert answer.json() == {"offset": 1}
+            assert await next_publication(client, "order-7") == {"status": "shipped"}
+    finally:
+        web_server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+        listening.close()
+    assert hub.draining  # uvicorn's shutdown drained hubbub too
+
+
+async def test_aiohttp_app_publishes_from_a_handler(hubbub_environment: None) -> None:
+    example = load_example("aiohttp_app")
+    app = example.make_app()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        hub: Server = app[example.HUB]
+        async with Client(hub.url) as client:
+            await client.subscribe("order-9")
+            async with httpx.AsyncClient() as http:
+                answer = await http.post(f"http://127.0.0.1:{port}/orders/9/ship")
+            assert answer.json() == {"offset": 1}
+            assert await next_publication(client, "order-9") == {"status": "shipped"}
+    finally:
+        await runner.cleanup()
+    assert hub.draining
+
+
+@pytest.fixture
+def django_configured() -> Iterator[None]:
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}})
+        django.setup()
+    yield
+
+
+async def test_django_publishes_after_commit_only(
+    start_server: StartServer, django_configured: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await start_server()
+    monkeypatch.setenv("HUBBUB_API_URL", server.api_url)
+    example = load_example("publish_after_commit")
+
+    def ship_then_roll_back() -> None:
+        from django.db import transaction
+
+        example.ship_order(1)
+        try:
+            with transaction.atomic():
+                transaction.on_commit(lambda: example.publisher.publish("order-2", {"status": "never"}))
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        example.ship_order(1)  # a retried job: the idempotency key keeps it to one publication
+        example.publisher.close()
+
+    async with Client(server.url) as client:
+        await client.subscribe("order-1")
+        await asyncio.to_thread(ship_then_roll_back)  # Django's ORM is sync: a thread with no loop
+        assert await next_publication(client, "order-1") == {"status": "shipped"}
+    assert len((await server.history("order-1")).publications) == 1
+    assert (await server.history("order-2")).publications == []
+    sys.modules.pop("example_publish_after_commit", None)
+
+
+def test_the_integration_page_shows_the_example_files_as_they_are() -> None:
+    page = (ROOT / "docs" / "integration.md").read_text()
+    shown = re.findall(r"```python\n# (examples/\w+\.py)\n(.*?)```", page, flags=re.S)
+    assert {name for name, _ in shown} == {f"examples/{p.name}" for p in EXAMPLES.glob("*.py")}
+    for name, code in shown:
+        source = (ROOT / name).read_text()
+        assert code == source, f"docs/integration.md shows an outdated {name}"
