@@ -1,6 +1,6 @@
 """aiohttp with hubbub in the same process and event loop: a handler publishes.
 
-    python -m aiohttp.web -P 8080 examples.aiohttp_app:make_app
+python -m aiohttp.web -P 8080 examples.aiohttp_app:make_app
 """
 
 import os

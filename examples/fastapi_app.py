@@ -1,6 +1,6 @@
 """FastAPI with hubbub in the same process and event loop: a route handler publishes.
 
-    HUBBUB_TOKEN_SECRET=... uvicorn examples.fastapi_app:app
+HUBBUB_TOKEN_SECRET=... uvicorn examples.fastapi_app:app
 """
 
 import os

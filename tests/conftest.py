@@ -17,6 +17,8 @@ from hubbub.server import Server
 from tests.helpers import NAMESPACES
 from tests.redis_server import redis_url  # noqa: F401 (a fixture for every test folder)
 
+pytest_plugins = ["hubbub.testing"]  # the `hubbub_server` fixture apps use: tested here too
+
 StartServer = Callable[..., Awaitable[Server]]
 
 

@@ -7,7 +7,6 @@ import asyncio
 import importlib.util
 import re
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -18,8 +17,13 @@ import pytest
 import uvicorn
 from aiohttp import web
 
-from hubbub import Client, Server
-from tests.conftest import StartServer
+from hubbub import Client, Publisher, Server
+from hubbub.config import Settings
+from hubbub.testing import ServerThread
+from tests.conftest import OpenRaw, StartServer
+from tests.helpers import SECRET
+
+DEFAULT_NAMESPACES = Settings().namespaces  # the shipped ones: room, user, ...
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -102,33 +106,40 @@ def django_configured() -> Iterator[None]:
     yield
 
 
-async def test_django_publishes_after_commit_only(
-    start_server: StartServer, django_configured: None, monkeypatch: pytest.MonkeyPatch
+def test_django_publishes_after_commit_only(
+    hubbub_server: ServerThread, django_configured: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = await start_server()
-    monkeypatch.setenv("HUBBUB_API_URL", server.api_url)
+    """A sync test, as Django's are, against the `hubbub_server` fixture apps use (hubbub.testing)."""
+    from django.db import transaction
+
+    monkeypatch.setenv("HUBBUB_API_URL", hubbub_server.api_url)
     example = load_example("publish_after_commit")
+    example.ship_order(1)
+    try:
+        with transaction.atomic():
+            transaction.on_commit(lambda: example.publisher.publish("order-2", {"status": "never"}))
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    example.ship_order(1)  # a retried job: the idempotency key keeps it to one publication
+    with Publisher(hubbub_server.api_url) as check:
+        shipped = check.history("order-1")["publications"]
+        assert [p["data"] for p in shipped] == [{"status": "shipped"}]
+        assert check.history("order-2")["publications"] == []
+    example.publisher.close()
 
-    def ship_then_roll_back() -> None:
-        from django.db import transaction
 
-        example.ship_order(1)
-        try:
-            with transaction.atomic():
-                transaction.on_commit(lambda: example.publisher.publish("order-2", {"status": "never"}))
-                raise RuntimeError("rolled back")
-        except RuntimeError:
-            pass
-        example.ship_order(1)  # a retried job: the idempotency key keeps it to one publication
-        example.publisher.close()
-
-    async with Client(server.url) as client:
-        await client.subscribe("order-1")
-        await asyncio.to_thread(ship_then_roll_back)  # Django's ORM is sync: a thread with no loop
-        assert await next_publication(client, "order-1") == {"status": "shipped"}
-    assert len((await server.history("order-1")).publications) == 1
-    assert (await server.history("order-2")).publications == []
-    sys.modules.pop("example_publish_after_commit", None)
+async def test_hooks_in_process_recipe(start_server: StartServer, open_raw: OpenRaw) -> None:
+    example = load_example("hooks_in_process")
+    server = await start_server(token_secret=SECRET, namespaces=DEFAULT_NAMESPACES, hooks=example.HOOKS)
+    stranger = await open_raw(server, connect=False)
+    assert (await stranger.call("connect", {}))["error"]["message"] == "sign in first"
+    alice = await open_raw(server, connect=False, headers={"Cookie": "session=s3cr3t"})
+    assert (await alice.ok("connect", {}))["subs"] == ["user:alice"]
+    await alice.ok("subscribe", {"channel": "room:lobby"})
+    await alice.ok("publish", {"channel": "room:lobby", "data": {"text": "  hi  "}})
+    assert (await alice.next_publication())["data"] == {"id": 1, "text": "hi", "by": "alice"}
+    assert (await alice.call("publish", {"channel": "room:lobby", "data": {}}))["error"]["code"] == 1001
 
 
 def test_the_integration_page_shows_the_example_files_as_they_are() -> None:
