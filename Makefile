@@ -20,8 +20,8 @@ chat: $(STAMP)  ## the server with development sign-in: open http://127.0.0.1:80
 
 test: $(STAMP)  ## system packages, lint and format check, types, then the whole test suite (warnings are errors)
 	bash scripts/system-packages.sh
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy --strict src/hubbub
 	$(BIN)/mypy
 	$(BIN)/pytest -q --cov --cov-report=term
@@ -30,8 +30,8 @@ bench: $(STAMP)  ## benchmark scenarios against a real server (docs/benchmarks.m
 	$(BIN)/python -m bench suite --out bench-results
 
 lint: $(STAMP)  ## ruff check and format check
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

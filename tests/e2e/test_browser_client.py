@@ -169,3 +169,45 @@ async def test_subscription_token_function_and_unicode_line_breaks_in_the_browse
     ]
     assert await page.evaluate("window.subscription.recovered") is True
     assert await page.evaluate("window.subscription.unsubscribed") is None
+
+
+async def test_server_side_subscriptions_connect_data_and_rpc_in_the_browser(
+    start_server: StartServer, page: Page
+) -> None:
+    """The connect hook gets hubbub.js's `data` and subscribes it server-side; the page gets a
+    `subscribed` event, the publications, and after a forced reconnect what it missed; rpc answers."""
+    from hubbub import ConnectDecision, ConnectEvent, Hooks, RpcEvent
+
+    async def connect(event: ConnectEvent) -> ConnectDecision:
+        return ConnectDecision(user=event.data["user"], channels=["default-orders"])
+
+    async def rpc(event: RpcEvent) -> object:
+        return {"method": event.method, "user": event.user, "echo": event.data}
+
+    server = await start_server(token_secret="s" * 32, hooks=Hooks(connect=connect, rpc=rpc))
+    await page.goto(f"http://127.0.0.1:{server.port}/health")
+    assert await page.evaluate(LOAD)
+    answer = await page.evaluate(
+        """async (url) => {
+            window.received = [];
+            window.client = new window.hubbub.Client(url, { data: { user: "erin" }, minReconnectDelay: 10 });
+            window.client.addEventListener("subscribed", (event) => {
+                window.subscription = event.detail;
+                event.detail.options.onPublication = (publication) => window.received.push(publication.data);
+            });
+            await window.client.connect();
+            return await window.client.rpc("whoami", [1, 2]);
+        }""",
+        server.url,
+    )
+    assert answer == {"method": "whoami", "user": "erin", "echo": [1, 2]}
+    await page.wait_for_function("window.subscription !== undefined", timeout=5000)
+    await server.publish("default-orders", {"n": 1})
+    await page.wait_for_function("window.received.length === 1", timeout=5000)
+    await server.disconnect("erin", reconnect=True)
+    await server.publish("default-orders", {"n": 2})  # while the page is away
+    await page.wait_for_function("window.received.length === 2", timeout=10000)
+    assert await page.evaluate("window.received") == [{"n": 1}, {"n": 2}]
+    assert await page.evaluate("window.subscription.recovered") is True
+    assert await page.evaluate("window.subscription.serverSide") is True
+    assert await page.evaluate("window.client.subscriptions.get('default-orders') === window.subscription")

@@ -81,7 +81,7 @@ async def test_the_error_tree(start_server: StartServer) -> None:
     listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
     silent = f"http://127.0.0.1:{listener.getsockname()[1]}"
 
-    def work() -> list[type[BaseException]]:
+    def work() -> list[Exception]:
         raised = []
         calls = [
             (Publisher(server.api_url, api_key="wrong"), lambda hub: hub.publish("chat:room", 1)),

@@ -47,6 +47,7 @@ export class Subscription {
     this.epoch = options.since ? options.since.epoch : null;
     this.recovered = null;
     this.unsubscribed = null; // why the server ended it ({code, reason}), when it did
+    this.serverSide = false; // subscribed by the server (token `channels`, connect hook, server API)
     this.options = options;
   }
 
@@ -89,10 +90,14 @@ export class Client extends EventTarget {
   // probeInterval: while waiting to reconnect, GET /health of the server's origin about this often
   // (ms, jittered; only while the page is visible and the server is same-origin) and reconnect at
   // once when it answers; 0 turns the probe off. The browser's `online` event also retries at once.
+  // data: any JSON, sent with every connect for the application's connect hook.
+  // Server-side subscriptions arrive as a "subscribed" event whose detail is the Subscription: set
+  // its options.onPublication (and onJoin, ...) in the listener, before its publications come.
   constructor(url, { token = null, name = "hubbub-js", minReconnectDelay = 200, maxReconnectDelay = 20000,
-    commandTimeout = 10000, probeInterval = 1000 } = {}) {
+    commandTimeout = 10000, probeInterval = 1000, data = undefined } = {}) {
     super();
     this.url = url;
+    this.data = data;
     this.token = token;
     this.name = name;
     this.minReconnectDelay = minReconnectDelay;
@@ -172,10 +177,20 @@ export class Client extends EventTarget {
       const params = { name: this.name };
       const token = await this.tokenValue();
       if (token) params.token = token;
-      const result = await this.command("connect", params, { requireConnected: false });
+      if (this.data !== undefined) params.data = this.data;
+      const subs = {}; // where server-side subscriptions left off: the server recovers from there
+      for (const subscription of this.subscriptions.values()) {
+        if (subscription.serverSide && subscription.offset !== null && subscription.epoch !== null) {
+          subs[subscription.channel] = { offset: subscription.offset, epoch: subscription.epoch };
+        }
+      }
+      if (Object.keys(subs).length) params.subs = subs;
+      const result = await this.command("connect", params, {
+        requireConnected: false, onResult: (r) => this.keepServerSide(r.subs || []),
+      });
       this.clientId = result.client;
       for (const subscription of this.subscriptions.values()) {
-        await this.sendSubscribe(subscription, false);
+        if (!subscription.serverSide) await this.sendSubscribe(subscription, false);
       }
       this.attempt = 0;
       this.setState("connected");
@@ -277,6 +292,8 @@ export class Client extends EventTarget {
       this.dispatchEvent(new CustomEvent("read", { detail: { channel: push.channel, ...push.read } }));
     } else if (push.sub_refresh && subscription) {
       this.subRefresh(subscription);
+    } else if (push.subscribe && push.channel !== undefined) {
+      this.serverSubscribed(push.channel, push.subscribe);
     } else if (push.unsubscribe && subscription) {
       this.serverUnsubscribed(subscription, push.unsubscribe);
     } else if (push.refresh) {
@@ -302,6 +319,25 @@ export class Client extends EventTarget {
     } catch (error) {
       console.warn("hubbub: subscription token refresh failed", error);
     }
+  }
+
+  // Server-side subscriptions the server no longer makes end at connect; each one it makes is
+  // announced by a subscribe push.
+  keepServerSide(channels) {
+    for (const [channel, subscription] of this.subscriptions) {
+      if (subscription.serverSide && !channels.includes(channel)) this.subscriptions.delete(channel);
+    }
+  }
+
+  serverSubscribed(channel, result) {
+    let subscription = this.subscriptions.get(channel);
+    if (!subscription) {
+      subscription = new Subscription(this, channel, {});
+      subscription.serverSide = true;
+      this.subscriptions.set(channel, subscription);
+      this.dispatchEvent(new CustomEvent("subscribed", { detail: subscription }));
+    }
+    subscription.applyResult(result);
   }
 
   // The server ended a subscription. An expired token with a token function subscribes again
@@ -386,6 +422,11 @@ export class Client extends EventTarget {
 
   ping() {
     return this.command("ping", {});
+  }
+
+  // A call the application answers (its rpc hook); resolves to the data it answered.
+  async rpc(method, data = null) {
+    return (await this.command("rpc", { method, data })).data;
   }
 
   // Read positions live on the server: the same unread counts on every tab and device.
