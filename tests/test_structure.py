@@ -15,6 +15,7 @@ PUBLIC_MODULES = (
     "hubbub.config",
     "hubbub.errors",
     "hubbub.hooks",
+    "hubbub.mounts",
     "hubbub.publisher",
     "hubbub.server",
 )

@@ -36,12 +36,14 @@ from hubbub.hooks import (
     SubscribeEvent,
     UnsubscribeEvent,
 )
+from hubbub.mounts import ASGIApp, attach_aiohttp
 from hubbub.publisher import AsyncPublisher, Publisher
 from hubbub.server import Server
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASGIApp",
     "ApiError",
     "AsyncPublisher",
     "Client",
@@ -78,5 +80,6 @@ __all__ = [
     "Unauthorized",
     "UnsubscribeEvent",
     "__version__",
+    "attach_aiohttp",
     "load_settings",
 ]

@@ -136,6 +136,9 @@ class Settings:
 
     host: str = _setting("127.0.0.1", "public interface (WebSocket, pages)")
     port: int = _setting(8000, "public port; 0 picks a free one")
+    listen_public: bool = _setting(
+        True, "listen on host:port for WebSocket clients and pages; off when only a mount (ASGI, aiohttp) serves them"
+    )
     api_host: str = _setting("127.0.0.1", "internal interface (server API, health)")
     api_port: int = _setting(8001, "internal port; 0 picks a free one")
     token_secret: str | None = _secret("HS256 secret for JWTs (32+ bytes); no token key at all = development mode")

@@ -36,6 +36,7 @@ from hubbub.core.hub import Hub
 from hubbub.core.idempotency import Idempotency
 from hubbub.core.server_api import NodeInfo, ServerApi
 from hubbub.errors import CommandError, ConfigError, DisconnectCode, ErrorCode
+from hubbub.mounts.bridge import MountContext
 from hubbub.transports.admin import AdminFeed
 from hubbub.transports.hook_proxy import proxies
 from hubbub.transports.http_api import HttpApi
@@ -63,6 +64,7 @@ class Server:
         self.api_port: int | None = None
         self.hub: Hub | None = None
         self._api: ServerApi | None = None
+        self._mount: MountContext | None = None
         self._history: HistoryStore | None = None
         self._idempotency: IdempotencyStore | None = None
         self._endpoint: WebSocketEndpoint | None = None
@@ -126,8 +128,17 @@ class Server:
             development_mode=settings.development_mode and hooks.connect is None,
         )
         self._endpoint = WebSocketEndpoint(self.hub, verifier, lambda: self.draining, runner)
-        ws_server = await self._endpoint.start(settings.host, settings.port, ssl=_tls_context(settings))
-        self.port = ws_server.sockets[0].getsockname()[1]
+        self._mount = MountContext(
+            hub=self.hub,
+            verifier=verifier,
+            hooks=runner,
+            admission=self._endpoint.admission,
+            forwarded_headers=frozenset(self._endpoint.forwarded_headers),
+            is_draining=lambda: self.draining,
+        )
+        if settings.listen_public:
+            ws_server = await self._endpoint.start(settings.host, settings.port, ssl=_tls_context(settings))
+            self.port = ws_server.sockets[0].getsockname()[1]
         self.admin_feed = AdminFeed(self.hub, interval=settings.admin_interval)
         self.admin_feed.start()
         self._api_runner = web.AppRunner(
@@ -179,6 +190,10 @@ class Server:
             await self._history.close()
         if self._idempotency is not None:
             await self._idempotency.close()
+
+    def mount_context(self) -> MountContext | None:
+        """What the ASGI and aiohttp mounts serve clients with; None until started, and once closed."""
+        return None if self._closed else self._mount
 
     # ---- the server API, in-process (same semantics as /api/*; data is any JSON-able value) ----
 

@@ -146,6 +146,7 @@ class Client:
         on_read: Callable[[str, dict[str, Any]], Any] | None = None,
         on_subscribed: Callable[[Subscription], Any] | None = None,
         data: Any = None,
+        headers: dict[str, str] | None = None,
         ssl: SSLContext | None = None,
         encoding: str = "json",
         max_message_bytes: int | None = 2**26,
@@ -171,6 +172,7 @@ class Client:
         # The server subscribed this client to a channel (server-side): iterate the Subscription.
         self._on_subscribed = on_subscribed
         self.connect_data = data  # sent with every connect, for the application's connect hook
+        self.headers = headers  # extra upgrade request headers (a session Cookie for a connect hook)
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._subscriptions: dict[str, Subscription] = {}
@@ -256,6 +258,8 @@ class Client:
                 name = SUBPROTOCOL_MSGPACK if self.encoding == "msgpack" else SUBPROTOCOL_JSON
                 subprotocols = [Subprotocol(name)]
                 options: dict[str, Any] = {"ssl": self._ssl} if self._ssl is not None else {}
+                if self.headers:
+                    options["additional_headers"] = self.headers
                 async with connect(
                     self.url,
                     subprotocols=subprotocols,

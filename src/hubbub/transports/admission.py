@@ -39,16 +39,20 @@ class Admission:
 
     def refusal(self, connection: WebSocketConnection, request: UpgradeRequest) -> Response | None:
         """The HTTP answer that refuses this upgrade, or None to let it through."""
-        if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), self._allowed_origins):
+        refused = self.check(request.headers.get("origin"), request.headers.get("host"), peer_ip(connection))
+        return None if refused is None else connection.respond(*refused)
+
+    def check(self, origin: str | None, host: str | None, address: str) -> tuple[HTTPStatus, str] | None:
+        """(status, text) refusing an upgrade from `address`, or None; any transport's handshake."""
+        if not origin_allowed(origin, host, self._allowed_origins):
             self._count("origin")
-            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
-        address = peer_ip(connection)
+            return HTTPStatus.FORBIDDEN, "origin not allowed\n"
         if self._max_per_ip is not None and self._open_per_ip[address] >= self._max_per_ip:
             self._count("connections_per_ip")
-            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many connections from your address\n")
+            return HTTPStatus.TOO_MANY_REQUESTS, "too many connections from your address\n"
         if not self._attempts.take(address):
             self._count("connection_attempts_per_ip")
-            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many connection attempts, slow down\n")
+            return HTTPStatus.TOO_MANY_REQUESTS, "too many connection attempts, slow down\n"
         return None
 
     def opened(self, connection: WebSocketConnection) -> str:
@@ -56,7 +60,9 @@ class Admission:
 
         (An address string, not a closure: it is kept per connection, and a closure costs ~0.3 KiB.)
         """
-        address = peer_ip(connection)
+        return self.opened_address(peer_ip(connection))
+
+    def opened_address(self, address: str) -> str:
         self._open_per_ip[address] += 1
         return address
 
@@ -70,10 +76,15 @@ def select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Sub
     """The client's first offer we speak (see hubbub.wire); offering nothing means JSON."""
     if not offered:
         return None
-    for name in offered:
-        if name in wire.PROTOCOLS:
-            return Subprotocol(name)
-    raise NegotiationError(f"unsupported subprotocol; this server speaks {', '.join(wire.PROTOCOLS)}")
+    chosen = first_spoken(offered)
+    if chosen is None:
+        raise NegotiationError(f"unsupported subprotocol; this server speaks {', '.join(wire.PROTOCOLS)}")
+    return Subprotocol(chosen)
+
+
+def first_spoken(offered: Sequence[str]) -> str | None:
+    """The first offered subprotocol this server speaks."""
+    return next((name for name in offered if name in wire.PROTOCOLS), None)
 
 
 def peer_ip(connection: WebSocketConnection) -> str:

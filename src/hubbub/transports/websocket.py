@@ -109,13 +109,13 @@ class WebSocketEndpoint:
         self.hub = hub
         self.verifier = verifier
         self.hooks = hooks
-        self._forwarded = {
+        self.forwarded_headers = {
             name.strip().lower() for name in hub.settings.hook_forward_headers.split(",") if name.strip()
         }
         self.is_draining = is_draining
         self.server: WebSocketServer | None = None
         settings = hub.settings
-        self._admission = Admission(settings, hub.count_limit_hit)
+        self.admission = self._admission = Admission(settings, hub.count_limit_hit)
         self._registry = ConnectionRegistry()
         self._keepalive = (
             Keepalive(self._registry, settings.ping_interval, settings.ping_timeout)
@@ -192,7 +192,7 @@ class WebSocketEndpoint:
         loop = asyncio.get_running_loop()
         peer = None
         if self.hooks is not None and self.hooks.hooks.connect is not None:
-            headers = {name: value for name, value in request.headers.items() if name in self._forwarded}
+            headers = {name: value for name, value in request.headers.items() if name in self.forwarded_headers}
             peer = Peer(transport="websocket", remote=address, headers=headers)
         session = Session(
             self.hub, sink, verifier=self.verifier, call_later=loop.call_later, hooks=self.hooks, peer=peer
