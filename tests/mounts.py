@@ -52,7 +52,11 @@ async def mounted(kind: str, tmp_path: Path, hooks: Hooks | None = None, **overr
         app.mount("/connection", ASGIApp(server))
         listening = socket.create_server(("127.0.0.1", 0))
         port = listening.getsockname()[1]
-        host = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_ping_interval=None))
+        settings = server.settings  # uvicorn pings, as docs/integration.md says to configure it
+        config = uvicorn.Config(
+            app, log_level="warning", ws_ping_interval=settings.ping_interval, ws_ping_timeout=settings.ping_timeout
+        )
+        host = uvicorn.Server(config)
         serving = asyncio.create_task(host.serve(sockets=[listening]))
         try:
             await asyncio.wait_for(server.started.wait(), 10)

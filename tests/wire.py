@@ -55,6 +55,7 @@ class BareWebSocket:
         )
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
+            writer.close()
             raise ConnectionError(head.decode(errors="replace"))
         socket = cls(reader, writer)
         socket.response_head = head.decode(errors="replace")
