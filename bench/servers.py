@@ -53,6 +53,9 @@ SERVERS = {
     "websockets": ServerSpec("websockets", PLAIN, "bench.peers.websockets_broadcast"),
     "aiohttp": ServerSpec("aiohttp", PLAIN, "bench.peers.aiohttp_loop"),
     "socketio": ServerSpec("socketio", SOCKETIO, "bench.peers.socketio_room"),
+    # hubbub through a host server's WebSocket (one port): the same protocol and settings
+    "hubbub-asgi": ServerSpec("hubbub-asgi", HUBBUB, "bench.peers.hubbub_asgi"),
+    "hubbub-aiohttp": ServerSpec("hubbub-aiohttp", HUBBUB, "bench.peers.hubbub_aiohttp"),
 }
 READY = re.compile(r"listening on|WebSocket on ws://")
 
