@@ -172,6 +172,14 @@ class Server:
                 log.warning("connections still open after %.1fs: aborting them", self.settings.shutdown_timeout)
                 for connection in ws_server.connections:
                     connection.abort()
+        if self.hub is not None and self._mount is not None and self._mount.sinks:
+            # Clients of a mount (ASGI, aiohttp): the host's connections, closed through their sessions.
+            self.hub.close_all(DisconnectCode.GOING_AWAY, "server shutting down")
+            waiting = [sink.closed.wait() for sink in list(self._mount.sinks)]
+            try:
+                await asyncio.wait_for(asyncio.gather(*waiting), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                log.warning("mounted connections still open after %.1fs", self.settings.shutdown_timeout)
         if self.hub is not None:  # disconnect and unsubscribe notifications still on their way
             try:
                 await asyncio.wait_for(self.hub.wait_spawned(), max(0.1, deadline - time.monotonic()))

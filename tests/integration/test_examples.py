@@ -142,6 +142,28 @@ async def test_hooks_in_process_recipe(start_server: StartServer, open_raw: Open
     assert (await alice.call("publish", {"channel": "room:lobby", "data": {}}))["error"]["code"] == 1001
 
 
+def test_celery_task_publishes_once_from_a_real_worker(
+    hubbub_server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.contrib.testing.worker import start_worker
+
+    monkeypatch.setenv("HUBBUB_API_URL", hubbub_server.api_url)
+    monkeypatch.setenv("CELERY_BROKER_URL", "memory://")
+    example = load_example("celery_tasks")
+    example.app.conf.update(result_backend="cache+memory://", broker_connection_retry_on_startup=False)
+    with start_worker(example.app, perform_ping_check=False, pool="solo", loglevel="WARNING"):
+        first = example.order_shipped.delay(5).get(timeout=20)
+        again = example.order_shipped.delay(5).get(timeout=20)  # the same job twice: one publication
+    assert first == again == 1
+    with Publisher(hubbub_server.api_url) as check:
+        assert [p["data"] for p in check.history("order-5")["publications"]] == [{"status": "shipped"}]
+    example.publisher.close()
+
+
+def test_the_testing_recipe(hubbub_server: ServerThread) -> None:
+    load_example("test_shipping").test_shipping_publishes(hubbub_server)
+
+
 def test_the_integration_page_shows_the_example_files_as_they_are() -> None:
     page = (ROOT / "docs" / "integration.md").read_text()
     shown = re.findall(r"```python\n# (examples/\w+\.py)\n(.*?)```", page, flags=re.S)

@@ -51,3 +51,19 @@ async def test_hooks_and_msgpack_through_the_mount(tmp_path: Path, kind: str) ->
             subscription = await asyncio.wait_for(subscribed.get(), 5)
             await host.server.publish("feed:alerts", {"level": "high"})
             assert (await asyncio.wait_for(anext(subscription), 5)).data == {"level": "high"}
+
+
+@pytest.mark.parametrize("kind", MOUNTS)
+async def test_draining_closes_mounted_clients_with_1001(tmp_path: Path, kind: str) -> None:
+    from tests.wire import BareWebSocket
+
+    async with mounted(kind, tmp_path) as host:
+        client = await BareWebSocket.open(host.url)
+        await client.send_json({"id": 1, "connect": {}})
+        await client.read_messages()
+        closing = asyncio.create_task(host.server.close())
+        assert await asyncio.wait_for(client.close_code(), 10) == 1001
+        await closing
+        with pytest.raises(ConnectionError, match="503"):  # a drained server takes no new clients
+            await BareWebSocket.open(host.url)
+        client.close()

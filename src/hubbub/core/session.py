@@ -502,15 +502,15 @@ class Session:
         if request.token is not None:
             self.grants[channel] = self._verify_subscription_token(request.token, channel)
         try:
-            if len(self.channels) >= self.hub.settings.max_channels_per_connection:
-                raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
             hook = self._channel_hook("subscribe", channel)
             if hook is not None and channel not in self.grants:  # the application decides, not the rules
+                self._check_subscription_limit()  # before asking: a refused subscribe costs the app nothing
                 await self._ask_subscribe_hook(hook, channel, request)
                 if channel in self.channels:  # the server subscribed it meanwhile
                     raise CommandError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
             else:
                 self._check("subscribe", channel)
+                self._check_subscription_limit()
             await self.hub.subscribe(self, channel, request.since, lambda result: self._reply(command, result))
         except BaseException:
             self._forget_grant(channel)  # a grant lives only as long as its subscription
@@ -522,6 +522,10 @@ class Session:
             self._channel_info.pop(channel, None)
         elif request.token is not None:
             self._arm_grant(channel)
+
+    def _check_subscription_limit(self) -> None:
+        if len(self.channels) >= self.hub.settings.max_channels_per_connection:
+            raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
 
     def _channel_hook(self, name: str, channel: str) -> Any:
         """The subscribe or publish hook that decides for `channel`, or None (the namespace rules do)."""

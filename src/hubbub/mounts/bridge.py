@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hubbub import wire
 from hubbub.core.auth import TokenVerifier
@@ -43,6 +43,7 @@ class MountContext:
     admission: Admission
     forwarded_headers: frozenset[str]
     is_draining: Callable[[], bool]
+    sinks: set[QueueSink] = field(default_factory=set)  # open mounted connections, closed at drain
 
 
 class QueueSink:
@@ -137,6 +138,7 @@ class MountedConnection:
         self._context = context
         self._protocol = protocol
         self.sink = sink
+        context.sinks.add(sink)
         self._address = context.admission.opened_address(address)
         hooks = context.hooks
         peer = None
@@ -178,4 +180,5 @@ class MountedConnection:
             await self._context.hub.remove_session(self.session)
         finally:
             self._context.admission.release(self._address)
+            self._context.sinks.discard(self.sink)
             await self.sink.stop()
