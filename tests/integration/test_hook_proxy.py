@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -23,11 +23,14 @@ class Backend:
     def __init__(self) -> None:
         self.calls: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self.url = ""
+        self.answers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}  # a test's own, by path
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
         await self.calls.put((request.path, body))
         path = request.path
+        if path in self.answers:
+            return web.json_response(self.answers[path](body))
         if path == "/connect":
             if body["headers"].get("cookie") != "session=s1":
                 return web.json_response({"error": {"code": 103, "message": "sign in first"}})
@@ -143,3 +146,76 @@ async def test_a_broken_backend_gives_114_within_the_timeout(
     assert sum(server.hub.stats.hook_errors.values()) == 1
     metrics = json.dumps(sorted(server.hub.stats.hook_errors))
     assert "rpc" in metrics
+
+
+async def test_subscribe_refresh_and_unsubscribe_through_http(
+    start_server: StartServer, open_raw: OpenRaw, backend: Backend
+) -> None:
+    import time
+
+    def subscribe(body: dict[str, Any]) -> dict[str, Any]:
+        if body["channel"] == "chat:no":
+            return {"error": {"code": 1003, "message": "not yours", "temporary": True}}
+        return {"result": {"info": {"role": body["data"]}}}
+
+    backend.answers = {
+        "/connect": lambda body: {"result": {"user": "ann", "expires_at": time.time() + 1}},
+        "/refresh": lambda body: {"result": {"expires_at": time.time() + 3600, "info": {"v": 2}}},
+        "/subscribe": subscribe,
+    }
+    url = backend.url
+    server = await start_server(
+        token_secret=SECRET,
+        hook_forward_headers="X-Tenant",
+        connect_hook_url=f"{url}/connect",
+        refresh_hook_url=f"{url}/refresh",
+        subscribe_hook_url=f"{url}/subscribe",
+        unsubscribe_hook_url=f"{url}/unsubscribe",
+    )
+    client = await open_raw(server, connect=False, headers={"X-Tenant": "acme", "Cookie": "not forwarded"})
+    await client.ok("connect", {})
+    assert (await backend.calls.get())[1]["headers"] == {"x-tenant": "acme"}
+    await client.ok("subscribe", {"channel": "chat:yes", "data": "admin"})
+    assert (await backend.calls.get())[0] == "/subscribe"
+    presence = await client.ok("presence", {"channel": "chat:yes"})
+    assert next(iter(presence["clients"].values()))["chan_info"] == {"role": "admin"}
+    refused = await client.call("subscribe", {"channel": "chat:no"})
+    assert refused["error"] == {"code": 1003, "message": "not yours", "temporary": True}
+    await backend.calls.get()
+    path, body = await asyncio.wait_for(backend.calls.get(), 5)  # asked ahead of the 1 s expiry
+    assert path == "/refresh" and body["user"] == "ann"
+    await client.ok("unsubscribe", {"channel": "chat:yes"})
+    path, body = await asyncio.wait_for(backend.calls.get(), 5)
+    assert path == "/unsubscribe" and (body["channel"], body["reason"]) == ("chat:yes", "client")
+    assert server.hub is not None
+    (session,) = server.hub.sessions.values()
+    assert bytes(session.info.info) == b'{"v":2}'  # type: ignore[attr-defined]
+
+
+async def test_hook_concurrency_bounds_calls_in_flight(start_server: StartServer, open_raw: OpenRaw) -> None:
+    """With hook_concurrency = 1 and a hook that holds its call, a second call waits for the slot
+    and fails within hook_timeout (114), never running beside the first."""
+    from hubbub import Hooks, RpcEvent
+
+    inside = 0
+    most = 0
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def rpc(event: RpcEvent) -> object:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        entered.set()
+        await release.wait()
+        inside -= 1
+        return "done"
+
+    server = await start_server(hooks=Hooks(rpc=rpc), hook_concurrency=1, hook_timeout=0.5)
+    first, second = await open_raw(server), await open_raw(server)
+    waiting = asyncio.ensure_future(first.call("rpc", {"method": "slow"}))
+    await asyncio.wait_for(entered.wait(), 5)
+    assert (await second.call("rpc", {"method": "slow"}))["error"]["code"] == 114
+    assert (await waiting)["error"]["code"] == 114  # the first timed out too (it held past 0.5 s)
+    release.set()
+    assert most == 1
