@@ -253,3 +253,21 @@ async def test_without_a_refresh_hook_the_connection_expires_with_3005(
     client = await open_raw(server, connect=False)
     await client.ok("connect", {})
     assert await client.close_code() == 3005
+
+
+async def test_hook_calls_and_failures_are_in_the_metrics(start_server: StartServer, open_raw: OpenRaw) -> None:
+    import aiohttp
+
+    async def rpc(event: RpcEvent) -> Any:
+        if event.method == "fail":
+            raise RuntimeError("boom")
+        return 1
+
+    server = await start_server(hooks=Hooks(rpc=rpc))
+    client = await open_raw(server)
+    await client.ok("rpc", {"method": "ok"})
+    await client.call("rpc", {"method": "fail"})
+    async with aiohttp.ClientSession() as http, http.get(f"{server.api_url}/metrics") as response:
+        text = await response.text()
+    assert 'hubbub_hook_errors_total{hook="rpc",kind="error"} 1.0' in text
+    assert 'hubbub_hook_duration_seconds_count{hook="rpc"} 2.0' in text
