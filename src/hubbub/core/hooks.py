@@ -162,10 +162,16 @@ class Hooks:
     disconnect: Hook[DisconnectEvent, None] | None = None
     unsubscribe: Hook[UnsubscribeEvent, None] | None = None
 
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, name) is not None for name in HOOK_NAMES)
+
     def merged(self, other: Hooks) -> Hooks:
         """These hooks, with `other`'s where these have none (in-process beside HTTP proxies)."""
-        names = ("connect", "refresh", "subscribe", "publish", "rpc", "disconnect", "unsubscribe")
-        return Hooks(**{name: getattr(self, name) or getattr(other, name) for name in names})
+        return Hooks(**{name: getattr(self, name) or getattr(other, name) for name in HOOK_NAMES})
+
+
+HOOK_NAMES = ("connect", "refresh", "subscribe", "publish", "rpc", "disconnect", "unsubscribe")
 
 
 class BadAnswer(Exception):

@@ -11,20 +11,17 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-import msgspec
 from msgspec import Raw
 
 from hubbub import protocol
 from hubbub.config import NamespaceOptions
-from hubbub.core import hooks as app
 from hubbub.core import permissions
+from hubbub.core.application import Application
 from hubbub.core.auth import ANONYMOUS, MAX_USER_BYTES, Credentials, TokenVerifier
 from hubbub.core.channels import namespace_of
-from hubbub.core.hooks import HookRunner
 from hubbub.core.hub import Hub
 from hubbub.core.outbox import Outbox, Sink
 from hubbub.core.ratelimit import TokenBucket
@@ -33,19 +30,8 @@ from hubbub.errors import CommandError, DisconnectCode, ErrorCode, close_code_al
 log = logging.getLogger("hubbub.session")
 
 SERVER_VERSION = "hubbub/0.1"
-MAX_RPC_METHOD_BYTES = 255
-NOTIFY_BACKOFF = 0.5  # seconds before a notification's first retry; doubles each time
 
 CallLater = Callable[[float, Callable[[], None]], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """Where a connection comes from, as the connect hook sees it."""
-
-    transport: str = "websocket"
-    remote: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)  # only those in hook_forward_headers
 
 
 class State(Enum):
@@ -65,18 +51,15 @@ class Session:
         verifier: TokenVerifier | None,
         call_later: CallLater,
         clock: Callable[[], float] = time.time,
-        hooks: HookRunner | None = None,
-        peer: Peer | None = None,
+        app: Application | None = None,
     ) -> None:
         self.hub = hub
-        self._hooks = hooks
-        self._peer = peer or Peer()
+        self._app = app  # the application's hooks, if it has any
         # Development mode: no token key and no connect hook (anonymous clients may do anything).
-        self._development_mode = verifier is None and (hooks is None or hooks.hooks.connect is None)
+        self._development_mode = verifier is None and (app is None or not app.decides_connect)
         self._hook_authenticated = False  # credentials came from the connect hook (refreshed by the refresh hook)
         self._channel_info: dict[str, protocol.ClientInfo] = {}  # info with the subscribe hook's chan_info
         self.server_side: set[str] = set()  # channels the server subscribed this connection to
-        self._close: tuple[int, str] | None = None  # the code this side closed with
         self.sink = sink
         self.client_id = secrets.token_hex(8)
         self.credentials: Credentials = ANONYMOUS
@@ -136,7 +119,6 @@ class Session:
             return
         connected = self.state is State.CONNECTED
         self.state = State.CLOSED
-        self._close = (code, reason)
         self._cancel_timers()
         self._cancel_grant_timers()
         if connected:
@@ -162,28 +144,12 @@ class Session:
 
     def _notify_closed(self, code: int, reason: str) -> None:
         """Tell the application (disconnect hook, and unsubscribe for each channel), in the background."""
-        runner = self._hooks
-        if runner is None:
-            return
-        for channel in self.channels:
-            self._notify_unsubscribed(channel, "disconnect")
-        hook = runner.hooks.disconnect
-        if hook is not None:
-            event = app.DisconnectEvent(client=self.client_id, user=self.user, code=code, reason=reason)
-            self._spawn_notification("disconnect", hook, event)
+        if self._app is not None:
+            self._app.closed(self.client_id, self.user, list(self.channels), code, reason)
 
     def _notify_unsubscribed(self, channel: str, reason: str) -> None:
-        runner = self._hooks
-        if runner is None or runner.hooks.unsubscribe is None:
-            return
-        event = app.UnsubscribeEvent(client=self.client_id, user=self.user, channel=channel, reason=reason)
-        self._spawn_notification("unsubscribe", runner.hooks.unsubscribe, event)
-
-    def _spawn_notification(self, name: str, hook: app.Hook[Any, None], event: Any) -> None:
-        assert self._hooks is not None
-        attempts = self.hub.settings.hook_notify_attempts
-        work = self._hooks.notify(name, hook, event, attempts=attempts, backoff=NOTIFY_BACKOFF)
-        self.hub.spawn(work, f"{name} notification of {self.client_id}")
+        if self._app is not None:
+            self._app.unsubscribed(self.client_id, self.user, channel, reason)
 
     def _cancel_timers(self) -> None:
         _cancel(self._timers)
@@ -315,18 +281,15 @@ class Session:
         if self.state is not State.CONNECTED or expires_at is None:
             return
         if self._hook_authenticated:  # no token to ask the client for: the application extends it
-            hook = self._hooks.hooks.refresh if self._hooks is not None else None
-            if hook is not None:
-                self.hub.spawn(self._refresh_by_hook(hook), f"refreshing {self.client_id}")
+            if self._app is not None and self._app.refreshes:
+                self.hub.spawn(self._refresh_by_hook(self._app), f"refreshing {self.client_id}")
             return  # without a refresh hook it expires (3005); the reconnect asks the connect hook again
         self.outbox.push(protocol.encode_refresh_push(max(0, int(expires_at - self._clock()))))
 
-    async def _refresh_by_hook(self, hook: app.Hook[app.RefreshEvent, app.RefreshDecision]) -> None:
-        assert self._hooks is not None
+    async def _refresh_by_hook(self, app: Application) -> None:
         credentials = self.credentials
-        event = app.RefreshEvent(client=self.client_id, user=credentials.user, info=credentials.info)
         try:
-            decision = await self._hooks.call("refresh", hook, event, app.RefreshDecision)
+            extended = await app.refresh(self.client_id, credentials)
         except CommandError as error:
             remaining = (credentials.expires_at or 0) - self._clock()
             if error.temporary and remaining > 1:  # the app may be back before exp: ask again halfway
@@ -337,10 +300,7 @@ class Session:
         if self.state is not State.CONNECTED or self.credentials is not credentials:
             return
         self._cancel_timers()
-        info = decision.info if decision.info is not None else credentials.info
-        self._set_credentials(
-            Credentials(credentials.user, info, expires_at=decision.expires_at, channels=credentials.channels)
-        )
+        self._set_credentials(extended)
         self._arm_expiry()
 
     def _check(self, action: str, channel: str) -> NamespaceOptions:
@@ -361,12 +321,13 @@ class Session:
         assert isinstance(request, protocol.ConnectRequest)
         if self.state is State.CONNECTED:
             raise CommandError(ErrorCode.BAD_REQUEST, "already connected")
-        hook = self._hooks.hooks.connect if self._hooks is not None else None
-        by_hook = hook is not None and (not request.token or self.hub.settings.connect_hook_always)
+        app = self._app
+        by_hook = app is not None and app.decides_connect
+        by_hook = by_hook and (not request.token or self.hub.settings.connect_hook_always)
         try:
             if by_hook:
-                assert hook is not None
-                credentials = await self._ask_connect_hook(hook, request)
+                assert app is not None
+                credentials = await app.connect(self.client_id, request)
             else:
                 credentials = self._authenticate(request.token)
         except CommandError as error:
@@ -409,28 +370,6 @@ class Session:
         self.credentials = credentials
         info = Raw(protocol.encode(credentials.info)) if credentials.info is not None else protocol.NULL
         self.info = protocol.ClientInfo(user=credentials.user, client=self.client_id, info=info)
-
-    async def _ask_connect_hook(
-        self, hook: app.Hook[app.ConnectEvent, app.ConnectDecision], request: protocol.ConnectRequest
-    ) -> Credentials:
-        assert self._hooks is not None
-        peer = self._peer
-        event = app.ConnectEvent(
-            client=self.client_id,
-            transport=peer.transport,
-            remote=peer.remote,
-            headers=peer.headers,
-            data=_decoded(request.data),
-            token=request.token,
-        )
-        decision = await self._hooks.call("connect", hook, event, app.ConnectDecision)
-        user = decision.user
-        if not isinstance(user, str) or len(user.encode()) > MAX_USER_BYTES:
-            self.hub.stats.hook_errors[("connect", "bad_answer")] += 1
-            raise CommandError(ErrorCode.APPLICATION_UNAVAILABLE, "the application's connect hook gave a bad user id")
-        return Credentials(
-            user=user, info=decision.info, expires_at=decision.expires_at, channels=tuple(decision.channels)
-        )
 
     async def _subscribe_server_side(
         self, channels: list[str], positions: Mapping[str, protocol.StreamPosition]
@@ -502,10 +441,14 @@ class Session:
         if request.token is not None:
             self.grants[channel] = self._verify_subscription_token(request.token, channel)
         try:
-            hook = self._channel_hook("subscribe", channel)
-            if hook is not None and channel not in self.grants:  # the application decides, not the rules
+            app = self._app
+            if app is not None and app.decides("subscribe", channel) and channel not in self.grants:
                 self._check_subscription_limit()  # before asking: a refused subscribe costs the app nothing
-                await self._ask_subscribe_hook(hook, channel, request)
+                chan_info = await app.subscribe(self.client_id, self.credentials, channel, request.data)
+                if chan_info is not None:  # the application decides, not the rules
+                    self._channel_info[channel] = protocol.ClientInfo(
+                        user=self.user, client=self.client_id, info=self.info.info, chan_info=chan_info
+                    )
                 if channel in self.channels:  # the server subscribed it meanwhile
                     raise CommandError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
             else:
@@ -526,31 +469,6 @@ class Session:
     def _check_subscription_limit(self) -> None:
         if len(self.channels) >= self.hub.settings.max_channels_per_connection:
             raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
-
-    def _channel_hook(self, name: str, channel: str) -> Any:
-        """The subscribe or publish hook that decides for `channel`, or None (the namespace rules do)."""
-        if self._hooks is None:
-            return None
-        hook = getattr(self._hooks.hooks, name)
-        return hook if hook is not None and app.applies(hook, channel) else None
-
-    async def _ask_subscribe_hook(
-        self, hook: app.Hook[app.SubscribeEvent, app.SubscribeDecision | None], channel: str, request: Any
-    ) -> None:
-        assert self._hooks is not None
-        event = app.SubscribeEvent(
-            client=self.client_id,
-            user=self.user,
-            info=self.credentials.info,
-            channel=channel,
-            data=_decoded(request.data),
-        )
-        decision = await self._hooks.call("subscribe", hook, event, (app.SubscribeDecision, type(None)))
-        if decision is not None and decision.info is not None:
-            chan_info = Raw(protocol.encode(decision.info))
-            self._channel_info[channel] = protocol.ClientInfo(
-                user=self.user, client=self.client_id, info=self.info.info, chan_info=chan_info
-            )
 
     def _verify_subscription_token(self, token: str, channel: str) -> float | None:
         if self._verifier is None:
@@ -585,55 +503,20 @@ class Session:
         request = command.request
         assert isinstance(request, protocol.PublishRequest)
         channel, data = request.channel, request.data
-        hook = self._channel_hook("publish", channel)
-        options = self.hub.namespace(channel) if hook is not None else self._check("publish", channel)
+        app = self._app if self._app is not None and self._app.decides("publish", channel) else None
+        options = self.hub.namespace(channel) if app is not None else self._check("publish", channel)
         if options.publish_rate is not None:  # before the hook: a typing flood never reaches the app
             self._rate_limit(self._namespace_bucket(channel, options), "publications in this namespace")
-        if hook is not None:  # the application decides, not the rules, and may replace the data
-            data = await self._ask_publish_hook(hook, channel, data)
+        if app is not None:  # the application decides, not the rules, and may replace the data
+            data = await app.publish(self.client_id, self.credentials, channel, data)
         return await self.hub.publish(channel, data, self.info_in(channel))
-
-    async def _ask_publish_hook(
-        self, hook: app.Hook[app.PublishEvent, app.PublishDecision | None], channel: str, data: Raw
-    ) -> Raw:
-        assert self._hooks is not None
-        event = app.PublishEvent(
-            client=self.client_id, user=self.user, info=self.credentials.info, channel=channel, data=_decoded(data)
-        )
-        decision = await self._hooks.call("publish", hook, event, (app.PublishDecision, type(None)))
-        if decision is None or decision.data is app.KEEP:
-            return data
-        return self._hook_json("publish", decision.data)
-
-    def _hook_json(self, name: str, value: Any) -> Raw:
-        """What a hook answered, as JSON for the wire; not JSON-able is a failed hook (114)."""
-        try:
-            if isinstance(value, Raw):
-                return protocol.validate_json(bytes(value))
-            return Raw(protocol.encode(value))
-        except (TypeError, msgspec.EncodeError, CommandError):
-            self.hub.stats.hook_errors[(name, "bad_answer")] += 1
-            log.warning("%s hook answered a value that is not JSON: %.80r", name, value)
-            raise CommandError(ErrorCode.APPLICATION_UNAVAILABLE, f"the application's {name} hook failed") from None
 
     async def _rpc(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
         assert isinstance(request, protocol.RpcRequest)
-        hook = self._hooks.hooks.rpc if self._hooks is not None else None
-        if hook is None:
+        if self._app is None:
             raise CommandError(ErrorCode.NOT_AVAILABLE, "rpc is not available: the application has no rpc hook")
-        if not request.method or len(request.method.encode()) > MAX_RPC_METHOD_BYTES:
-            raise CommandError(ErrorCode.BAD_REQUEST, f"rpc needs a method name of 1 to {MAX_RPC_METHOD_BYTES} bytes")
-        assert self._hooks is not None
-        event = app.RpcEvent(
-            client=self.client_id,
-            user=self.user,
-            info=self.credentials.info,
-            method=request.method,
-            data=_decoded(request.data),
-        )
-        answer = await self._hooks.call("rpc", hook, event, None)
-        return protocol.RpcResult(data=self._hook_json("rpc", answer))
+        return protocol.RpcResult(data=await self._app.rpc(self.client_id, self.credentials, request))
 
     def _namespace_bucket(self, channel: str, options: NamespaceOptions) -> TokenBucket:
         """Per-connection budget of a namespace with its own publish_rate (typing signals)."""
@@ -717,11 +600,6 @@ def _connect_close_code(error: CommandError, by_hook: bool) -> int:
     if not by_hook:
         return DisconnectCode.INVALID_TOKEN
     return DisconnectCode.APPLICATION_UNAVAILABLE if error.temporary else DisconnectCode.CONNECT_REFUSED
-
-
-def _decoded(data: Raw) -> Any:
-    """Raw JSON from the client as Python values, for a hook."""
-    return msgspec.json.decode(data)
 
 
 def _cancel(timers: list[Any]) -> None:

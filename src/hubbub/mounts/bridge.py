@@ -16,10 +16,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hubbub import wire
+from hubbub.core.application import Peer, application_for
 from hubbub.core.auth import TokenVerifier
 from hubbub.core.hooks import HookRunner
 from hubbub.core.hub import Hub
-from hubbub.core.session import Peer, Session
+from hubbub.core.session import Session
 from hubbub.core.session import State as SessionState
 from hubbub.errors import DisconnectCode, ProtocolError
 from hubbub.transports.admission import Admission
@@ -140,18 +141,12 @@ class MountedConnection:
         self.sink = sink
         context.sinks.add(sink)
         self._address = context.admission.opened_address(address)
-        hooks = context.hooks
-        peer = None
-        if hooks.hooks.connect is not None:
-            peer = Peer(
-                transport=transport,
-                remote=address,
-                headers={name: value for name, value in headers.items() if name in context.forwarded_headers},
-            )
+        hub = context.hub
+        forwarded = {name: value for name, value in headers.items() if name in context.forwarded_headers}
+        peer = Peer(transport=transport, remote=address, headers=forwarded)
+        app = application_for(context.hooks, hub.stats, peer, hub.settings, hub.spawn)
         loop = asyncio.get_running_loop()
-        self.session = Session(
-            context.hub, sink, verifier=context.verifier, call_later=loop.call_later, hooks=hooks, peer=peer
-        )
+        self.session = Session(hub, sink, verifier=context.verifier, call_later=loop.call_later, app=app)
         self._max_bytes = context.hub.settings.max_message_bytes
 
     async def received(self, message: str | bytes) -> None:

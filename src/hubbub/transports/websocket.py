@@ -20,10 +20,11 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Response
 
 from hubbub import wire
+from hubbub.core.application import Peer, application_for
 from hubbub.core.auth import TokenVerifier
 from hubbub.core.hooks import HookRunner
 from hubbub.core.hub import Hub
-from hubbub.core.session import Peer, Session
+from hubbub.core.session import Session
 from hubbub.core.session import State as SessionState
 from hubbub.errors import ConfigError, DisconnectCode, ProtocolError
 from hubbub.transports import pages
@@ -190,13 +191,12 @@ class WebSocketEndpoint:
         frames = self._frames[wire_protocol.subprotocol]
         sink = WebSocketSink(connection, frames, self.hub.settings.compression_threshold)
         loop = asyncio.get_running_loop()
-        peer = None
-        if self.hooks is not None and self.hooks.hooks.connect is not None:
+        app = None
+        if self.hooks is not None and self.hooks.hooks.any:
             headers = {name: value for name, value in request.headers.items() if name in self.forwarded_headers}
             peer = Peer(transport="websocket", remote=address, headers=headers)
-        session = Session(
-            self.hub, sink, verifier=self.verifier, call_later=loop.call_later, hooks=self.hooks, peer=peer
-        )
+            app = application_for(self.hooks, self.hub.stats, peer, self.hub.settings, self.hub.spawn)
+        session = Session(self.hub, sink, verifier=self.verifier, call_later=loop.call_later, app=app)
         return SessionHandler(self.hub, session, wire_protocol, self._admission, address, connection)
 
 
