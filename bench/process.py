@@ -100,6 +100,22 @@ class ServerProcess:
             "warning",
             *flags,
         ]
+        async with cls._run(command, cpu, r"WebSocket on ws://[^:]+:(\d+)/") as server:
+            yield server
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def start_mount(cls, kind: str, cpu: int | None = 0, **settings: str) -> AsyncIterator[ServerProcess]:
+        """hubbub mounted in a host server (`asgi`: FastAPI/uvicorn, `aiohttp`), on a free port."""
+        port = free_port()
+        overrides = [f"{key}={value}" for key, value in settings.items()]
+        command = [sys.executable, "-m", f"bench.peers.hubbub_{kind}", str(port), *overrides]
+        async with cls._run(command, cpu, r"listening on 127\.0\.0\.1:(\d+)") as server:
+            yield server
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def _run(cls, command: list[str], cpu: int | None, port_line: str) -> AsyncIterator[ServerProcess]:
         cores = os.cpu_count() or 1
         if cpu is not None and cores > 1 and shutil.which("taskset"):
             command = ["taskset", "-c", str(cpu), *command]
@@ -114,7 +130,7 @@ class ServerProcess:
                     line = (await process.stdout.readline()).decode()
                     if not line:
                         raise RuntimeError("the server exited before it served")
-                    if match := re.search(r"WebSocket on ws://[^:]+:(\d+)/", line):
+                    if match := re.search(port_line, line):
                         port = int(match.group(1))
                     if match := re.search(r"server API on (http://\S+)/api/", line):
                         api_url = match.group(1)

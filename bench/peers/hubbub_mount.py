@@ -21,8 +21,10 @@ from hubbub.config import Settings, from_mapping
 
 
 def settings(folder: str) -> Settings:
+    """The suite's settings; `key=value` arguments after the port override them (tests do)."""
     from bench.servers import HUBBUB_NAMESPACES
 
+    overrides = dict(arg.split("=", 1) for arg in sys.argv[2:] if "=" in arg)
     values = from_mapping(
         {
             "port": 0,
@@ -36,6 +38,7 @@ def settings(folder: str) -> Settings:
             "publish_rate": "none",
             "log_level": "warning",
             "namespaces": HUBBUB_NAMESPACES,
+            **overrides,
         },
         "the mount benchmark",
     )
@@ -51,6 +54,7 @@ async def serve_asgi(port: int, folder: str) -> None:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with server:
+            print(f"server API on {server.api_url}/api/", flush=True)
             announce("hubbub-asgi", port)
             yield
 
@@ -71,6 +75,7 @@ async def serve_aiohttp(port: int, folder: str) -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+        print(f"server API on {server.api_url}/api/", flush=True)
         announce("hubbub-aiohttp", port)
         await asyncio.Future()
 

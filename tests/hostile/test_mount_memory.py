@@ -1,0 +1,68 @@
+"""Memory attacks on the mounts, each in its own process (RSS read from /proc): readers that stop,
+a ping flood. The host's buffers are part of what a mounted connection costs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from bench.process import ServerProcess
+from tests.conftest import OpenRaw
+from tests.hostile.test_memory import MIB, broadcast, expect_numbers, subscribed_bare
+from tests.mounts import MOUNTS
+from tests.wire import BareWebSocket, client_frame
+
+
+@pytest.mark.parametrize("kind", MOUNTS)
+async def test_200_mounted_clients_that_never_read_keep_memory_bounded(
+    open_raw: OpenRaw, http: aiohttp.ClientSession, kind: str
+) -> None:
+    async with ServerProcess.start_mount(kind, max_outbox_bytes="65536") as server:
+        good = await open_raw(server)
+        await good.ok("subscribe", {"channel": "news"})
+        idle = [await subscribed_bare(server) for _ in range(200)]
+        before = server.memory_kib()
+        for round_start in range(0, 1000, 200):  # 1000 x 10 KiB offered to each, the good client keeping up
+            await broadcast(http, server, 200, 10_000, round_start)
+            await expect_numbers(good, round_start, 200)
+        growth = server.memory_kib("VmHWM") - before
+        # Unbounded: 200 x 10 MiB. Bounded: outbox + the sink's 64 KiB + the host's and kernel buffers.
+        assert growth < 120 * MIB, f"{kind}: grew by {growth} KiB"
+        codes = [await asyncio.wait_for(client.close_code(), 20) for client in idle]
+        for client in idle:
+            client.close()
+        await good.ws.close()  # before the host stops: uvicorn waits for its open connections
+        assert codes.count(3008) == 200
+
+
+@pytest.mark.parametrize("kind", MOUNTS)
+async def test_a_ping_flood_on_a_mount(open_raw: OpenRaw, http: aiohttp.ClientSession, kind: str) -> None:
+    """aiohttp stops reading a flooder whose pongs pile up (as hubbub's transport does); uvicorn
+    answers every ping and buffers the pongs: its memory grows with the flood (documented)."""
+    async with ServerProcess.start_mount(kind) as server:
+        good = await open_raw(server)
+        await good.ok("subscribe", {"channel": "news"})
+        flooder = await BareWebSocket.open(server.url)
+        before = server.memory_kib()
+        ping = client_frame(b"p" * 125, opcode=0x9)
+        sent = 0
+        try:
+            async with asyncio.timeout(5):
+                while sent < 400_000:  # 50 MiB of pongs if the host answered them all
+                    flooder.writer.write(ping * 1000)
+                    sent += 1000
+                    await flooder.writer.drain()
+        except TimeoutError:
+            pass
+        growth = server.memory_kib("VmHWM") - before
+        if kind == "aiohttp":
+            assert sent < 400_000, "aiohttp read every ping: no backpressure"
+            assert growth < 32 * MIB, f"{kind}: grew by {growth} KiB under a ping flood"
+        else:
+            assert sent == 400_000 and growth > 16 * MIB  # uvicorn's: no backpressure on pings
+        await broadcast(http, server, 10, 100, 0)
+        await expect_numbers(good, 0, 10)  # the good client is served meanwhile, on either host
+        flooder.writer.transport.abort()
+        await good.ws.close()
