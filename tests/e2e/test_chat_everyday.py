@@ -309,8 +309,10 @@ async def test_a_dm_notification_is_titled_by_its_author(
     bob = await users.sign_in(server, "bob")
     await bob.fill("#dm-user", "alice")
     await bob.get_by_role("button", name="Message").click()
+    await expect(bob.locator("#title")).to_have_text("alice")  # said in the DM, not in #lobby
     await say(bob, "a direct word")
     await bob.locator("#rooms button", has_text="#side").click()
+    await expect(bob.locator("#title")).to_have_text("#side")
     await say(bob, "in the side room")
     await alice.wait_for_function("window.__titles.length === 2")
     assert await alice.evaluate("window.__titles") == ["bob", "bob in #side"]

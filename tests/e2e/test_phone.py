@@ -73,6 +73,7 @@ async def test_chat_on_a_phone(start_server: StartServer, tmp_path: Path, phone:
     await bob.get_by_role("button", name="Sign in").click()
     await bob.fill("#dm-user", "alice")
     await bob.get_by_role("button", name="Message").click()
+    await expect(bob.locator("#title")).to_have_text("alice")  # the DM is open: "psst" goes there, not to #lobby
     await say(bob, "psst")
     await expect(page.locator("#unread-total")).to_have_text("1")
     await toggle.click()
