@@ -110,3 +110,49 @@ async def test_neither_host_drops_a_trickled_handshake(tmp_path: Path, kind: str
         head = b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Pad: " + b"a" * 40
         assert await trickle_until_dropped(reader, writer, head, 0.05) is False  # still held after ~3 s
         writer.close()
+
+
+# What each host answers to the malformed upgrades of test_handshake.py (hubbub's own answers are
+# there): the status line's code, or None for no answer within a second (the host waits for more).
+HOST_ANSWERS: dict[str, dict[str, int | None]] = {
+    "asgi": {
+        "post": 405, "http-1.0": 101, "no-upgrade-header": 404, "no-connection-header": 404,
+        "upgrade-to-two-protocols": 404, "connection-without-upgrade": 404, "old-version": 400, "no-key": 400,
+        "key-not-base64": 400, "key-of-15-bytes": 400, "two-keys": 400, "two-hosts": 400, "two-origins": 400,
+        "unknown-subprotocol-only": 400, "request-body": None, "chunked-body": None, "obs-fold": 400,
+        "header-without-colon": 400, "control-character-in-value": None, "garbage-request-line": 400,
+        "two-spaces-in-request-line": 400, "non-ascii-path": 400, "head-over-the-limit": None,
+    },
+    "aiohttp": {
+        "post": 405, "http-1.0": 101, "no-upgrade-header": 400, "no-connection-header": 400,
+        "upgrade-to-two-protocols": 400, "connection-without-upgrade": 400, "old-version": 101, "no-key": 400,
+        "key-not-base64": 400, "key-of-15-bytes": 400, "two-keys": 101, "two-hosts": 400, "two-origins": 403,
+        "unknown-subprotocol-only": 400, "request-body": 101, "chunked-body": 101, "obs-fold": 400,
+        "header-without-colon": 400, "control-character-in-value": 400, "garbage-request-line": 400,
+        "two-spaces-in-request-line": 101, "non-ascii-path": 400, "head-over-the-limit": 400,
+    },
+}  # fmt: skip
+
+
+async def first_status(port: int, request: bytes) -> int | None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 1)
+        except (TimeoutError, asyncio.IncompleteReadError):
+            return None
+        return int(head.split(b" ")[1])
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("kind", MOUNTS)
+async def test_malformed_upgrades_get_the_hosts_answers(tmp_path: Path, kind: str) -> None:
+    from tests.hostile.test_handshake import BAD_REQUESTS
+
+    async with mounted(kind, tmp_path) as host:
+        answers = {case: await first_status(host.port, request) for case, (request, _, _) in BAD_REQUESTS.items()}
+        assert answers == HOST_ANSWERS[kind]
+        (await BareWebSocket.open(host.url)).close()  # a good client still connects
