@@ -66,3 +66,22 @@ async def test_a_ping_flood_on_a_mount(open_raw: OpenRaw, http: aiohttp.ClientSe
         await expect_numbers(good, 0, 10)  # the good client is served meanwhile, on either host
         flooder.writer.transport.abort()
         await good.ws.close()
+
+
+async def test_a_compression_bomb_on_the_asgi_mount_stops_at_uvicorns_size_limit(
+    open_raw: OpenRaw, http: aiohttp.ClientSession
+) -> None:
+    """uvicorn negotiates permessage-deflate by default and inflates up to its ws_max_size (16 MiB
+    unless set), then closes with 1009. (The aiohttp mount never negotiates compression.)"""
+    from tests.hostile.test_memory import _send_bomb, deflate_bomb
+
+    async with ServerProcess.start_mount("asgi") as server:
+        good = await open_raw(server)
+        await good.ok("subscribe", {"channel": "news"})
+        before = server.memory_kib()
+        assert await _send_bomb(server, deflate_bomb(128 * 1024 * 1024)) == 1009
+        growth = server.memory_kib("VmHWM") - before
+        assert growth < 64 * MIB, f"grew by {growth} KiB"
+        await broadcast(http, server, 1, 10, 0)
+        await expect_numbers(good, 0, 1)
+        await good.ws.close()
