@@ -192,7 +192,10 @@ async def _run_server(settings: config.Settings) -> int:
         await server.close()
         return 1
     tune_garbage_collector()
-    print(f"hubbub serving WebSocket on {server.url}", flush=True)
+    if settings.listen_public:
+        print(f"hubbub serving WebSocket on {server.url}", flush=True)
+    else:
+        print("hubbub: public port off (listen_public = false): WebSocket clients only through a mount", flush=True)
     print(f"hubbub serving server API on {server.api_url}/api/ (health: {server.api_url}/health)", flush=True)
     if settings.development_mode:
         print("hubbub: DEVELOPMENT MODE: no token_secret set, anonymous clients may connect", flush=True)

@@ -74,6 +74,9 @@ class Server:
 
     @property
     def url(self) -> str:
+        """The WebSocket URL on hubbub's own public port (none with listen_public off: use the mount's)."""
+        if self.port is None:
+            raise RuntimeError("hubbub's public port is off (listen_public = false): clients use the app's mount")
         scheme = "wss" if self.settings.tls_cert else "ws"
         return f"{scheme}://{_url_host(self.settings.host)}:{self.port}{WEBSOCKET_PATH}"
 
