@@ -211,7 +211,7 @@ class Settings:
     max_publish_batch: int = _setting(1000, "publications one /api/batch request may carry")
     max_batch_bytes: int = _setting(65536, "largest frame the server builds when coalescing messages")
     idempotency_window: float = _setting(
-        300.0, "seconds a publish's idempotency_key is remembered: a retry within it gets the first result"
+        300.0, "seconds an API call's idempotency_key is remembered: a retry within it gets the first result"
     )
     idempotency_max_keys: int = _setting(
         100000, "idempotency keys one node keeps in memory (memory broker); past it the oldest go first"
@@ -238,6 +238,9 @@ class Settings:
         "Cookie,Authorization", "comma-separated upgrade request headers the connect hook receives"
     )
     hook_notify_attempts: int = _setting(5, "tries of a disconnect or unsubscribe notification before it is dropped")
+    hook_notify_max_pending: int = _setting(
+        10000, "notifications pending (waiting, in flight, retrying) per node; past it new ones are dropped and counted"
+    )
     personal_channel: bool = _setting(
         False, "subscribe every named user's connections to their channel user:USER (server-side)"
     )

@@ -2,8 +2,9 @@
 
 `Publisher` needs no event loop (Django views, Celery tasks, threads, scripts);
 `AsyncPublisher` is the same API for asyncio code. Both retry what is worth retrying
-(network errors, timeouts, temporary error codes) with backoff, and every publish carries an
-idempotency key (yours, or one made per call), so a retry never publishes twice.
+(network errors, timeouts, temporary error codes) with backoff, and every publish, broadcast,
+batch and send carries an idempotency key (yours, or one made per call), so a retry never does it
+twice.
 
     with Publisher("http://127.0.0.1:8001", api_key=KEY) as hub:
         hub.publish("room:lobby", {"text": "deploy finished"})
@@ -51,6 +52,11 @@ def _publish(channel: str, data: Any, info: Any, idempotency_key: str | None) ->
     if info is not None:
         body["info"] = info
     return _post("/api/publish", body)
+
+
+def _keyed(path: str, body: dict[str, Any], idempotency_key: str | None) -> _Call:
+    """A call the publisher may retry: it carries a key, so the server does it at most once."""
+    return _post(path, {**body, "idempotency_key": idempotency_key or secrets.token_urlsafe(16)})
 
 
 def _post(path: str, body: dict[str, Any]) -> _Call:
@@ -126,15 +132,15 @@ class _Api:
         """Returns {"offset", "epoch"} once the publication is in history ({} without history)."""
         return self._send(_publish(channel, data, info, idempotency_key))
 
-    def broadcast(self, channels: list[str], data: Any) -> Any:
-        return self._send(_post("/api/broadcast", {"channels": channels, "data": data}))
+    def broadcast(self, channels: list[str], data: Any, *, idempotency_key: str | None = None) -> Any:
+        return self._send(_keyed("/api/broadcast", {"channels": channels, "data": data}, idempotency_key))
 
-    def batch(self, publications: Iterable[tuple[str, Any]]) -> Any:
+    def batch(self, publications: Iterable[tuple[str, Any]], *, idempotency_key: str | None = None) -> Any:
         items = [{"channel": channel, "data": data} for channel, data in publications]
-        return self._send(_post("/api/batch", {"publications": items}))
+        return self._send(_keyed("/api/batch", {"publications": items}, idempotency_key))
 
-    def send(self, user: str, data: Any) -> Any:
-        return self._send(_post("/api/send", {"user": user, "data": data}))
+    def send(self, user: str, data: Any, *, idempotency_key: str | None = None) -> Any:
+        return self._send(_keyed("/api/send", {"user": user, "data": data}, idempotency_key))
 
     def disconnect(self, user: str, *, reconnect: bool = False) -> Any:
         return self._send(_post("/api/disconnect", {"user": user, "reconnect": reconnect}))

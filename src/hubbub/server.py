@@ -124,7 +124,13 @@ class Server:
                 connector=aiohttp.TCPConnector(limit=settings.hook_concurrency), raise_for_status=False
             )
             hooks = hooks.merged(proxies(settings, self._hook_client))
-        runner = HookRunner(hooks, self.hub.stats, timeout=settings.hook_timeout, concurrency=settings.hook_concurrency)
+        runner = HookRunner(
+            hooks,
+            self.hub.stats,
+            timeout=settings.hook_timeout,
+            concurrency=settings.hook_concurrency,
+            max_pending_notifications=settings.hook_notify_max_pending,
+        )
         self._api = ServerApi(
             self.hub,
             Idempotency(self._idempotency, settings.idempotency_window),
@@ -221,12 +227,14 @@ class Server:
         publisher = _json(info) if info is not None else None
         return await self.api.publish(channel, _json(data), info=publisher, idempotency_key=idempotency_key)
 
-    async def broadcast(self, channels: list[str], data: Any) -> list[protocol.PublishResult]:
-        return await self.api.broadcast(channels, _json(data))
+    async def broadcast(
+        self, channels: list[str], data: Any, *, idempotency_key: str | None = None
+    ) -> list[protocol.PublishResult]:
+        return await self.api.broadcast(channels, _json(data), idempotency_key=idempotency_key)
 
-    async def send(self, user: str, data: Any) -> None:
+    async def send(self, user: str, data: Any, *, idempotency_key: str | None = None) -> None:
         """A message to every connection of `user` on every node (kept nowhere)."""
-        await self.api.send(user, _json(data))
+        await self.api.send(user, _json(data), idempotency_key=idempotency_key)
 
     async def disconnect(self, user: str, *, reconnect: bool = False) -> int:
         """Close `user`'s connections on every node (3503, or 3011 with `reconnect`)."""

@@ -271,3 +271,26 @@ async def test_hook_calls_and_failures_are_in_the_metrics(start_server: StartSer
         text = await response.text()
     assert 'hubbub_hook_errors_total{hook="rpc",kind="error"} 1.0' in text
     assert 'hubbub_hook_duration_seconds_count{hook="rpc"} 2.0' in text
+
+
+async def test_pending_notifications_are_bounded(start_server: StartServer, open_raw: OpenRaw) -> None:
+    """An app that does not answer while many connections close: at most hook_notify_max_pending
+    notifications wait; the rest are dropped and counted, never an unbounded pile of tasks."""
+    release = asyncio.Event()
+    taken: list[DisconnectEvent] = []
+
+    async def disconnect(event: DisconnectEvent) -> None:
+        await release.wait()
+        taken.append(event)
+
+    server = await start_server(hooks=Hooks(disconnect=disconnect), hook_notify_max_pending=2, hook_timeout=30)
+    for _ in range(5):
+        await open_raw(server)
+    assert server.hub is not None
+    # The server closes all five (anonymous) connections; with the memory broker that happens, and
+    # each disconnect notification is started or dropped, before this call returns.
+    assert await server.disconnect("") == 5
+    assert server.hub.stats.hook_errors[("disconnect", "overflow")] == 3
+    release.set()
+    await server.hub.wait_spawned()
+    assert len(taken) == 2

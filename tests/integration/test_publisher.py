@@ -148,3 +148,24 @@ async def test_a_key_still_publishing_answers_in_progress(start_server: StartSer
         assert (await server.publish("chat:room", 1, idempotency_key="same")).offset == 1
     finally:
         await other_node.close()
+
+
+async def test_broadcast_batch_and_send_retried_with_their_key_happen_once(start_server: StartServer) -> None:
+    """The publisher retries these too, so they carry keys as well: a retry is answered, not redone."""
+    from hubbub.core.auth import mint_token
+    from tests.helpers import SECRET
+
+    server = await start_server(token_secret=SECRET)
+    messages: asyncio.Queue[Any] = asyncio.Queue()
+    async with Client(server.url, token=mint_token(SECRET, "zoe"), on_message=messages.put_nowait):
+        async with AsyncPublisher(server.api_url) as hub:
+            first = await hub.broadcast(["chat:a", "chat:b"], {"n": 1}, idempotency_key="b-1")
+            assert await hub.broadcast(["chat:a", "chat:b"], {"n": 1}, idempotency_key="b-1") == first
+            batch = await hub.batch([("chat:a", 2), ("chat:b", 2)], idempotency_key="t-1")
+            assert await hub.batch([("chat:a", 2), ("chat:b", 2)], idempotency_key="t-1") == batch
+            await hub.send("zoe", "once", idempotency_key="s-1")
+            await hub.send("zoe", "once", idempotency_key="s-1")
+            await hub.send("zoe", "then this")  # a key of its own, made by the publisher
+        assert [await asyncio.wait_for(messages.get(), 5) for _ in range(2)] == ["once", "then this"]
+    for channel in ("chat:a", "chat:b"):
+        assert [bytes(p.data) for p in (await server.history(channel)).publications] == [b'{"n":1}', b"2"]

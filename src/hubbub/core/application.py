@@ -156,8 +156,9 @@ class Application:
             self._notify("unsubscribe", self._hooks.unsubscribe, event)
 
     def _notify(self, name: str, hook: app.Hook[Any, None], event: Any) -> None:
-        work = self._runner.notify(name, hook, event, attempts=self._notify_attempts, backoff=NOTIFY_BACKOFF)
-        self._spawn(work, f"{name} notification of {event.client}")
+        work = self._runner.notification(name, hook, event, attempts=self._notify_attempts, backoff=NOTIFY_BACKOFF)
+        if work is not None:
+            self._spawn(work, f"{name} notification of {event.client}")
 
     def _json(self, name: str, value: Any) -> Raw:
         """What a hook answered, as JSON for the wire; not JSON-able is a failed hook (114)."""

@@ -16,7 +16,7 @@ import inspect
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -181,11 +181,21 @@ class BadAnswer(Exception):
 class HookRunner:
     """Calls hooks with a timeout and a cap on calls in flight; counts and times every call."""
 
-    def __init__(self, hooks: Hooks, stats: Stats, *, timeout: float | None, concurrency: int) -> None:
+    def __init__(
+        self,
+        hooks: Hooks,
+        stats: Stats,
+        *,
+        timeout: float | None,
+        concurrency: int,
+        max_pending_notifications: int = 10_000,
+    ) -> None:
         self.hooks = hooks
         self._stats = stats
         self._timeout = timeout
         self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._max_pending = max_pending_notifications
+        self.pending_notifications = 0  # notifications waiting, in flight or between retries
 
     async def call(self, name: str, hook: Hook[E, R], event: E, expect: type | tuple[type, ...] | None) -> R:
         """The hook's answer, checked against `expect`; a Refuse passes through to the client.
@@ -217,17 +227,31 @@ class HookRunner:
         log.warning("%s hook failed (%s): %s", name, kind, detail, exc_info=exc_info)
         raise CommandError(ErrorCode.APPLICATION_UNAVAILABLE, f"the application's {name} hook failed: try again")
 
-    async def notify(self, name: str, hook: Hook[E, None], event: E, *, attempts: int, backoff: float) -> None:
-        """A notification (disconnect, unsubscribe): retried until it is taken, up to `attempts`."""
-        for attempt in range(attempts):
-            try:
-                await self.call(name, hook, event, None)
-                return
-            except CommandError:
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(backoff * 2**attempt)  # backoff between retries, not a synchronisation
-        self._stats.hook_errors[(name, "given_up")] += 1
-        log.error("%s notification %s given up after %d attempts", name, getattr(event, "id", "?"), attempts)
+    def notification(
+        self, name: str, hook: Hook[E, None], event: E, *, attempts: int, backoff: float
+    ) -> Coroutine[Any, Any, None] | None:
+        """The work of delivering a notification (disconnect, unsubscribe), retried up to `attempts`;
+        None when `max_pending_notifications` are pending already (an app down during a reconnect
+        storm must not grow memory without bound): that one is dropped and counted as overflow."""
+        if self.pending_notifications >= self._max_pending:
+            self._stats.hook_errors[(name, "overflow")] += 1
+            return None
+        self.pending_notifications += 1
+        return self._notify(name, hook, event, attempts, backoff)
+
+    async def _notify(self, name: str, hook: Hook[E, None], event: E, attempts: int, backoff: float) -> None:
+        try:
+            for attempt in range(attempts):
+                try:
+                    await self.call(name, hook, event, None)
+                    return
+                except CommandError:
+                    if attempt + 1 < attempts:
+                        await asyncio.sleep(backoff * 2**attempt)  # backoff between retries, not a synchronisation
+            self._stats.hook_errors[(name, "given_up")] += 1
+            log.error("%s notification %s given up after %d attempts", name, getattr(event, "id", "?"), attempts)
+        finally:
+            self.pending_notifications -= 1
 
 
 def applies(hook: object, channel: str) -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from msgspec import Raw
 
@@ -18,6 +20,13 @@ from hubbub.core.hub import Control, Hub
 from hubbub.core.idempotency import Idempotency
 from hubbub.core.session import SERVER_VERSION
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode
+
+T = TypeVar("T")
+
+# Idempotency scopes of the calls that are not a publish to one channel (whose scope is the channel).
+BROADCAST_SCOPE = "broadcast:"
+BATCH_SCOPE = "batch:"
+SEND_SCOPE = "send:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,27 +64,53 @@ class ServerApi:
 
         if idempotency_key is None:
             return await publish()
-        return await self._idempotency.once(channel, idempotency_key, publish)
+        return await self._idempotency.once(channel, idempotency_key, publish, protocol.PublishResult)
 
-    async def broadcast(self, channels: list[str], data: Raw) -> list[protocol.PublishResult]:
+    async def broadcast(
+        self, channels: list[str], data: Raw, *, idempotency_key: str | None = None
+    ) -> list[protocol.PublishResult]:
         """The same data to several channels; every channel is checked before any is published."""
         if not channels:
             raise CommandError(ErrorCode.BAD_REQUEST, "channels must not be empty")
         limit = self.hub.settings.max_channels_per_connection
         if len(channels) > limit:
             raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"at most {limit} channels")
-        return await self.hub.publish_many([(channel, data) for channel in channels], durable=True)
+        for channel in channels:
+            self.hub.namespace(channel)  # before the key is claimed
 
-    async def batch(self, publications: list[tuple[str, Raw]]) -> list[protocol.PublishResult]:
+        async def broadcast() -> list[protocol.PublishResult]:
+            return await self.hub.publish_many([(channel, data) for channel in channels], durable=True)
+
+        return await self._at_most_once(BROADCAST_SCOPE, idempotency_key, broadcast, list[protocol.PublishResult])
+
+    async def batch(
+        self, publications: list[tuple[str, Raw]], *, idempotency_key: str | None = None
+    ) -> list[protocol.PublishResult]:
         """Many publications, each to its own channel: one history and one broker operation."""
         limit = self.hub.settings.max_publish_batch
         if len(publications) > limit:
             raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"at most {limit} publications per batch")
-        return await self.hub.publish_many(publications, durable=True)
+        for channel, _ in publications:
+            self.hub.namespace(channel)
 
-    async def send(self, user: str, data: Raw) -> None:
+        async def batch() -> list[protocol.PublishResult]:
+            return await self.hub.publish_many(publications, durable=True)
+
+        return await self._at_most_once(BATCH_SCOPE, idempotency_key, batch, list[protocol.PublishResult])
+
+    async def send(self, user: str, data: Raw, *, idempotency_key: str | None = None) -> None:
         """A message to every connection of `user`, on every node (nothing is kept)."""
-        await self.hub.send_to_user(user, data)
+
+        async def send() -> protocol.Empty:
+            await self.hub.send_to_user(user, data)
+            return protocol.Empty()
+
+        await self._at_most_once(SEND_SCOPE, idempotency_key, send, protocol.Empty)
+
+    async def _at_most_once(self, scope: str, key: str | None, work: Callable[[], Awaitable[T]], kind: type[T]) -> T:
+        if key is None:
+            return await work()
+        return await self._idempotency.once(scope, key, work, kind)
 
     async def disconnect(self, user: str, *, reconnect: bool = False) -> int:
         """Close every connection of `user` on every node; returns how many were on this node."""

@@ -51,6 +51,7 @@ class PublishBody(Struct, forbid_unknown_fields=True):
 class BroadcastBody(Struct, forbid_unknown_fields=True):
     channels: list[str]
     data: Raw
+    idempotency_key: str | None = None
 
 
 class BatchItem(Struct, forbid_unknown_fields=True):
@@ -60,6 +61,7 @@ class BatchItem(Struct, forbid_unknown_fields=True):
 
 class BatchBody(Struct, forbid_unknown_fields=True):
     publications: list[BatchItem]
+    idempotency_key: str | None = None
 
 
 class UserChannelBody(Struct, forbid_unknown_fields=True):
@@ -75,6 +77,7 @@ class DisconnectBody(Struct, forbid_unknown_fields=True):
 class SendBody(Struct, forbid_unknown_fields=True):
     user: str
     data: Raw
+    idempotency_key: str | None = None
 
 
 def error_response(code: ErrorCode | int, message: str, status: HTTPStatus | None = None) -> web.Response:
@@ -229,7 +232,8 @@ class HttpApi:
 
     async def broadcast(self, request: web.Request) -> web.Response:
         body = await self._body(request, BroadcastBody)
-        results = await self.api.broadcast(body.channels, protocol.validate_json(bytes(body.data)))
+        data = protocol.validate_json(bytes(body.data))
+        results = await self.api.broadcast(body.channels, data, idempotency_key=body.idempotency_key)
         return json_response({"results": results})
 
     async def batch(self, request: web.Request) -> web.Response:
@@ -239,11 +243,13 @@ class HttpApi:
         if len(body.publications) > limit:  # before validating a huge body's every item
             raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"at most {limit} publications per batch")
         checked = [(p.channel, protocol.validate_json(bytes(p.data))) for p in body.publications]
-        return json_response({"results": await self.api.batch(checked)})  # checks every channel first
+        results = await self.api.batch(checked, idempotency_key=body.idempotency_key)  # checks every channel first
+        return json_response({"results": results})
 
     async def send(self, request: web.Request) -> web.Response:
         body = await self._body(request, SendBody)
-        await self.api.send(body.user, protocol.validate_json(bytes(body.data)))
+        data = protocol.validate_json(bytes(body.data))
+        await self.api.send(body.user, data, idempotency_key=body.idempotency_key)
         return json_response({})
 
     async def disconnect(self, request: web.Request) -> web.Response:
