@@ -85,3 +85,33 @@ async def test_redis_keys_carry_the_window_as_their_ttl(redis_url: str) -> None:
     finally:
         await redis.aclose()
         await store.close()
+
+
+async def test_a_running_call_holds_its_key_briefly_and_its_result_for_the_window(redis_url: str) -> None:
+    """While the call runs the claim lives PENDING_TTL (a node dying mid-call blocks retries only
+    that long); its result then lives the whole window."""
+    from redis.asyncio import Redis
+
+    from hubbub import protocol
+    from hubbub.backends.redis import RedisIdempotency, RedisKeys
+    from hubbub.core.idempotency import PENDING_TTL, Idempotency
+
+    prefix = f"test-{uuid.uuid4().hex}"
+    store = RedisIdempotency(redis_url, prefix=prefix)
+    await store.open()
+    redis = Redis.from_url(redis_url)
+    name = RedisKeys(prefix).idempotency("news", "k")
+    seen_while_running: list[int] = []
+
+    async def work() -> protocol.PublishResult:
+        seen_while_running.append(await redis.pttl(name))
+        return protocol.PublishResult(offset=7, epoch="e")
+
+    try:
+        result = await Idempotency(store, window=300).once("news", "k", work, protocol.PublishResult)
+        assert result.offset == 7
+        assert 0 < seen_while_running[0] <= PENDING_TTL * 1000
+        assert PENDING_TTL * 1000 < await redis.pttl(name) <= 300_000
+    finally:
+        await redis.aclose()
+        await store.close()

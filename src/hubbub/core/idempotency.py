@@ -8,6 +8,7 @@ is its channel; broadcast, batch and send have a scope each of their own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,6 +19,10 @@ from hubbub.backends.base import IdempotencyStore
 from hubbub.errors import CommandError, ErrorCode
 
 MAX_KEY_BYTES = 128
+# A claim lives this long while its call runs (then the window): a node that dies mid-call blocks a
+# retry with 115 for at most this long, not for the whole window.
+PENDING_TTL = 30.0
+log = logging.getLogger("hubbub.idempotency")
 T = TypeVar("T")
 
 
@@ -32,7 +37,7 @@ class Idempotency:
         if not key or len(key.encode()) > MAX_KEY_BYTES:
             raise CommandError(ErrorCode.BAD_REQUEST, f"idempotency_key must be 1 to {MAX_KEY_BYTES} bytes")
         try:
-            found = await self._store.claim(scope, key, self._window)
+            found = await self._store.claim(scope, key, min(self._window, PENDING_TTL))
         except Exception as exc:  # the store is down: publishing now could publish twice
             raise CommandError(ErrorCode.INTERNAL, f"idempotency store unavailable: retry later ({exc})") from None
         if found == b"":
@@ -42,8 +47,13 @@ class Idempotency:
         try:
             result = await work()
         except BaseException:
-            await self._store.release(scope, key)
+            try:
+                await self._store.release(scope, key)
+            except Exception as exc:  # the key then answers 115 until PENDING_TTL: a retry waits, never repeats
+                log.warning("releasing idempotency key %r failed: %s", key, exc)
             raise
-        # Never empty bytes (which mean "pending"): `{}` at least.
-        await self._store.complete(scope, key, protocol.encode(result), self._window)
+        try:  # never empty bytes (which mean "pending"): `{}` at least
+            await self._store.complete(scope, key, protocol.encode(result), self._window)
+        except Exception as exc:  # done, but not remembered: a retry gets 115 until PENDING_TTL
+            log.warning("storing the result of idempotency key %r failed: %s", key, exc)
         return result

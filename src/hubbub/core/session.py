@@ -454,7 +454,16 @@ class Session:
             else:
                 self._check("subscribe", channel)
                 self._check_subscription_limit()
-            await self.hub.subscribe(self, channel, request.since, lambda result: self._reply(command, result))
+            replied = False
+
+            def reply(result: protocol.SubscribeResult) -> None:
+                nonlocal replied
+                replied = True
+                self._reply(command, result)
+
+            await self.hub.subscribe(self, channel, request.since, reply)
+            if not replied and self.state is State.CONNECTED:  # the server ended it before it began
+                raise CommandError(ErrorCode.NOT_SUBSCRIBED, f"the server ended the subscription to {channel!r}")
         except BaseException:
             self._forget_grant(channel)  # a grant lives only as long as its subscription
             if channel not in self.channels:
