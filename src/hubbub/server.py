@@ -232,6 +232,13 @@ class Server:
     ) -> list[protocol.PublishResult]:
         return await self.api.broadcast(channels, _json(data), idempotency_key=idempotency_key)
 
+    async def batch(
+        self, publications: list[tuple[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[protocol.PublishResult]:
+        """Many publications, each to its own channel (a feed's tick): one history and broker operation."""
+        checked = [(channel, _json(data)) for channel, data in publications]
+        return await self.api.batch(checked, idempotency_key=idempotency_key)
+
     async def send(self, user: str, data: Any, *, idempotency_key: str | None = None) -> None:
         """A message to every connection of `user` on every node (kept nowhere)."""
         await self.api.send(user, _json(data), idempotency_key=idempotency_key)

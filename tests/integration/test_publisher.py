@@ -169,3 +169,13 @@ async def test_broadcast_batch_and_send_retried_with_their_key_happen_once(start
         assert [await asyncio.wait_for(messages.get(), 5) for _ in range(2)] == ["once", "then this"]
     for channel in ("chat:a", "chat:b"):
         assert [bytes(p.data) for p in (await server.history(channel)).publications] == [b'{"n":1}', b"2"]
+
+
+async def test_in_process_batch_and_broadcast(start_server: StartServer) -> None:
+    server = await start_server()
+    results = await server.batch([("chat:a", {"tick": 1}), ("chat:b", {"tick": 1})], idempotency_key="tick-1")
+    assert [r.offset for r in results] == [1, 1]
+    again = await server.batch([("chat:a", {"tick": 1}), ("chat:b", {"tick": 1})], idempotency_key="tick-1")
+    assert again == results
+    both = await server.broadcast(["chat:a", "chat:b"], "all")
+    assert [r.offset for r in both] == [2, 2]
