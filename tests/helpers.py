@@ -13,6 +13,16 @@ from hubbub.core.hub import Hub
 from hubbub.core.session import Session
 
 
+class FakeClock:
+    """A clock the test moves by hand (`clock.now += 61`), for stores that take a `clock`."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class ManualLoop:
     """call_soon / call_later driven by the test: time moves only when the test says so."""
 

@@ -12,6 +12,8 @@ twice.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import random
 import secrets
 import time
@@ -123,7 +125,20 @@ def _translate(exc: httpx.HTTPError, url: str) -> PublisherError:
 
 
 class _Api:
-    """The server API's calls, as request builders both publishers send."""
+    """The server API's calls, as request builders both publishers send, and their retry rule."""
+
+    def __init__(self, url: str, retries: int) -> None:
+        self.url = url.rstrip("/")
+        self.retries = retries
+
+    def _retry_after(self, exc: httpx.HTTPError | PublisherError, attempt: int) -> float:
+        """The backoff before the next attempt, or raise the failure (as a PublisherError)."""
+        error = _translate(exc, self.url) if isinstance(exc, httpx.HTTPError) else exc
+        if attempt >= self.retries or not _worth_retrying(error):
+            if error is exc:
+                raise error
+            raise error from exc
+        return _retry_delay(attempt)
 
     def _send(self, call: _Call) -> Any:  # pragma: no cover - each publisher defines it
         raise NotImplementedError
@@ -183,22 +198,16 @@ class Publisher(_Api):
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.retries = retries
+        super().__init__(url, retries)
         self._http = httpx.Client(base_url=self.url, headers=_headers(api_key), timeout=timeout)
 
     def _send(self, call: _Call) -> Any:
-        for attempt in range(self.retries + 1):
+        for attempt in itertools.count():
             try:
-                try:
-                    response = self._http.request(call.method, call.path, content=call.body, params=call.params)
-                except httpx.HTTPError as exc:
-                    raise _translate(exc, self.url) from exc
-                return _result(response)
-            except PublisherError as error:
-                if attempt >= self.retries or not _worth_retrying(error):
-                    raise
-            time.sleep(_retry_delay(attempt))  # backoff before the retry
+                return _result(self._http.request(call.method, call.path, content=call.body, params=call.params))
+            except (httpx.HTTPError, PublisherError) as exc:
+                delay = self._retry_after(exc, attempt)
+            time.sleep(delay)  # backoff before the retry
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
@@ -222,24 +231,17 @@ class AsyncPublisher(_Api):
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.retries = retries
+        super().__init__(url, retries)
         self._http = httpx.AsyncClient(base_url=self.url, headers=_headers(api_key), timeout=timeout)
 
     async def _send(self, call: _Call) -> Any:
-        import asyncio
-
-        for attempt in range(self.retries + 1):
+        for attempt in itertools.count():
             try:
-                try:
-                    response = await self._http.request(call.method, call.path, content=call.body, params=call.params)
-                except httpx.HTTPError as exc:
-                    raise _translate(exc, self.url) from exc
+                response = await self._http.request(call.method, call.path, content=call.body, params=call.params)
                 return _result(response)
-            except PublisherError as error:
-                if attempt >= self.retries or not _worth_retrying(error):
-                    raise
-            await asyncio.sleep(_retry_delay(attempt))  # backoff before the retry
+            except (httpx.HTTPError, PublisherError) as exc:
+                delay = self._retry_after(exc, attempt)
+            await asyncio.sleep(delay)  # backoff before the retry
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:

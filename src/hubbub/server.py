@@ -38,7 +38,7 @@ from hubbub.core.server_api import NodeInfo, ServerApi
 from hubbub.errors import CommandError, ConfigError, DisconnectCode, ErrorCode
 from hubbub.mounts.bridge import MountContext
 from hubbub.transports.admin import AdminFeed
-from hubbub.transports.hook_proxy import proxies
+from hubbub.transports.hook_proxy import has_hook_urls, proxies
 from hubbub.transports.http_api import HttpApi
 from hubbub.transports.websocket import WEBSOCKET_PATH, WebSocketEndpoint
 
@@ -119,7 +119,7 @@ class Server:
         self.hub = Hub(settings, broker, self._history, presence, call_soon=loop.call_soon)
         verifier = TokenVerifier.from_settings(settings)
         hooks = self.hooks
-        if any(getattr(settings, f"{name}_hook_url") for name in HOOK_NAMES) or _namespace_hook_urls(settings):
+        if has_hook_urls(settings):
             self._hook_client = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=settings.hook_concurrency), raise_for_status=False
             )
@@ -277,13 +277,6 @@ class Server:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-
-HOOK_NAMES = ("connect", "refresh", "subscribe", "publish", "rpc", "disconnect", "unsubscribe")
-
-
-def _namespace_hook_urls(settings: Settings) -> bool:
-    return any(o.subscribe_hook_url or o.publish_hook_url for o in settings.namespaces.values())
 
 
 def _json(value: Any) -> Raw:

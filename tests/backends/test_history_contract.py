@@ -12,14 +12,7 @@ from hubbub.backends import sqlite as sqlite_module
 from hubbub.backends.base import HistoryStore, StreamTop
 from hubbub.backends.memory import MemoryHistory
 from hubbub.backends.sqlite import SqliteHistory
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 async def memory_store(tmp_path: Path, clock: FakeClock) -> HistoryStore:

@@ -9,14 +9,7 @@ import pytest
 
 from hubbub.backends.base import IdempotencyStore
 from hubbub.backends.memory import MemoryIdempotency
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 @pytest.fixture

@@ -9,14 +9,7 @@ import pytest
 
 from hubbub.backends.base import PresenceStore
 from hubbub.backends.memory import MemoryPresence
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 @pytest.fixture

@@ -125,6 +125,24 @@ async def test_compression_bomb_of_128_mib_grows_memory_by_less_than_64_mib(
         await expect_numbers(good, 0, 1)
 
 
+PING_FLOOD = 400_000  # pings of 125 bytes: 50 MiB of pongs if the server answered them all
+
+
+async def flood_pings(flooder: BareWebSocket, seconds: float = 5.0) -> int:
+    """Send up to PING_FLOOD pings, reading nothing, for at most `seconds`; how many were taken."""
+    ping = client_frame(b"p" * 125, opcode=0x9)
+    sent = 0
+    try:
+        async with asyncio.timeout(seconds):
+            while sent < PING_FLOOD:
+                flooder.writer.write(ping * 1000)
+                sent += 1000
+                await flooder.writer.drain()  # blocks for good once the server stops reading
+    except TimeoutError:
+        pass
+    return sent
+
+
 async def test_ping_flood_from_a_client_that_never_reads_is_throttled(
     spawn_server: SpawnServer, open_raw: OpenRaw, http: aiohttp.ClientSession
 ) -> None:
@@ -135,17 +153,8 @@ async def test_ping_flood_from_a_client_that_never_reads_is_throttled(
     await good.ok("subscribe", {"channel": "news"})
     flooder = await BareWebSocket.open(server.url)
     before = server.memory_kib()
-    ping = client_frame(b"p" * 125, opcode=0x9)
-    sent = 0
-    try:
-        async with asyncio.timeout(5):
-            while sent < 400_000:  # 50 MiB of pongs if the server answered them all
-                flooder.writer.write(ping * 1000)
-                sent += 1000
-                await flooder.writer.drain()  # blocks for good once the server stops reading
-    except TimeoutError:
-        pass
-    assert sent < 400_000, "the server read every ping: no backpressure"
+    sent = await flood_pings(flooder)
+    assert sent < PING_FLOOD, "the server read every ping: no backpressure"
     growth = server.memory_kib("VmHWM") - before
     assert growth < 16 * MIB, f"server grew by {growth} KiB under a ping flood"
     await broadcast(http, server, 10, 100, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +18,10 @@ import msgspec
 from msgspec import Raw
 
 from hubbub import protocol
-from hubbub.config import Settings
 from hubbub.core import hooks as app
 from hubbub.core.auth import MAX_USER_BYTES, Credentials
 from hubbub.core.hooks import HookRunner
+from hubbub.core.hub import Hub
 from hubbub.core.stats import Stats
 from hubbub.errors import CommandError, ErrorCode
 
@@ -42,12 +43,16 @@ class Peer:
 
 
 def application_for(
-    runner: HookRunner | None, stats: Stats, peer: Peer, settings: Settings, spawn: Spawn
+    runner: HookRunner | None, hub: Hub, peer: Peer, forwarded_headers: AbstractSet[str]
 ) -> Application | None:
-    """A connection's Application, or None when the app configured no hook (nothing to ask)."""
+    """A connection's Application, or None when the app configured no hook (nothing to ask). The
+    peer's headers (names lower-cased) are cut to the allow-list here, once, for every transport."""
     if runner is None or not runner.hooks.any:
         return None
-    return Application(runner, stats, peer, notify_attempts=settings.hook_notify_attempts, spawn=spawn)
+    headers = {name: value for name, value in peer.headers.items() if name in forwarded_headers}
+    peer = Peer(peer.transport, peer.remote, headers)
+    attempts = hub.settings.hook_notify_attempts
+    return Application(runner, hub.stats, peer, notify_attempts=attempts, spawn=hub.spawn)
 
 
 class Application:

@@ -59,7 +59,6 @@ class Session:
         self._development_mode = verifier is None and (app is None or not app.decides_connect)
         self._hook_authenticated = False  # credentials came from the connect hook (refreshed by the refresh hook)
         self._channel_info: dict[str, protocol.ClientInfo] = {}  # info with the subscribe hook's chan_info
-        self.server_side: set[str] = set()  # channels the server subscribed this connection to
         self.sink = sink
         self.client_id = secrets.token_hex(8)
         self.credentials: Credentials = ANONYMOUS
@@ -383,18 +382,13 @@ class Session:
             return
         try:
             self.hub.namespace(channel)
-            if len(self.channels) >= self.hub.settings.max_channels_per_connection:
-                raise CommandError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions on this connection")
-            self.server_side.add(channel)
+            self._check_subscription_limit()
             await self.hub.subscribe(
                 self, channel, since, lambda result: self.outbox.push(protocol.encode_subscribe_push(channel, result))
             )
         except CommandError as error:
-            self.server_side.discard(channel)
             log.warning("server-side subscription of %s to %s failed: %s", self.client_id, channel, error.message)
             self.outbox.push(protocol.encode_unsubscribe_push(channel, int(error.code), error.message))
-        if channel not in self.channels:
-            self.server_side.discard(channel)
 
     def subscribe_by_server(self, channel: str) -> None:
         if self.state is State.CONNECTED:
@@ -404,7 +398,6 @@ class Session:
         if self.state is not State.CONNECTED or channel not in self.channels:
             return
         self._forget_grant(channel)
-        self.server_side.discard(channel)
         self.outbox.push(
             protocol.encode_unsubscribe_push(channel, UNSUBSCRIBED_BY_SERVER, "unsubscribed by the server")
         )
@@ -503,7 +496,6 @@ class Session:
         if request.channel not in self.channels:
             raise CommandError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {request.channel!r}")
         self._forget_grant(request.channel)
-        self.server_side.discard(request.channel)
         self._notify_unsubscribed(request.channel, "client")
         await self._finish_unsubscribe(request.channel)
         return protocol.Empty()

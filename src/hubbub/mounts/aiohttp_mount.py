@@ -14,6 +14,7 @@ from aiohttp import WSMsgType, web
 
 from hubbub import wire
 from hubbub.mounts.bridge import MountedConnection, QueueSink
+from hubbub.transports.admission import UNSUPPORTED_SUBPROTOCOL, first_spoken
 from hubbub.transports.websocket import WEBSOCKET_PATH
 
 if TYPE_CHECKING:
@@ -42,10 +43,8 @@ def attach_aiohttp(app: web.Application, server: Server, path: str = WEBSOCKET_P
             compress=False,
         )
         offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-        if offered and not any(name in wire.PROTOCOLS for name in offered):
-            return web.Response(
-                status=400, text=f"unsupported subprotocol; this server speaks {', '.join(wire.PROTOCOLS)}\n"
-            )
+        if offered and first_spoken(offered) is None:
+            return web.Response(status=400, text=UNSUPPORTED_SUBPROTOCOL + "\n")
         await ws.prepare(request)
         protocol = wire.for_subprotocol(ws.ws_protocol)
 

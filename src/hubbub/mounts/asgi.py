@@ -10,12 +10,13 @@ hubbub's own transport stays the fast path (docs/benchmarks.md measures both).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from hubbub import wire
 from hubbub.errors import DisconnectCode
 from hubbub.mounts.bridge import MountedConnection, QueueSink
-from hubbub.transports.admission import first_spoken
+from hubbub.transports.admission import UNSUPPORTED_SUBPROTOCOL, first_spoken
 
 if TYPE_CHECKING:
     from hubbub.server import Server
@@ -52,7 +53,7 @@ class ASGIApp:
         offered = scope.get("subprotocols") or []
         chosen = first_spoken(offered)
         if refused is None and offered and chosen is None:
-            refused = (400, f"unsupported subprotocol; this server speaks {', '.join(wire.PROTOCOLS)}\n")  # type: ignore[assignment]
+            refused = (HTTPStatus.BAD_REQUEST, UNSUPPORTED_SUBPROTOCOL + "\n")
         if refused is not None:
             await _refuse(scope, send, int(refused[0]), refused[1])
             return

@@ -21,9 +21,10 @@ from hubbub.core.auth import TokenVerifier
 from hubbub.core.hooks import HookRunner
 from hubbub.core.hub import Hub
 from hubbub.core.session import Session
-from hubbub.core.session import State as SessionState
-from hubbub.errors import DisconnectCode, ProtocolError
+from hubbub.errors import DisconnectCode
 from hubbub.transports.admission import Admission
+from hubbub.transports.sink import close_reason
+from hubbub.transports.websocket import run_message
 
 log = logging.getLogger("hubbub.mount")
 
@@ -89,7 +90,7 @@ class QueueSink:
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
-            self._close = (code, reason.encode()[:123].decode(errors="ignore"))
+            self._close = (code, close_reason(reason))
             self._wake.set()
 
     def _drained(self) -> None:
@@ -142,31 +143,17 @@ class MountedConnection:
         context.sinks.add(sink)
         self._address = context.admission.opened_address(address)
         hub = context.hub
-        forwarded = {name: value for name, value in headers.items() if name in context.forwarded_headers}
-        peer = Peer(transport=transport, remote=address, headers=forwarded)
-        app = application_for(context.hooks, hub.stats, peer, hub.settings, hub.spawn)
+        app = application_for(context.hooks, hub, Peer(transport, address, headers), context.forwarded_headers)
         loop = asyncio.get_running_loop()
         self.session = Session(hub, sink, verifier=context.verifier, call_later=loop.call_later, app=app)
         self._max_bytes = context.hub.settings.max_message_bytes
 
     async def received(self, message: str | bytes) -> None:
-        session = self.session
-        if session.state is SessionState.CLOSED:
-            return
         size = len(message) if isinstance(message, bytes) else len(message.encode())
-        if self._max_bytes is not None and size > self._max_bytes:
-            session.disconnect(DisconnectCode.MESSAGE_TOO_BIG, "message too big", notify=False)
+        if self._max_bytes is not None and size > self._max_bytes:  # the host read it whole: refuse it still
+            self.session.disconnect(DisconnectCode.MESSAGE_TOO_BIG, "message too big", notify=False)
             return
-        try:
-            commands = self._protocol.decode(message)
-        except wire.UnsupportedFrame as exc:
-            session.disconnect(DisconnectCode.UNSUPPORTED_DATA, str(exc), notify=False)
-            return
-        except ProtocolError as exc:
-            session.disconnect(DisconnectCode.BAD_REQUEST, f"bad request: {exc}", notify=False)
-            return
-        for command in commands:
-            await session.handle(command)
+        await run_message(self.session, self._protocol, message)
 
     async def finished(self, code: int | None, reason: str) -> None:
         """The host reports the connection gone."""

@@ -78,8 +78,11 @@ def select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Sub
         return None
     chosen = first_spoken(offered)
     if chosen is None:
-        raise NegotiationError(f"unsupported subprotocol; this server speaks {', '.join(wire.PROTOCOLS)}")
+        raise NegotiationError(UNSUPPORTED_SUBPROTOCOL)
     return Subprotocol(chosen)
+
+
+UNSUPPORTED_SUBPROTOCOL = f"unsupported subprotocol; this server speaks {', '.join(wire.PROTOCOLS)}"
 
 
 def first_spoken(offered: Sequence[str]) -> str | None:

@@ -17,6 +17,7 @@ import msgspec
 from hubbub.config import NamespaceOptions, Settings
 from hubbub.core.channels import namespace_of
 from hubbub.core.hooks import (
+    HOOK_NAMES,
     KEEP,
     BadAnswer,
     ConnectDecision,
@@ -118,6 +119,13 @@ def _decode(raw: bytes, kind: type[T]) -> T:
         return msgspec.json.decode(raw, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise BadAnswer(f"not a hook answer: {exc}") from None
+
+
+def has_hook_urls(settings: Settings) -> bool:
+    """Whether any hook (or any namespace's subscribe or publish hook) has a URL."""
+    if any(getattr(settings, f"{name}_hook_url") for name in HOOK_NAMES):
+        return True
+    return any(o.subscribe_hook_url or o.publish_hook_url for o in settings.namespaces.values())
 
 
 def proxies(settings: Settings, session: aiohttp.ClientSession) -> Hooks:

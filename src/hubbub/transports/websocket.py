@@ -49,6 +49,23 @@ WEBSOCKET_PATH = "/connection/websocket"
 LISTEN_BACKLOG = 1024  # pending TCP connections the kernel queues during a reconnect storm
 
 
+async def run_message(session: Session, wire_protocol: wire.WireProtocol, message: str | bytes) -> None:
+    """One received message as its session's commands; a frame that cannot be read closes it
+    (1003 for the wrong frame type, 3501 for no command to answer). Every transport feeds it."""
+    if session.state is SessionState.CLOSED:  # we disconnected it: ignore what was in flight
+        return
+    try:
+        commands = wire_protocol.decode(message)
+    except wire.UnsupportedFrame as exc:
+        session.disconnect(DisconnectCode.UNSUPPORTED_DATA, str(exc), notify=False)
+        return
+    except ProtocolError as exc:
+        session.disconnect(DisconnectCode.BAD_REQUEST, f"bad request: {exc}", notify=False)
+        return
+    for command in commands:
+        await session.handle(command)
+
+
 class SessionHandler:
     """Runs one connection's messages as commands of its Session, decoded by its wire protocol."""
 
@@ -71,19 +88,7 @@ class SessionHandler:
         self._address = address
 
     async def handle(self, message: Message) -> None:
-        session = self.session
-        if session.state is SessionState.CLOSED:  # we disconnected it: ignore what was in flight
-            return
-        try:
-            commands = self._wire.decode(message)
-        except wire.UnsupportedFrame as exc:
-            session.disconnect(DisconnectCode.UNSUPPORTED_DATA, str(exc), notify=False)
-            return
-        except ProtocolError as exc:
-            session.disconnect(DisconnectCode.BAD_REQUEST, f"bad request: {exc}", notify=False)
-            return
-        for command in commands:
-            await session.handle(command)
+        await run_message(self.session, self._wire, message)
 
     async def closed(self) -> None:
         protocol = self._connection.protocol
@@ -191,11 +196,7 @@ class WebSocketEndpoint:
         frames = self._frames[wire_protocol.subprotocol]
         sink = WebSocketSink(connection, frames, self.hub.settings.compression_threshold)
         loop = asyncio.get_running_loop()
-        app = None
-        if self.hooks is not None and self.hooks.hooks.any:
-            headers = {name: value for name, value in request.headers.items() if name in self.forwarded_headers}
-            peer = Peer(transport="websocket", remote=address, headers=headers)
-            app = application_for(self.hooks, self.hub.stats, peer, self.hub.settings, self.hub.spawn)
+        app = application_for(self.hooks, self.hub, Peer("websocket", address, request.headers), self.forwarded_headers)
         session = Session(self.hub, sink, verifier=self.verifier, call_later=loop.call_later, app=app)
         return SessionHandler(self.hub, session, wire_protocol, self._admission, address, connection)
 
