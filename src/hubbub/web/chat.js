@@ -429,13 +429,42 @@ async function start() {
   $("me").textContent = me;
   $("signin").hidden = true;
   $("app").hidden = false;
+}
+
+let lobbyByDefault = false; // setUp opened #lobby itself (the user had chosen nothing yet)
+
+// What follows the sign-in: the room list, the DM inbox, the lobby, unread counts. Safe to run
+// again: subscriptions already made are kept, and a view the user chose is left alone.
+async function setUp() {
   await client.subscribe("rooms:index", { onPublication: knownRoom });
   for (const publication of (await client.history("rooms:index", { limit: 1000 })).publications) knownRoom(publication);
   await client.subscribe(`user:${me}`, { onPublication: knownDm });
   for (const publication of (await client.history(`user:${me}`, { limit: 100 })).publications) knownDm(publication);
   if (!conversations.has(roomChannel("lobby"))) await client.publish("rooms:index", { room: "lobby" });
-  if (opening === 0) await open(roomChannel("lobby")); // unless the user already chose a conversation
+  if (opening === 0 || (lobbyByDefault && current === null)) { // unless the user already chose one
+    lobbyByDefault = true;
+    await open(roomChannel("lobby"));
+  }
   await refreshUnread();
+}
+
+// A connection lost during the set-up (a server restart) is not a failed sign-in: hubbub.js
+// reconnects, and the set-up runs again once the connection is back.
+async function setUpWhileConnected() {
+  for (;;) {
+    try {
+      await setUp();
+      return;
+    } catch (error) {
+      if (client.state === "closed" || client.state === "failed") return;
+      console.warn("hubbub chat: the connection went during set-up; again when it is back", error);
+      try {
+        await client.whenConnected();
+      } catch {
+        return; // the client failed for good: the page says why (ended)
+      }
+    }
+  }
 }
 
 async function signIn(name) {
@@ -448,7 +477,9 @@ async function signIn(name) {
     $("signin-error").textContent = String(error.message || error);
     sessionStorage.removeItem("hubbub-chat-user");
     if (client) client.close();
+    return;
   }
+  await setUpWhileConnected();
 }
 
 $("signin-form").addEventListener("submit", (event) => {
