@@ -217,6 +217,16 @@ class Settings:
         100000, "idempotency keys one node keeps in memory (memory broker); past it the oldest go first"
     )
     max_channels_per_connection: int = _setting(128, "subscriptions one connection may hold")
+    stream_send_rate_per_ip: float | None = _setting(
+        200.0, "HTTP-streaming command POSTs per second per IP (/connection/stream/send)"
+    )
+    stream_send_burst_per_ip: int = _setting(400, "HTTP-streaming command POSTs one IP may make at once")
+    stream_reorder_timeout: float = _setting(
+        5.0, "seconds an HTTP stream waits for a command POST that was overtaken before it reconnects the client (3011)"
+    )
+    sse_retry: float = _setting(
+        2.0, "seconds an EventSource waits before it reconnects (sent as `retry:`, jittered by +-50%)"
+    )
     max_channel_name_bytes: int = _setting(255, "longest channel name")
     recovery_max_publications: int = _setting(300, "most publications a recovery may replay")
     history_max_limit: int = _setting(1000, "most publications one history request returns")

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from msgspec import Raw
@@ -71,14 +71,23 @@ class ChannelSubscribers:
 
 
 class Control(msgspec.Struct, omit_defaults=True):
-    """A message for sessions on every node, addressed by user."""
+    """A message for sessions on every node, addressed by user (or, kind "stream", by stream)."""
 
-    kind: str  # "message" | "disconnect" | "subscribe" | "unsubscribe"
-    user: str
+    kind: str  # "message" | "disconnect" | "subscribe" | "unsubscribe" | "stream"
+    user: str = ""
     frame: Raw = protocol.NULL
     channel: str = ""
     code: int = 0
     reason: str = ""
+    stream: str = ""  # "stream": the HTTP stream a client POSTed `text` for, as its `seq`-th message
+    seq: int = 0
+    text: str = ""
+
+
+class StreamReceiver(Protocol):
+    """An HTTP stream's session (transports/http_stream.py): its client POSTs commands to any node."""
+
+    def receive(self, seq: int, text: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +124,7 @@ class Hub:
         self.users: dict[str, set[Member]] = {}
         self.channels: dict[str, ChannelSubscribers] = {}
         self._memberships: dict[str, set[str]] = {}  # client id -> its channels (the hub's to change)
+        self.streams: dict[str, StreamReceiver] = {}  # HTTP streams on this node, by stream id
         self._tasks: set[asyncio.Future[None]] = set()
         self._user_publishes: dict[str, TokenBucket] = {}  # named users with a session here
         self.publishing = Publishing(self.rules, history, broker, self.stats)
@@ -238,6 +248,11 @@ class Hub:
 
     def on_control(self, message: bytes) -> None:
         control = msgspec.json.decode(message, type=Control)
+        if control.kind == "stream":
+            receiver = self.streams.get(control.stream)
+            if receiver is not None:
+                receiver.receive(control.seq, control.text)
+            return
         members = list(self.users.get(control.user, ()))
         if control.kind == "message":
             frame = bytes(control.frame)

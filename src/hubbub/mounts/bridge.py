@@ -23,8 +23,8 @@ from hubbub.core.hub import Hub
 from hubbub.core.session import Session
 from hubbub.errors import DisconnectCode
 from hubbub.transports.admission import Admission
+from hubbub.transports.messages import run_message
 from hubbub.transports.sink import close_reason
-from hubbub.transports.websocket import run_message
 
 log = logging.getLogger("hubbub.mount")
 

@@ -44,15 +44,22 @@ class Admission:
 
     def check(self, origin: str | None, host: str | None, address: str) -> tuple[HTTPStatus, str] | None:
         """(status, text) refusing an upgrade from `address`, or None; any transport's handshake."""
-        if not origin_allowed(origin, host, self._allowed_origins):
-            self._count("origin")
-            return HTTPStatus.FORBIDDEN, "origin not allowed\n"
+        refused = self.check_origin(origin, host)
+        if refused is not None:
+            return refused
         if self._max_per_ip is not None and self._open_per_ip[address] >= self._max_per_ip:
             self._count("connections_per_ip")
             return HTTPStatus.TOO_MANY_REQUESTS, "too many connections from your address\n"
         if not self._attempts.take(address):
             self._count("connection_attempts_per_ip")
             return HTTPStatus.TOO_MANY_REQUESTS, "too many connection attempts, slow down\n"
+        return None
+
+    def check_origin(self, origin: str | None, host: str | None) -> tuple[HTTPStatus, str] | None:
+        """The Origin allow-list alone (a request that opens no connection: an HTTP-stream POST)."""
+        if not origin_allowed(origin, host, self._allowed_origins):
+            self._count("origin")
+            return HTTPStatus.FORBIDDEN, "origin not allowed\n"
         return None
 
     def opened(self, connection: WebSocketConnection) -> str:

@@ -3,7 +3,7 @@
 `websockets`' sans-I/O handshake (a generator per line, a `Headers` multidict, a `Response`
 object per answer) was more than half of a connect's server time; measured (docs/benchmarks.md)
 this path takes handshakes/s past aiohttp's. It is strict, as `websockets` is: CRLF lines, token
-header names, no body, no obs-fold, a bounded head (431 past `max_request_head_bytes`), and the
+header names, no body on an upgrade, no obs-fold, a bounded head (431 past `max_request_head_bytes`), and the
 same answers for a bad upgrade (400, 405, 426 with `Sec-WebSocket-Version: 13`, 505). Header
 grammar (Connection, Upgrade, subprotocol lists), the accept key and permessage-deflate
 negotiation still come from `websockets`.
@@ -86,8 +86,6 @@ def parse_head(head: bytes) -> UpgradeRequest:
                 raise HandshakeError(HTTPStatus.BAD_REQUEST, f"duplicate {name} header")
             value = f"{headers[name]}, {value}"
         headers[name] = value
-    if "transfer-encoding" in headers or headers.get("content-length", "0") != "0":
-        raise HandshakeError(HTTPStatus.BAD_REQUEST, "a WebSocket upgrade request has no body")
     return UpgradeRequest(raw_method.decode(), raw_path.decode(), raw_version.decode(), headers)
 
 
@@ -105,6 +103,8 @@ def accept_upgrade(
     if request.version != "HTTP/1.1":
         raise HandshakeError(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "a WebSocket upgrade needs HTTP/1.1")
     headers = request.headers
+    if "transfer-encoding" in headers or headers.get("content-length", "0") != "0":
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "a WebSocket upgrade request has no body")
     if not _has_token(parse_connection, headers.get("connection"), "upgrade") or not _has_token(
         parse_upgrade, headers.get("upgrade"), "websocket", only=True
     ):

@@ -61,7 +61,12 @@ class Keepalive:
 
 
 def _ping(connection: WebSocketConnection) -> asyncio.Future[None] | None:
-    """Send a ping now; None if the connection is not open (or mid-handshake)."""
+    """Send a ping now; None if the connection is not open (or mid-handshake). A streamed HTTP
+    response (SSE, HTTP streaming) gets its keep-alive instead: it has no pong to wait for."""
+    exchange = connection.exchange
+    if exchange is not None:
+        exchange.keepalive()
+        return None
     if connection.state is not State.OPEN:
         return None
     try:

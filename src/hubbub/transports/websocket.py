@@ -25,18 +25,22 @@ from hubbub.core.auth import TokenVerifier
 from hubbub.core.hooks import HookRunner
 from hubbub.core.hub import Hub
 from hubbub.core.session import Session
-from hubbub.core.session import State as SessionState
-from hubbub.errors import ConfigError, DisconnectCode, ProtocolError
+from hubbub.errors import ConfigError
 from hubbub.transports import pages
 from hubbub.transports.admission import Admission, select_subprotocol
 from hubbub.transports.echo import ECHO_PATH, EchoHandler
 from hubbub.transports.frames import DEFLATE_MEM_LEVEL, OP_BINARY, OP_TEXT, FrameCache
 from hubbub.transports.handshake import UpgradeRequest
+from hubbub.transports.http_exchange import StreamContext
+from hubbub.transports.http_stream import SEND_PATH, STREAM_PATH, HttpStreamEndpoint
 from hubbub.transports.keepalive import Keepalive
+from hubbub.transports.messages import run_message
 from hubbub.transports.sink import WebSocketSink
+from hubbub.transports.sse import SSE_PATH, SseEndpoint
 from hubbub.transports.wsconnection import (
     ConnectionOptions,
     ConnectionRegistry,
+    HttpExchange,
     Message,
     MessageHandler,
     WebSocketConnection,
@@ -47,23 +51,6 @@ log = logging.getLogger("hubbub.websocket")
 
 WEBSOCKET_PATH = "/connection/websocket"
 LISTEN_BACKLOG = 1024  # pending TCP connections the kernel queues during a reconnect storm
-
-
-async def run_message(session: Session, wire_protocol: wire.WireProtocol, message: str | bytes) -> None:
-    """One received message as its session's commands; a frame that cannot be read closes it
-    (1003 for the wrong frame type, 3501 for no command to answer). Every transport feeds it."""
-    if session.state is SessionState.CLOSED:  # we disconnected it: ignore what was in flight
-        return
-    try:
-        commands = wire_protocol.decode(message)
-    except wire.UnsupportedFrame as exc:
-        session.disconnect(DisconnectCode.UNSUPPORTED_DATA, str(exc), notify=False)
-        return
-    except ProtocolError as exc:
-        session.disconnect(DisconnectCode.BAD_REQUEST, f"bad request: {exc}", notify=False)
-        return
-    for command in commands:
-        await session.handle(command)
 
 
 class SessionHandler:
@@ -144,6 +131,9 @@ class WebSocketEndpoint:
             name: FrameCache(OP_BINARY if protocol.binary else OP_TEXT, protocol.from_internal)
             for name, protocol in wire.PROTOCOLS.items()
         }
+        streams = StreamContext(hub, verifier, hooks, self._admission, frozenset(self.forwarded_headers), is_draining)
+        self._sse = SseEndpoint(streams)
+        self._http_stream = HttpStreamEndpoint(streams)
 
     async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> WebSocketServer:
         settings = self.hub.settings
@@ -168,8 +158,10 @@ class WebSocketEndpoint:
         if self._keepalive is not None:
             self._keepalive.stop()
 
-    def process_request(self, connection: WebSocketConnection, request: UpgradeRequest) -> Response | None:
-        """A plain HTTP answer for this request, or None to upgrade it."""
+    def process_request(
+        self, connection: WebSocketConnection, request: UpgradeRequest
+    ) -> Response | HttpExchange | None:
+        """A plain HTTP answer for this request, an exchange that streams one, or None to upgrade it."""
         path, _, query = request.path.partition("?")
         settings = self.hub.settings
         page = pages.PAGES.get(path)
@@ -180,6 +172,10 @@ class WebSocketEndpoint:
             return pages.dev_token(settings.token_secret, query)
         if path == "/health":
             return pages.health(self.is_draining())
+        if path == SSE_PATH:
+            return self._sse.exchange_for(connection, request, query)
+        if path == STREAM_PATH or path == SEND_PATH:
+            return self._http_stream.exchange_for(connection, request, path)
         is_echo = path == ECHO_PATH and settings.test_echo_endpoint
         if path != WEBSOCKET_PATH and not is_echo:
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found; the WebSocket endpoint is {WEBSOCKET_PATH}\n")

@@ -58,10 +58,35 @@ class MessageHandler(Protocol):
     async def closed(self) -> None: ...
 
 
+class HttpExchange(Protocol):
+    """A plain HTTP request served past its head (http_exchange.py): a request body to read, or a
+    response streamed for as long as the client stays (SSE, HTTP streaming)."""
+
+    def start(self, connection: WebSocketConnection, body: bytes) -> None:
+        """The head is parsed; `body` holds the bytes that came after it."""
+        ...
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def connection_lost(self) -> None:
+        """The transport is gone; call `connection.exchange_done()` once cleaned up."""
+        ...
+
+    def close(self, code: int, reason: str) -> None:
+        """End the exchange as a WebSocket would close with `code` (drain: 1001)."""
+        ...
+
+    def keepalive(self) -> None:
+        """The keepalive's tick (ping_interval): write something so proxies keep the stream."""
+        ...
+
+
 class ConnectionEvents(Protocol):
     """What the endpoint decides for each connection."""
 
-    def process_request(self, connection: WebSocketConnection, request: UpgradeRequest) -> Response | None: ...
+    def process_request(
+        self, connection: WebSocketConnection, request: UpgradeRequest
+    ) -> Response | HttpExchange | None: ...
 
     def opened(self, connection: WebSocketConnection, request: UpgradeRequest) -> MessageHandler: ...
 
@@ -71,11 +96,13 @@ class Phase(Enum):
 
     HANDSHAKE -> OPEN (the upgrade succeeded; a handler takes messages) -> CLOSING (the transport
     is gone; the worker finishes the inbox, then the handler's `closed`) -> GONE. A connection
-    lost during the handshake goes from HANDSHAKE to GONE at once.
+    lost during the handshake goes from HANDSHAKE to GONE at once. A plain HTTP request served
+    past its head goes HANDSHAKE -> EXCHANGE -> CLOSING (the exchange cleans up) -> GONE.
     """
 
     HANDSHAKE = "handshake"
     OPEN = "open"
+    EXCHANGE = "exchange"
     CLOSING = "closing"
     GONE = "gone"
 
@@ -138,6 +165,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_worker",
         "_writable_callbacks",
         "events",
+        "exchange",
         "options",
         "paused",
         "phase",
@@ -166,6 +194,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._read_holds = 0
+        self.exchange: HttpExchange | None = None
         self.phase = Phase.HANDSHAKE
 
     # What the endpoint and sessions use.
@@ -240,7 +269,9 @@ class WebSocketConnection(asyncio.Protocol):
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the peer gets `close_timeout` seconds to answer."""
         protocol = self.protocol
-        if protocol is None:
+        if self.exchange is not None:
+            self.exchange.close(code, reason)
+        elif protocol is None:
             self.abort()
         elif protocol.state is State.OPEN:
             protocol.send_close(code, reason)
@@ -257,6 +288,27 @@ class WebSocketConnection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    def request_done(self) -> None:
+        """An exchange has its whole request: the handshake timeout no longer applies."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def end_response(self) -> None:
+        """Close once the buffered response is written; a peer that never reads it is dropped
+        after `close_timeout` (its buffer must not live on)."""
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        transport.close()
+        if self._close_timer is None and self.options.close_timeout is not None:
+            self._close_timer = asyncio.get_running_loop().call_later(self.options.close_timeout, self.abort)
+
+    def exchange_done(self) -> None:
+        """The exchange cleaned up after its transport went: the connection is gone."""
+        if self.phase is Phase.CLOSING:
+            self._gone()
 
     def when_writable(self, callback: Callable[[], None]) -> None:
         """Call back once the transport takes writes again (or the connection is gone)."""
@@ -279,6 +331,9 @@ class WebSocketConnection(asyncio.Protocol):
             self._timer = asyncio.get_running_loop().call_later(self.options.handshake_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.data_received(data)
+            return
         protocol = self.protocol
         if protocol is None:
             data = self._handshake_data(data)
@@ -315,6 +370,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         had_handler = self.phase is Phase.OPEN
+        had_exchange = self.phase is Phase.EXCHANGE
         self.phase = Phase.CLOSING
         self._head = None
         if self.protocol is not None:
@@ -329,7 +385,10 @@ class WebSocketConnection(asyncio.Protocol):
             self.pings = None
         self.paused = False
         self._call_writable_callbacks()
-        if not had_handler:
+        if had_exchange:
+            assert self.exchange is not None
+            self.exchange.connection_lost()  # it calls exchange_done
+        elif not had_handler:
             self._gone()
         elif self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run_inbox())
@@ -339,6 +398,7 @@ class WebSocketConnection(asyncio.Protocol):
         """The end: out of the registry (shutdown waits for it to be empty). Called exactly once."""
         self.phase = Phase.GONE
         self._handler = None
+        self.exchange = None
         self._registry.discard(self)
 
     # Internals
@@ -370,8 +430,13 @@ class WebSocketConnection(asyncio.Protocol):
         try:
             request = parse_head(bytes(head[:end]))
             response = self.events.process_request(self, request)
-            if response is not None:
+            if isinstance(response, Response):
                 self._refuse(response)
+                return b""
+            if response is not None:
+                self.exchange = response
+                self.phase = Phase.EXCHANGE
+                response.start(self, rest)
                 return b""
             options = self.options
             protocol = ServerProtocol(

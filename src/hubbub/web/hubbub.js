@@ -5,12 +5,130 @@
 // again, and resubscribes every channel from the last offset it saw, so publications missed
 // meanwhile arrive once, in order, before new ones. When the server cannot fill the gap
 // (`recovered: false`), the subscription's onUnrecovered callback runs so the app can reload.
+//
+// Where a WebSocket cannot open (a proxy that breaks upgrades), it falls back to HTTP streaming
+// (a streamed response for what the server sends, POSTs for what it sends; docs/protocol.md),
+// and while on it tries the WebSocket again now and then, switching back when it opens.
 
 const SUBPROTOCOL = "hubbub.json.v1";
 const NO_RECONNECT = new Set([1002, 1003, 1007, 1008, 1009, 1010]);
 
 export function reconnectAllowed(code) {
   return !(code >= 3500 && code <= 3999) && !NO_RECONNECT.has(code);
+}
+
+// The HTTP-streaming endpoint beside a WebSocket URL: ws://host/connection/websocket -> http://host/connection/stream
+export function streamUrlFor(url) {
+  const base = typeof location === "undefined" ? undefined : location.href;
+  const target = new URL(url, base);
+  target.protocol = target.protocol === "wss:" ? "https:" : target.protocol === "ws:" ? "http:" : target.protocol;
+  target.pathname = "/connection/stream";
+  target.search = "";
+  return target.href;
+}
+
+const OPEN = 1;
+const CLOSED = 3;
+
+// What the Client needs of a WebSocket, over HTTP streaming: one POST whose streamed response
+// carries the server's messages (one JSON line each) and POSTs for the client's, numbered so the
+// server puts them in order and drops a retried copy. Needs fetch with streamed bodies.
+export class HttpStreamSocket {
+  constructor(url, { retries = 5 } = {}) {
+    this.url = url;
+    this.sendUrl = url.replace(/\/?$/, "/send");
+    this.readyState = 0;
+    this.protocol = "http-stream";
+    this.streamId = null;
+    this.seq = 0;
+    this.queue = [];
+    this.sending = false;
+    this.retries = retries;
+    this.aborter = new AbortController();
+    this.onopen = this.onmessage = this.onclose = null;
+    this.run();
+  }
+
+  async run() {
+    let code = 1006;
+    let reason = "";
+    try {
+      const response = await fetch(this.url, { method: "POST", cache: "no-store", signal: this.aborter.signal });
+      if (!response.ok || !response.body) {
+        if (response.status === 403) code = 1008;
+        throw new Error(`stream refused: HTTP ${response.status}`);
+      }
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffered = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffered += value;
+        let end;
+        while ((end = buffered.indexOf("\n")) >= 0) {
+          const line = buffered.slice(0, end);
+          buffered = buffered.slice(end + 1);
+          if (!line.trim()) continue; // a keep-alive
+          if (this.streamId === null) {
+            this.streamId = JSON.parse(line).stream.id;
+            this.readyState = OPEN;
+            if (this.onopen) this.onopen();
+          } else if (line.startsWith('{"closed":')) {
+            ({ code, reason } = JSON.parse(line).closed);
+          } else if (this.onmessage) {
+            this.onmessage({ data: line });
+          }
+        }
+      }
+    } catch (error) {
+      // the network, a refusal or close(): the close code says which
+    }
+    this.finish(code, reason);
+  }
+
+  send(text) {
+    if (this.readyState !== OPEN) throw new Error("not connected");
+    this.queue.push(text);
+    this.pump();
+  }
+
+  // One POST at a time, carrying everything queued meanwhile; a failed one is retried as it was.
+  async pump() {
+    if (this.sending) return;
+    this.sending = true;
+    while (this.queue.length && this.readyState === OPEN) {
+      const body = JSON.stringify({ stream: this.streamId, seq: ++this.seq }) + "\n" + this.queue.splice(0).join("\n");
+      let delivered = false;
+      for (let attempt = 0; attempt <= this.retries && this.readyState === OPEN && !delivered; attempt++) {
+        try {
+          const response = await fetch(this.sendUrl, {
+            method: "POST", body, cache: "no-store", headers: { "Content-Type": "text/plain" },
+          });
+          if (response.status === 202) delivered = true;
+          else if (response.status === 413) return this.close(1009, "message too big");
+          else if (response.status === 404) return this.close(1006, "stream ended");
+          else if (response.status < 500 && response.status !== 429) return this.close(1008, `HTTP ${response.status}`);
+        } catch (error) {
+          // the network: try again
+        }
+        if (!delivered) await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      }
+      if (!delivered) return this.close(1006, "commands could not be sent");
+    }
+    this.sending = false;
+  }
+
+  close(code = 1000, reason = "") {
+    this.aborter.abort();
+    this.finish(code, reason);
+  }
+
+  finish(code, reason) {
+    if (this.readyState === CLOSED) return;
+    this.readyState = CLOSED;
+    this.sending = false;
+    if (this.onclose) this.onclose({ code, reason, wasClean: code !== 1006 });
+  }
 }
 
 // The server's /health on the public port, when the page may fetch it (same origin); else null.
@@ -91,12 +209,21 @@ export class Client extends EventTarget {
   // (ms, jittered; only while the page is visible and the server is same-origin) and reconnect at
   // once when it answers; 0 turns the probe off. The browser's `online` event also retries at once.
   // data: any JSON, sent with every connect for the application's connect hook.
+  // transports: what to try, in order: "websocket", then "http-stream" (HTTP streaming, at
+  // streamUrl) once a WebSocket failed to open; while streaming, a WebSocket is tried again
+  // every upgradeInterval ms and used when it opens. ["websocket"] turns the fallback off.
   // Server-side subscriptions arrive as a "subscribed" event whose detail is the Subscription: set
   // its options.onPublication (and onJoin, ...) in the listener, before its publications come.
   constructor(url, { token = null, name = "hubbub-js", minReconnectDelay = 200, maxReconnectDelay = 20000,
-    commandTimeout = 10000, probeInterval = 1000, data = undefined } = {}) {
+    commandTimeout = 10000, probeInterval = 1000, data = undefined, transports = ["websocket", "http-stream"],
+    streamUrl = undefined, upgradeInterval = 30000 } = {}) {
     super();
     this.url = url;
+    this.transports = transports;
+    this.transport = transports[0];
+    this.streamUrl = streamUrl || (transports.includes("http-stream") ? streamUrlFor(url) : null);
+    this.upgradeInterval = upgradeInterval;
+    this.upgradeTimer = null;
     this.data = data;
     this.token = token;
     this.name = name;
@@ -121,7 +248,7 @@ export class Client extends EventTarget {
 
   setState(state, detail = {}) {
     this.state = state;
-    this.dispatchEvent(new CustomEvent("state", { detail: { state, ...detail } }));
+    this.dispatchEvent(new CustomEvent("state", { detail: { state, transport: this.transport, ...detail } }));
   }
 
   callSafely(callback, argument) {
@@ -146,6 +273,7 @@ export class Client extends EventTarget {
     this.closing = true;
     clearTimeout(this.retryTimer);
     clearTimeout(this.probeTimer);
+    clearTimeout(this.upgradeTimer);
     if (this.socket) this.socket.close(1000);
     this.setState("closed");
   }
@@ -161,9 +289,13 @@ export class Client extends EventTarget {
 
   open() {
     this.setState("connecting");
-    const socket = new WebSocket(this.url, SUBPROTOCOL);
+    const socket = this.transport === "http-stream" ? new HttpStreamSocket(this.streamUrl) : new WebSocket(this.url, SUBPROTOCOL);
     this.socket = socket;
-    socket.onopen = () => this.handshake(socket);
+    socket.opened = false;
+    socket.onopen = () => {
+      socket.opened = true;
+      this.handshake(socket);
+    };
     socket.onmessage = (event) => {
       for (const line of String(event.data).split("\n")) {
         if (line.trim()) this.dispatch(JSON.parse(line));
@@ -194,13 +326,14 @@ export class Client extends EventTarget {
       }
       this.attempt = 0;
       this.setState("connected");
+      if (this.transport === "http-stream") this.planUpgrade(socket);
       for (const waiter of this.connectedWaiters.splice(0)) waiter.resolve();
     } catch (error) {
       const renewable = error instanceof ReplyError && error.code === 109 && typeof this.token === "function";
       // A token function may throw an error with `permanent: true`: asking again will not help.
       if ((error instanceof ReplyError && !error.temporary && !renewable) || (error && error.permanent)) {
         this.fail(error); // a refused token will be refused again (an expired one is asked for anew)
-      } else if (socket.readyState === WebSocket.OPEN) {
+      } else if (socket.readyState === OPEN) {
         socket.close(4000);
       }
     }
@@ -216,6 +349,8 @@ export class Client extends EventTarget {
   closed(socket, event) {
     if (socket !== this.socket) return;
     this.socket = null;
+    clearTimeout(this.upgradeTimer);
+    const switched = this.nextTransport(socket.opened);
     for (const entry of this.pending.values()) entry.reject(new Error("connection lost before the reply"));
     this.pending.clear();
     if (this.closing) return;
@@ -224,10 +359,43 @@ export class Client extends EventTarget {
       return;
     }
     this.setState("disconnected", { code: event.code, reason: event.reason });
-    const delay = this.reconnectDelay(this.attempt);
-    this.attempt += 1;
+    const delay = switched ? 0 : this.reconnectDelay(this.attempt); // another transport: try it at once
+    if (!switched) this.attempt += 1;
     this.retryTimer = setTimeout(() => this.retryNow(), delay);
     this.probe();
+  }
+
+  // After a connection that never opened: the next transport in `transports` (round again after
+  // the last). True when it changed.
+  nextTransport(opened) {
+    if (opened || this.transports.length < 2 || this.upgrading) {
+      this.upgrading = false;
+      return false;
+    }
+    const index = this.transports.indexOf(this.transport);
+    this.transport = this.transports[(index + 1) % this.transports.length];
+    return index + 1 < this.transports.length; // back to the first one waits out the backoff
+  }
+
+  // While streaming: try a WebSocket every upgradeInterval; when one opens, reconnect over it
+  // (the subscriptions recover from their offsets, so nothing is missed on the way).
+  planUpgrade(stream) {
+    if (!this.transports.includes("websocket") || !this.upgradeInterval) return;
+    this.upgradeTimer = setTimeout(() => {
+      if (this.socket !== stream || this.closing) return;
+      const probe = new WebSocket(this.url, SUBPROTOCOL);
+      probe.onopen = () => {
+        probe.close(1000);
+        if (this.socket !== stream || this.closing) return;
+        this.transport = "websocket";
+        this.upgrading = true; // the stream's close is ours: no transport change, no backoff
+        this.attempt = 0;
+        stream.close(4001, "upgrading to a WebSocket");
+      };
+      probe.onclose = () => {
+        if (this.socket === stream && this.transport === "http-stream") this.planUpgrade(stream);
+      };
+    }, this.upgradeInterval);
   }
 
   // Reconnect now (the backoff timer ran out, the browser came online, or /health answered).
@@ -358,7 +526,7 @@ export class Client extends EventTarget {
       await this.whenConnected();
     }
     const socket = this.socket;
-    if (!socket || socket.readyState !== WebSocket.OPEN) throw new Error("not connected");
+    if (!socket || socket.readyState !== OPEN) throw new Error("not connected");
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
