@@ -16,6 +16,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # The multi-node tests put HAProxy and nginx (deploy/) in front of several nodes.
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# The SSE tests stream with `curl -N` as docs/protocol.md shows.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 
 if ((${#missing[@]} == 0)); then
     exit 0

@@ -171,7 +171,7 @@ class Settings:
     redis_health_check_interval: float = _setting(15.0, "seconds idle before a pooled Redis connection is checked")
     workers: int = _setting(1, "processes serving the same ports (SO_REUSEPORT); more than 1 needs a Redis broker")
     reuse_port: bool = _setting(False, "bind with SO_REUSEPORT (set for each of the --workers processes)")
-    ping_interval: float | None = _setting(25.0, "seconds between server pings")
+    ping_interval: float | None = _setting(25.0, "seconds between server pings (and SSE and HTTP-stream keep-alives)")
     ping_timeout: float | None = _setting(10.0, "seconds to wait for a pong before closing")
     handshake_timeout: float | None = _setting(10.0, "seconds to complete the WebSocket handshake")
     close_timeout: float | None = _setting(
@@ -222,7 +222,7 @@ class Settings:
     )
     stream_send_burst_per_ip: int = _setting(400, "HTTP-streaming command POSTs one IP may make at once")
     stream_reorder_timeout: float = _setting(
-        5.0, "seconds an HTTP stream waits for a command POST that was overtaken before it reconnects the client (3011)"
+        5.0, "seconds an HTTP stream waits for an overtaken command POST before it reconnects the client (3011)"
     )
     sse_retry: float = _setting(
         2.0, "seconds an EventSource waits before it reconnects (sent as `retry:`, jittered by +-50%)"

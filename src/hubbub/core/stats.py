@@ -50,6 +50,8 @@ class Stats:
     dropped: Counter[str] = field(default_factory=Counter)  # deliveries not made, by reason
     limit_hits: Counter[str] = field(default_factory=Counter)
     slow_consumer_disconnects: int = 0
+    # HTTP-streaming command POSTs by how they reached their stream: "local" or "broker" (another node)
+    stream_messages: Counter[str] = field(default_factory=Counter)
     command_latency: dict[str, LatencyHistogram] = field(default_factory=dict)
     broker_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     broker_errors: int = 0

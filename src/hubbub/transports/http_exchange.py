@@ -141,6 +141,7 @@ class SessionStream:
         self._ended = False
         self._opening: asyncio.Task[None] | None = None
         self._released = False
+        self._pending_close: tuple[int, str] | None = None  # a close while `open` still decides
         self._early: list[bytes] = []  # written before the head: sent right after it
         self._early_bytes = 0
 
@@ -181,6 +182,8 @@ class SessionStream:
             self.refuse(HTTPStatus.INTERNAL_SERVER_ERROR, error_body(100, "internal error"))
         finally:
             self._opening = None
+            if self._pending_close is not None:
+                self.close(*self._pending_close)
 
     def data_received(self, data: bytes) -> None:
         """A streamed response reads nothing more: what the client sends is dropped unread."""
@@ -237,6 +240,9 @@ class SessionStream:
         before the head, as a stream that says so at once (the client retries, or not, by it)."""
         connection = self.connection
         if self._ended or connection is None:
+            return
+        if not self.head_sent and self._opening is not None:  # `open` may still refuse with a status
+            self._pending_close = (code, reason)
             return
         self.send_head()
         self.write_raw(self.closing_bytes(code, reason))

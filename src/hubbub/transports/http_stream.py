@@ -262,10 +262,12 @@ class HttpStreamEndpoint:
         hub = self._context.hub
         local = hub.streams.get(envelope.stream)
         if local is not None:
+            hub.stats.stream_messages["local"] += 1
             local.receive(envelope.seq, text)
         elif self._local_only:
             return HTTPStatus.NOT_FOUND, error_body(ErrorCode.NOT_CONNECTED, "no such stream (it ended)")
         else:
+            hub.stats.stream_messages["broker"] += 1
             try:
                 await hub.control(Control(kind="stream", stream=envelope.stream, seq=envelope.seq, text=text))
             except Exception as exc:

@@ -54,6 +54,12 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "hubbub_slow_consumer_disconnects", "Connections cut as slow (3008)", value=stats.slow_consumer_disconnects
         )
+        yield self._counter(
+            "hubbub_stream_messages",
+            "HTTP-streaming command POSTs, by how they reached their stream",
+            "path",
+            stats.stream_messages,
+        )
         yield CounterMetricFamily("hubbub_broker_errors", "Broker publish failures", value=stats.broker_errors)
         commands = _histogram("hubbub_command_duration_seconds", "Time to handle a client command", ["method"])
         for method, histogram in sorted(stats.command_latency.items()):
