@@ -1,7 +1,8 @@
 """How the load generator speaks to each server: subscribe steps, publish frames, app pings.
 
 hubbub speaks its own protocol (connect and subscribes pipelined in one frame, as a client
-may); the naive peers share one text protocol (bench/peers); python-socketio uses Socket.IO
+may; `hubbub-sse`: its subscribers read Server-Sent Events instead); the naive peers share one
+text protocol (bench/peers); python-socketio uses Socket.IO
 packets over its WebSocket transport (Engine.IO v4).
 """
 
@@ -39,6 +40,14 @@ class HubbubAdapter(Adapter):
         return b'{"id":%d,"publish":{"channel":"%s","data":"%s"}}' % (sequence, channel.encode(), payload.encode())
 
 
+class HubbubSseAdapter(HubbubAdapter):
+    """Subscribers read Server-Sent Events (GET /connection/sse); the publisher is a WebSocket."""
+
+    def sse_request(self, channels: list[str], port: int) -> bytes:
+        query = "&".join(f"channel={channel}" for channel in channels)
+        return f"GET /connection/sse?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+
 class PlainAdapter(Adapter):
     def steps(self, channels: list[str]) -> list[tuple[bytes | None, bytes]]:
         return [(b"sub " + channel.encode(), b"ok " + channel.encode()) for channel in channels]
@@ -60,5 +69,6 @@ class SocketIOAdapter(Adapter):
 
 
 HUBBUB = HubbubAdapter("hubbub", "/connection/websocket", "hubbub.json.v1")
+HUBBUB_SSE = HubbubSseAdapter("hubbub-sse", "/connection/websocket", "hubbub.json.v1")
 PLAIN = PlainAdapter("plain", "/")
 SOCKETIO = SocketIOAdapter("socketio", "/socket.io/?EIO=4&transport=websocket")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench.adapters import Adapter
+from bench.adapters import Adapter, HubbubSseAdapter
 from bench.wsreader import Reader, masked_text_frame
 
 OFFER_DEFLATE = [False]  # set by the suite's --deflate: offer permessage-deflate
@@ -141,6 +141,66 @@ class Link(Reader):
             self.transport.close()
 
 
+class SseLink(asyncio.Protocol):
+    """One Server-Sent Events subscriber: counts the publications in each complete batch of events."""
+
+    def __init__(self, deliveries: Deliveries) -> None:
+        self.deliveries = deliveries
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.subscribed = asyncio.get_running_loop().create_future()
+        self._wanted = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.rfind(b"\n\n")  # events end with a blank line: count whole ones only
+        if end < 0:
+            return
+        complete = bytes(self.buffer[: end + 2])
+        del self.buffer[: end + 2]
+        if not self.subscribed.done():
+            if not complete.startswith(b"HTTP/1.1 200"):
+                self.subscribed.set_exception(ConnectionError(complete[:200].decode(errors="replace")))
+                return
+            self._wanted -= complete.count(b"event: subscribed")
+            if self._wanted > 0:
+                return
+            self.subscribed.set_result(None)
+        self.deliveries.on_frame(complete)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, frame: bytes) -> None:
+        raise NotImplementedError("an SSE subscriber cannot publish: run hubbub-sse on fanout, channels or idle")
+
+    def send_many(self, frames: Sequence[bytes]) -> None:
+        self.send(b"")
+
+
+Connection = Link | SseLink
+
+
+async def open_sse_link(
+    adapter: HubbubSseAdapter, port: int, channels: list[str], deliveries: Deliveries, source: str
+) -> SseLink:
+    loop = asyncio.get_running_loop()
+    _, link = await loop.create_connection(lambda: SseLink(deliveries), "127.0.0.1", port, local_addr=(source, 0))
+    link._wanted = len(channels)
+    assert link.transport is not None
+    link.transport.write(adapter.sse_request(channels, port))
+    try:
+        await asyncio.wait_for(link.subscribed, 15)
+    except BaseException:
+        link.close()
+        raise
+    return link
+
+
 TCP_FASTOPEN_CONNECT = getattr(socket, "TCP_FASTOPEN_CONNECT", 30)  # Linux 4.11+
 
 
@@ -162,8 +222,11 @@ async def open_link(
     deliveries: Deliveries,
     source: str = "127.0.0.1",
     fast_open: bool = False,
-) -> Link:
-    """Upgrade, run the setup steps (subscribe to `channels`), return the counting connection."""
+) -> Connection:
+    """Upgrade, run the setup steps (subscribe to `channels`), return the counting connection.
+    An SSE adapter's subscribers (those with channels) read Server-Sent Events instead."""
+    if isinstance(adapter, HubbubSseAdapter) and channels:
+        return await open_sse_link(adapter, port, channels, deliveries, source)
     loop = asyncio.get_running_loop()
     if fast_open:
         sock = await _fast_open_socket(source, port)
@@ -203,12 +266,12 @@ async def open_many(
     deliveries: Deliveries,
     concurrency: int = 50,
     fast_open: bool = False,
-) -> tuple[list[Link], float]:
+) -> tuple[list[Connection], float]:
     """Open one link per channel set, `concurrency` handshakes at a time; returns links and seconds."""
     gate = asyncio.Semaphore(concurrency)
     sources = [f"127.0.0.{1 + i}" for i in range(4)]  # spread over source IPs: enough ports for 20k
 
-    async def one(index: int, channels: list[str]) -> Link:
+    async def one(index: int, channels: list[str]) -> Connection:
         async with gate:
             return await open_link(adapter, port, channels, deliveries, sources[index % len(sources)], fast_open)
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.adapters import HUBBUB, PLAIN, SOCKETIO, Adapter
+from bench.adapters import HUBBUB, HUBBUB_SSE, PLAIN, SOCKETIO, Adapter
 from bench.process import cpu_seconds, free_port
 
 # hubbub as shipped (embedded defaults: SQLite history on the default namespace), with the
@@ -56,6 +56,8 @@ SERVERS = {
     # hubbub through a host server's WebSocket (one port): the same protocol and settings
     "hubbub-asgi": ServerSpec("hubbub-asgi", HUBBUB, "bench.peers.hubbub_asgi"),
     "hubbub-aiohttp": ServerSpec("hubbub-aiohttp", HUBBUB, "bench.peers.hubbub_aiohttp"),
+    # hubbub itself, its subscribers on Server-Sent Events instead of WebSockets
+    "hubbub-sse": ServerSpec("hubbub-sse", HUBBUB_SSE, "hubbub"),
 }
 READY = re.compile(r"listening on|WebSocket on ws://")
 

@@ -23,7 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench import report
-from bench.loadgen import OFFER_DEFLATE, Deliveries, Link, open_many, payload, percentile
+from bench.loadgen import OFFER_DEFLATE, Connection, Deliveries, open_many, payload, percentile
 from bench.servers import SERVERS, RunningServer, own_cpu, pin_load_generator, running
 
 WINDOW = 64
@@ -101,7 +101,7 @@ def _finish(result: Result, deliveries: Deliveries, started_ns: int, meter: Mete
 
 async def _connect(
     server: RunningServer, channel_sets: list[list[str]], deliveries: Deliveries, settle: float
-) -> tuple[list[Link], float, float]:
+) -> tuple[list[Connection], float, float]:
     """Open links; returns them, handshakes/s and the server's idle KiB per connection."""
     before = server.rss_kib()
     links, seconds = await open_many(server.spec.adapter, server.port, channel_sets, deliveries, fast_open=FAST_OPEN[0])
@@ -110,7 +110,12 @@ async def _connect(
 
 
 async def _closed_loop(
-    server: RunningServer, publisher: Link, deliveries: Deliveries, subscribers: int, seconds: float, scenario: str
+    server: RunningServer,
+    publisher: Connection,
+    deliveries: Deliveries,
+    subscribers: int,
+    seconds: float,
+    scenario: str,
 ) -> Result:
     """At most WINDOW messages not yet delivered to every subscriber, for `seconds`."""
     deliveries.reset(time_every_message=False)
@@ -133,7 +138,7 @@ async def _closed_loop(
 
 async def _open_loop(
     server: RunningServer,
-    targets: list[tuple[Link, str]],
+    targets: list[tuple[Connection, str]],
     fanout: int,
     deliveries: Deliveries,
     offered: float,
@@ -214,7 +219,7 @@ async def chat(server: RunningServer, scale: Scale) -> list[Result]:
     sets = [[f"room-{u % scale.rooms}", f"typing:{u % scale.rooms}"] for u in range(scale.users)]
     deliveries = Deliveries()
     links, handshakes, kib = await _connect(server, sets, deliveries, scale.settle)
-    targets: list[tuple[Link, str]] = []
+    targets: list[tuple[Connection, str]] = []
     for u, link in enumerate(links):  # each user: one message for three typing signals
         room = u % scale.rooms
         targets += [(link, f"typing:{room}")] * 3 + [(link, f"room-{room}")]

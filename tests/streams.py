@@ -32,7 +32,8 @@ class SseReader:
         self.comments = 0
 
     async def next_event(self, timeout: float = 5.0) -> SseEvent:
-        event, data, event_id = "", [], None
+        event, event_id = "", None
+        data: list[str] = []
         async with asyncio.timeout(timeout):
             while True:
                 raw = await self.response.content.readline()
@@ -69,7 +70,7 @@ class SseReader:
 
     async def publications(self, count: int, timeout: float = 5.0) -> list[Any]:
         """The data of the next `count` publication events."""
-        found = []
+        found: list[Any] = []
         while len(found) < count:
             event = await self.next_of("message", timeout)
             found.append(event.json)

@@ -93,3 +93,23 @@ def test_suite_compares_hubbub_with_the_python_peers(tmp_path: Path) -> None:
     assert ratio_rows and all("x |" in row for row in ratio_rows)
     for chart in ("deliveries.png", "latency.png"):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG")
+
+
+def test_suite_measures_sse_beside_websocket(tmp_path: Path) -> None:
+    """`hubbub-sse`: the same server, its subscribers on Server-Sent Events (docs/benchmarks.md)."""
+    servers = ["--servers", "hubbub,hubbub-sse", "--scenarios", "fanout,idle"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "suite", "--smoke", *servers, "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "failed" not in done.stdout, done.stdout
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    sse = [r for r in results if r["server"] == "hubbub-sse"]
+    assert {r["phase"] for r in sse} == {"closed loop", "open loop 2k/s", "idle"}
+    assert all(r["lost"] == 0 and r["kib_per_conn"] > 0 and r["handshakes_per_s"] > 0 for r in sse), sse
+    assert all(r["delivered_per_s"] > 0 for r in sse if r["phase"] != "idle")
+    assert any(row.startswith("| hubbub-sse |") for row in done.stdout.splitlines())

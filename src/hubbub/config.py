@@ -225,7 +225,7 @@ class Settings:
         5.0, "seconds an HTTP stream waits for an overtaken command POST before it reconnects the client (3011)"
     )
     sse_retry: float = _setting(
-        2.0, "seconds an EventSource waits before it reconnects (sent as `retry:`, jittered by +-50%)"
+        2.0, "seconds an EventSource waits before it reconnects (sent as `retry:`, jittered by half either way)"
     )
     max_channel_name_bytes: int = _setting(255, "longest channel name")
     recovery_max_publications: int = _setting(300, "most publications a recovery may replay")

@@ -4,13 +4,20 @@ the page cannot open a WebSocket, then back once it can."""
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from pathlib import Path
 
+import aiohttp
 from msgspec import Raw
 from playwright.async_api import Page
 
+from bench.process import ServerProcess
 from tests.conftest import StartServer
 from tests.e2e.test_browser_client import LOAD
+from tests.redis_server import free_port
+from tests.scale.test_http_transports import forwarded_messages, wait_for_front
+from tests.scale.test_nginx import nginx
 
 # Collects what an EventSource dispatches (no SDK: the browser's own reconnect and Last-Event-ID).
 EVENT_SOURCE = """(url) => {
@@ -132,3 +139,49 @@ async def test_hubbub_js_falls_back_to_http_streaming_and_back(
     received = await page.evaluate("window.received.map((d) => d.n)")
     assert received == list(range(8))  # nothing lost or doubled across either switch
     await page.evaluate("window.client.close()")
+
+
+def without_upgrades(config: str) -> str:
+    """deploy/nginx.conf as an older proxy would run it: the Upgrade header is not passed on."""
+    edited = config.replace("proxy_set_header Upgrade $http_upgrade;", "")
+    assert edited != config
+    return edited
+
+
+async def test_behind_a_proxy_that_breaks_upgrades_hubbub_js_streams_over_two_nodes(
+    redis_url: str, tmp_path: Path, page: Page
+) -> None:
+    """nginx (deploy/nginx.conf without its Upgrade line) before two nodes and one Redis, no
+    stickiness: the WebSocket cannot open, hubbub.js streams instead, and its command POSTs land
+    on the other node (least_conn), which passes them on through the broker."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    async with contextlib.AsyncExitStack() as stack:
+        flags = ("--broker", redis_url, "--redis-prefix", prefix)
+        nodes = [await stack.enter_async_context(ServerProcess.start(None, *flags)) for _ in range(2)]
+        front = free_port()
+        await stack.enter_async_context(nginx(tmp_path / "nginx", front, [n.port for n in nodes], without_upgrades))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        await wait_for_front(http, f"http://127.0.0.1:{front}")
+        await page.goto(f"http://127.0.0.1:{front}/health")
+        assert await page.evaluate(LOAD)
+        transport = await page.evaluate(
+            """async (url) => {
+                window.received = [];
+                const client = new window.hubbub.Client(url, { minReconnectDelay: 50 });
+                window.client = client;
+                await client.connect();
+                await client.subscribe("news", { onPublication: (p) => window.received.push(p.data) });
+                await client.publish("news", "from the page");
+                return client.transport;
+            }""",
+            f"ws://127.0.0.1:{front}/connection/websocket",
+        )
+        assert transport == "http-stream"
+        for node in nodes:  # published on each node: both reach the stream
+            async with http.post(f"{node.api_url}/api/publish", json={"channel": "news", "data": node.port}) as sent:
+                assert sent.status == 200
+        await page.wait_for_function("window.received.length >= 3", timeout=15000)
+        received = await page.evaluate("window.received")
+        assert received == ["from the page", nodes[0].port, nodes[1].port]
+        assert await forwarded_messages(http, nodes) >= 1
+        await page.evaluate("window.client.close()")

@@ -9,6 +9,7 @@ import contextlib
 import json
 import re
 import uuid
+from typing import Any
 
 import aiohttp
 
@@ -107,7 +108,8 @@ async def test_http_stream_commands_reach_the_stream_from_other_nodes(redis_url:
                 async with aiohttp.ClientSession() as once:
                     async with once.post(f"{front}/connection/stream/send", data=body) as sent:
                         assert sent.status == 202
-            replies, pushes = [], []
+            replies: list[dict[str, Any]] = []
+            pushes: list[dict[str, Any]] = []
             while len(replies) < 3 or not pushes:  # the publication may come before its reply
                 message = await reader.next_message()
                 (pushes if "push" in message else replies).append(message)

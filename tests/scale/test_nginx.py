@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -22,11 +23,14 @@ NGINX_PRESENT = os.path.exists(NGINX)
 
 
 @contextlib.asynccontextmanager
-async def nginx(folder: Path, bind_port: int, node_ports: list[int]):  # type: ignore[no-untyped-def]
+async def nginx(  # type: ignore[no-untyped-def]
+    folder: Path, bind_port: int, node_ports: list[int], edit: Callable[[str], str] = lambda config: config
+):
+    """deploy/nginx.conf in front of the nodes; `edit` changes it first (a proxy that breaks upgrades)."""
     if not NGINX_PRESENT:
         pytest.fail("nginx is missing: install Debian's nginx package (.ci/run does)")
     (folder / "tmp").mkdir(parents=True)
-    config = TEMPLATE.read_text().replace("{{BIND}}", f"127.0.0.1:{bind_port}")
+    config = edit(TEMPLATE.read_text()).replace("{{BIND}}", f"127.0.0.1:{bind_port}")
     for number, port in enumerate(node_ports, start=1):
         config = config.replace(f"{{{{NODE{number}}}}}", f"127.0.0.1:{port}")
     (folder / "nginx.conf").write_text(config)

@@ -143,19 +143,47 @@ def _push_events(kind: str, body: bytes, channel: str | None, channel_json: byte
 
 
 class EventCache:
-    """A fan-out hands consecutive streams the same payload object: parse it once for all."""
+    """A fan-out hands consecutive streams the same payload object: parse it once for all, and
+    for the common stream (one channel) build its bytes, `id:` lines included, once per epoch."""
 
-    __slots__ = ("_events", "_payload")
+    __slots__ = ("_events", "_payload", "_single")
 
     def __init__(self) -> None:
         self._payload: bytes | None = None
         self._events: list[Event] = []
+        self._single: dict[tuple[str, str], tuple[bytes, int] | None] = {}
 
     def events_for(self, payload: bytes) -> list[Event]:
         if payload is not self._payload:
             self._events = events_of(payload)
             self._payload = payload
+            self._single = {}
         return self._events
+
+    def single_channel(self, payload: bytes, channel: str, epoch: str) -> tuple[bytes, int] | None:
+        """(bytes, last offset) when the payload is publications of `channel` only, else None."""
+        events = self.events_for(payload)
+        key = (channel, epoch)
+        if key not in self._single:
+            self._single[key] = _publications_with_ids(events, channel, epoch)
+        return self._single[key]
+
+
+def id_field(channel: str, offset: int, epoch: str) -> str:
+    """One channel's part of an event id: `CHANNEL=OFFSET.EPOCH`, the name percent-encoded."""
+    return f"{quote(channel, safe='')}={offset}.{epoch}"
+
+
+def _publications_with_ids(events: list[Event], channel: str, epoch: str) -> tuple[bytes, int] | None:
+    out: list[bytes] = []
+    offset = 0
+    for event in events:
+        if event.channel != channel or event.offset is None or event.subscribed is not None or event.reply_id:
+            return None
+        offset = event.offset
+        out.append(b"id: %s\n" % id_field(channel, offset, epoch).encode())
+        out.append(event.body)
+    return (b"".join(out), offset) if out else None
 
 
 def parse_last_event_id(value: str | None) -> dict[str, protocol.StreamPosition]:
@@ -200,7 +228,6 @@ class SseStream(SessionStream):
         self._token = token
         self._since = since
         self._positions: dict[str, tuple[int, str]] = {}  # channel -> (offset, epoch)
-        self._event_id = b""
         self._replies: dict[int, asyncio.Future[bytes]] = {}
         self._said_disconnect = False
 
@@ -267,6 +294,13 @@ class SseStream(SessionStream):
         return b"retry: %d\n\n" % int(retry * 1000)
 
     def encode_payload(self, payload: bytes) -> bytes:
+        if len(self._positions) == 1 and not self._replies:  # the fan-out path: shared bytes
+            ((channel, (_, epoch)),) = self._positions.items()
+            shared = self._cache.single_channel(payload, channel, epoch)
+            if shared is not None:
+                data, offset = shared
+                self._positions[channel] = (offset, epoch)
+                return data
         out: list[bytes] = []
         for event in self._cache.events_for(payload):
             if event.reply_id is not None:
@@ -305,10 +339,8 @@ class SseStream(SessionStream):
         if event.disconnect:
             self._said_disconnect = True
         if moved:
-            self._event_id = "&".join(
-                f"{quote(name, safe='')}={offset}.{epoch}" for name, (offset, epoch) in self._positions.items()
-            ).encode()
-            out.append(b"id: " + self._event_id + b"\n")
+            event_id = "&".join(id_field(name, offset, epoch) for name, (offset, epoch) in self._positions.items())
+            out.append(b"id: %s\n" % event_id.encode())
         out.append(event.body)
 
     def closing_bytes(self, code: int, reason: str) -> bytes:
