@@ -1,6 +1,7 @@
-"""SSE and HTTP streaming behind HAProxy (deploy/haproxy.cfg), three nodes, one Redis, no
-stickiness: an SSE stream resumes on whichever node its reconnect reaches, and an HTTP stream's
-command POSTs reach it from the other nodes through the broker."""
+"""SSE and HTTP streaming behind HAProxy (deploy/haproxy.cfg, three nodes) and nginx
+(deploy/nginx.conf, two nodes), one Redis, no stickiness: an SSE stream resumes on whichever
+node its reconnect reaches, and an HTTP stream's command POSTs reach it from the other nodes
+through the broker."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import contextlib
 import json
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bench.process import ServerProcess
 from tests.redis_server import free_port
 from tests.scale.test_haproxy import NAMESPACES, haproxy
+from tests.scale.test_nginx import nginx
 from tests.streams import SseReader, StreamReader
 
 
@@ -39,13 +43,16 @@ async def forwarded_messages(http: aiohttp.ClientSession, nodes: list[ServerProc
 
 
 @contextlib.asynccontextmanager
-async def three_nodes_behind_haproxy(redis_url: str):  # type: ignore[no-untyped-def]
+async def nodes_behind(proxy: str, redis_url: str, folder: Path):  # type: ignore[no-untyped-def]
+    """deploy/haproxy.cfg before three nodes, or deploy/nginx.conf before two; one Redis."""
     prefix = f"test-{uuid.uuid4().hex}"
     flags = ("--broker", redis_url, "--redis-prefix", prefix, "--namespaces", NAMESPACES)
     async with contextlib.AsyncExitStack() as stack:
-        nodes = [await stack.enter_async_context(ServerProcess.start(None, *flags)) for _ in range(3)]
+        count = 3 if proxy == "haproxy" else 2
+        nodes = [await stack.enter_async_context(ServerProcess.start(None, *flags)) for _ in range(count)]
         front = free_port()
-        await stack.enter_async_context(haproxy(front, [node.port for node in nodes]))
+        ports = [node.port for node in nodes]
+        await stack.enter_async_context(haproxy(front, ports) if proxy == "haproxy" else nginx(folder, front, ports))
         yield nodes, f"http://127.0.0.1:{front}"
 
 
@@ -64,8 +71,9 @@ async def publish(http: aiohttp.ClientSession, node: ServerProcess, n: int) -> N
         assert response.status == 200, await response.text()
 
 
-async def test_sse_resumes_on_whichever_node_the_reconnect_reaches(redis_url: str) -> None:
-    async with three_nodes_behind_haproxy(redis_url) as (nodes, front), aiohttp.ClientSession() as http:
+@pytest.mark.parametrize("proxy", ["haproxy", "nginx"])
+async def test_sse_resumes_on_whichever_node_the_reconnect_reaches(redis_url: str, tmp_path: Path, proxy: str) -> None:
+    async with nodes_behind(proxy, redis_url, tmp_path) as (nodes, front), aiohttp.ClientSession() as http:
         await wait_for_front(http, front)
         last_id: str | None = None
         served_by: set[int] = set()
@@ -79,6 +87,8 @@ async def test_sse_resumes_on_whichever_node_the_reconnect_reaches(redis_url: st
                     reader = SseReader(response)
                     await reader.next_of("subscribed")
                     served_by.add((await connections_on(http, nodes)).index(1))
+                    if proxy == "haproxy":  # nginx takes the header as its own instruction, and drops it
+                        assert response.headers["X-Accel-Buffering"] == "no"
                     await publish(http, nodes[round_number % 3], published)  # one live
                     published += 1
                     while len(received) < published:  # the missed ones replay first, then the live one
@@ -91,8 +101,11 @@ async def test_sse_resumes_on_whichever_node_the_reconnect_reaches(redis_url: st
         assert len(served_by) >= 2, served_by  # no stickiness: reconnects reached other nodes
 
 
-async def test_http_stream_commands_reach_the_stream_from_other_nodes(redis_url: str) -> None:
-    async with three_nodes_behind_haproxy(redis_url) as (nodes, front), aiohttp.ClientSession() as http:
+@pytest.mark.parametrize("proxy", ["haproxy", "nginx"])
+async def test_http_stream_commands_reach_the_stream_from_other_nodes(
+    redis_url: str, tmp_path: Path, proxy: str
+) -> None:
+    async with nodes_behind(proxy, redis_url, tmp_path) as (nodes, front), aiohttp.ClientSession() as http:
         await wait_for_front(http, front)
         async with asyncio.timeout(30), http.post(f"{front}/connection/stream") as response:
             assert response.status == 200

@@ -327,3 +327,34 @@ async def test_curl_streams_events_as_they_happen(server: Server) -> None:
     finally:
         curl.terminate()  # the process this test started
         await curl.wait()
+
+
+async def test_a_slow_reader_of_a_conflated_channel_gets_the_newest_value(start_server: StartServer) -> None:
+    """conflate namespaces: a stream that falls behind gets the latest value, not a backlog or a cut."""
+    server = await start_server()
+    assert server.hub is not None
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_connect(slow, ("127.0.0.1", server.port))
+        await loop.sock_sendall(slow, b"GET /connection/sse?channel=live:price HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        async with asyncio.timeout(5):
+            while b"event: subscribed" not in received:
+                received += await loop.sock_recv(slow, 4096)
+        pad = "x" * 16000
+        for n in range(500):  # 8 MB while it does not read: more than loopback buffers and max_outbox_bytes
+            await server.hub.publish("live:price", Raw(b'{"n":%d,"pad":"%s"}' % (n, pad.encode())))
+            await asyncio.sleep(0)  # a loop turn per publication (a yield, not a wait)
+        async with asyncio.timeout(10):
+            while b'"n":499,' not in received or not received.endswith(b"\n\n"):
+                chunk = await loop.sock_recv(slow, 65536)
+                assert chunk, "the stream ended"
+                received += chunk
+        values = [json.loads(line[6:])["data"]["n"] for line in received.split(b"\n") if b'"pad"' in line]
+        assert values[-1] == 499 and len(values) < 500 and values == sorted(values)
+        assert server.hub.stats.slow_consumer_disconnects == 0
+    finally:
+        slow.close()
