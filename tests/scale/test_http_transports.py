@@ -89,13 +89,13 @@ async def test_sse_resumes_on_whichever_node_the_reconnect_reaches(redis_url: st
                     served_by.add((await connections_on(http, nodes)).index(1))
                     if proxy == "haproxy":  # nginx takes the header as its own instruction, and drops it
                         assert response.headers["X-Accel-Buffering"] == "no"
-                    await publish(http, nodes[round_number % 3], published)  # one live
+                    await publish(http, nodes[round_number % len(nodes)], published)  # one live
                     published += 1
                     while len(received) < published:  # the missed ones replay first, then the live one
                         received.append((await reader.next_of("message")).json["data"])
                     last_id = reader.last_event_id
                 for _ in range(2):  # published while the stream is away, through any node
-                    await publish(http, nodes[published % 3], published)
+                    await publish(http, nodes[published % len(nodes)], published)
                     published += 1
         assert received == list(range(published - 2))  # every one once, in order
         assert len(served_by) >= 2, served_by  # no stickiness: reconnects reached other nodes
