@@ -3,10 +3,12 @@ client's, in order, deduplicated, bounded; across nodes through the broker."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,6 +17,7 @@ import pytest
 from hubbub.errors import DisconnectCode, ErrorCode
 from hubbub.server import Server
 from tests.conftest import StartServer
+from tests.redis_server import free_port, redis_server, require_redis_server
 from tests.streams import StreamReader
 
 
@@ -182,3 +185,18 @@ async def test_a_post_to_another_node_reaches_the_stream_through_the_broker(
         assert "subscribe" in await reader.reply(2)
         assert await reader.next_message() == {"id": 3, "ping": {}}
         assert other.hub is not None and other.hub.stats.stream_messages["broker"] == 2
+
+
+async def test_a_post_the_broker_cannot_take_gets_503_to_retry(
+    start_server: StartServer, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    require_redis_server()
+    with redis_server(tmp_path / "redis", free_port()) as url:
+        server = await start_server(broker=url, redis_prefix=f"test-{uuid.uuid4().hex}")
+    assert server.hub is not None
+    broker: Any = server.hub.broker  # a RedisBroker: wait_health is its own
+    await asyncio.wait_for(broker.wait_health(False), 10)
+    body = b'{"stream":"on-another-node","seq":1}\n{"id":1,"ping":{}}'
+    async with http.post(base(server) + "/send", data=body) as response:
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == ErrorCode.INTERNAL

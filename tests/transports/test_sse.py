@@ -358,3 +358,15 @@ async def test_a_slow_reader_of_a_conflated_channel_gets_the_newest_value(start_
         assert server.hub.stats.slow_consumer_disconnects == 0
     finally:
         slow.close()
+
+
+async def test_permission_denied_refuses_the_sse_stream_with_403(
+    start_server: StartServer, http: aiohttp.ClientSession
+) -> None:
+    namespaces = {"room": NamespaceOptions(allow_anonymous=True, subscribe="authenticated")}
+    server = await start_server(token_secret=SECRET, namespaces=namespaces)
+    url = f"http://127.0.0.1:{server.port}/connection/sse?channel=room:a"
+    async with http.get(url) as response:
+        assert response.status == 403
+        error = (await response.json())["error"]
+        assert error["code"] == ErrorCode.PERMISSION_DENIED and error["channel"] == "room:a"

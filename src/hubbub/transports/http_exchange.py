@@ -129,6 +129,7 @@ class SessionStream:
     """A session on a streamed response; subclasses encode payloads and say how a stream ends."""
 
     transport_name = "stream"
+    content_type = "application/octet-stream"
 
     def __init__(self, hub: Hub, admission: Admission, address: str, request_origin: str | None) -> None:
         self.hub = hub
@@ -140,7 +141,6 @@ class SessionStream:
         self.head_sent = False
         self._ended = False
         self._opening: asyncio.Task[None] | None = None
-        self._released = False
         self._pending_close: tuple[int, str] | None = None  # a close while `open` still decides
         self._early: list[bytes] = []  # written before the head: sent right after it
         self._early_bytes = 0
@@ -157,8 +157,6 @@ class SessionStream:
 
     def keepalive_bytes(self) -> bytes:
         raise NotImplementedError
-
-    content_type = "application/octet-stream"
 
     async def open(self) -> None:
         """Run the stream's first commands; send the head (`send_head`) or refuse."""
@@ -275,9 +273,7 @@ class SessionStream:
             log.exception("cleaning up a %s stream failed", self.transport_name)
         finally:
             self.forget()
-            if not self._released:
-                self._released = True
-                self._admission.release(self._address)
+            self._admission.release(self._address)
             if self.connection is not None:
                 self.connection.exchange_done()
 

@@ -26,6 +26,7 @@ from websockets.http11 import Response
 from hubbub import protocol
 from hubbub.core.application import Peer, application_for
 from hubbub.core.session import Session
+from hubbub.core.session import State as SessionState
 from hubbub.errors import DisconnectCode, ErrorCode, close_code_allows_reconnect
 from hubbub.transports.admission import peer_ip
 from hubbub.transports.handshake import UpgradeRequest
@@ -47,7 +48,6 @@ CONNECT_ID = 1
 
 _decode_object = msgspec.json.Decoder(dict[str, Raw]).decode
 _decode_subscribe = msgspec.json.Decoder(protocol.SubscribeResult).decode
-_decode_offset = msgspec.json.Decoder(dict[str, Raw]).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +128,7 @@ def events_of(payload: bytes) -> list[Event]:
 
 def _push_events(kind: str, body: bytes, channel: str | None, channel_json: bytes) -> list[Event]:
     if kind == "pub" and channel is not None:
-        offset = _decode_offset(body).get("offset")
+        offset = _decode_object(body).get("offset")
         return [publication_event(channel, channel_json, body, int(offset) if offset is not None else None)]
     if kind == "subscribe" and channel is not None:  # a server-side subscription
         return subscribed_events(channel, _decode_subscribe(body))
@@ -260,7 +260,7 @@ class SseStream(SessionStream):
                 params["since"] = {"offset": since.offset, "epoch": since.epoch}
             if not await self._run(index, "subscribe", params, channel):
                 return
-        if session.state.value != "closed":
+        if session.state is not SessionState.CLOSED:
             self.send_head()
 
     async def _run(self, command_id: int, method: str, params: dict[str, object], channel: str = "") -> bool:
