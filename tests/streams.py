@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,3 +106,23 @@ class StreamReader:
                 message = await self.next_message(timeout)
                 if message.get("id") == command_id:
                     return message
+
+
+async def raw_stream(port: int, path: str, method: str = "GET") -> tuple[socket.socket, bytes]:
+    """A stream opened by hand through a 4 KiB receive buffer, read only when the test reads it
+    (a reader that stops): the socket, and what came until the stream had started."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+        head = b""
+        async with asyncio.timeout(10):
+            while b"200 OK" not in head or (b"event: subscribed" not in head and b'{"stream"' not in head):
+                head += await loop.sock_recv(sock, 4096)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, head

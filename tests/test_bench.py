@@ -70,10 +70,10 @@ def test_cluster_scenario_runs_and_reports() -> None:
     assert "1 process" in done.stdout and "2 workers + Redis" in done.stdout
 
 
-def test_suite_compares_hubbub_with_the_python_peers(tmp_path: Path) -> None:
-    """Every scenario runs against every server; peers are printed as ratios; charts are written."""
+def smoke_suite(out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bench suite --smoke FLAGS`: it must finish, and no server may fail a scenario."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "suite", "--smoke", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "suite", "--smoke", *flags, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -81,6 +81,12 @@ def test_suite_compares_hubbub_with_the_python_peers(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "failed" not in done.stdout, done.stdout
+    return done
+
+
+def test_suite_compares_hubbub_with_the_python_peers(tmp_path: Path) -> None:
+    """Every scenario runs against every server; peers are printed as ratios; charts are written."""
+    done = smoke_suite(tmp_path)
     for heading in ("fan-out 1->50, closed loop", "20 channels x 3", "chat 40 users / 4 rooms", "200 idle connections"):
         assert heading in done.stdout
     results = json.loads((tmp_path / "results.json").read_text())["results"]
@@ -97,16 +103,7 @@ def test_suite_compares_hubbub_with_the_python_peers(tmp_path: Path) -> None:
 
 def test_suite_measures_sse_beside_websocket(tmp_path: Path) -> None:
     """`hubbub-sse`: the same server, its subscribers on Server-Sent Events (docs/benchmarks.md)."""
-    servers = ["--servers", "hubbub,hubbub-sse", "--scenarios", "fanout,idle"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "suite", "--smoke", *servers, "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "failed" not in done.stdout, done.stdout
+    done = smoke_suite(tmp_path, "--servers", "hubbub,hubbub-sse", "--scenarios", "fanout,idle")
     results = json.loads((tmp_path / "results.json").read_text())["results"]
     sse = [r for r in results if r["server"] == "hubbub-sse"]
     assert {r["phase"] for r in sse} == {"closed loop", "open loop 2k/s", "idle"}

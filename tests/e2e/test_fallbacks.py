@@ -65,6 +65,7 @@ async def test_event_source_resumes_after_a_server_restart_with_every_missed_eve
     assert second.hub is not None
     for n in range(3, 6):  # the stream is away: these are missed
         await second.hub.publish("news", Raw(b"%d" % n))
+    assert second.hub.counts().connections == 0  # published before the browser came back
     resumed = await page.wait_for_function(
         "window.seen.filter((e) => e.kind === 'subscribed').length >= 2", timeout=20000
     )

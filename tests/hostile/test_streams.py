@@ -12,21 +12,7 @@ import aiohttp
 from tests.conftest import OpenRaw
 from tests.hostile.conftest import SpawnServer
 from tests.hostile.test_memory import MIB, broadcast, expect_numbers
-
-
-async def never_reading_stream(port: int, path: str, method: str = "GET") -> socket.socket:
-    """A client that opens a stream, sees it start, then never reads again (tiny receive buffer)."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    await loop.sock_sendall(sock, f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
-    head = b""
-    async with asyncio.timeout(10):
-        while b"200 OK" not in head or (b"event: subscribed" not in head and b'{"stream"' not in head):
-            head += await loop.sock_recv(sock, 4096)
-    return sock
+from tests.streams import raw_stream
 
 
 async def test_300_sse_readers_that_never_read_keep_memory_bounded(
@@ -37,7 +23,7 @@ async def test_300_sse_readers_that_never_read_keep_memory_bounded(
     server = await spawn_server("--max-outbox-bytes", "65536", "--close-timeout", "1")
     good = await open_raw(server)
     await good.ok("subscribe", {"channel": "news"})
-    idle = [await never_reading_stream(server.port, "/connection/sse?channel=news") for _ in range(300)]
+    idle = [(await raw_stream(server.port, "/connection/sse?channel=news"))[0] for _ in range(300)]
     before = server.memory_kib()
     for round_start in range(0, 2000, 200):  # 2000 x 10 KiB
         await broadcast(http, server, 200, 10_000, round_start)
@@ -60,7 +46,7 @@ async def test_a_crowd_of_idle_http_streams_and_trickled_heads_are_bounded(
     """500 HTTP streams that never connect are closed at connect_timeout (3502); requests whose
     head or body trickles in are dropped at handshake_timeout; neither holds the node."""
     server = await spawn_server("--connect-timeout", "1", "--handshake-timeout", "1")
-    streams = [await never_reading_stream(server.port, "/connection/stream", "POST") for _ in range(500)]
+    streams = [(await raw_stream(server.port, "/connection/stream", "POST"))[0] for _ in range(500)]
     trickled = []
     loop = asyncio.get_running_loop()
     for head in (b"GET /connection/sse?chan", b"POST /connection/stream/send HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"):

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from hubbub.errors import DisconnectCode, ErrorCode
 from hubbub.server import Server
 from tests.conftest import StartServer
 from tests.helpers import SECRET
-from tests.streams import SseReader
+from tests.streams import SseReader, raw_stream
 
 
 def sse_url(server: Server, query: str) -> str:
@@ -258,18 +257,9 @@ async def test_a_stream_that_stops_reading_is_cut_and_holds_bounded_memory(start
     """A reader that never reads: the outbox's byte bound cuts it (3008), as on WebSockets."""
     server = await start_server(max_outbox_bytes=64 * 1024, close_timeout=0.5)
     assert server.hub is not None and server._endpoint is not None and server._endpoint.server is not None
-    never_reads = socket.socket()
-    never_reads.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    never_reads.setblocking(False)
-    loop = asyncio.get_running_loop()
+    assert server.port is not None
+    never_reads, _ = await raw_stream(server.port, "/connection/sse?channel=news")
     try:
-        await loop.sock_connect(never_reads, ("127.0.0.1", server.port))
-        await loop.sock_sendall(never_reads, b"GET /connection/sse?channel=news HTTP/1.1\r\nHost: x\r\n\r\n")
-        head = b""
-        async with asyncio.timeout(5):
-            while b"event: subscribed" not in head:
-                head += await loop.sock_recv(never_reads, 4096)
-        assert b"200 OK" in head
         before = server.hub.stats.slow_consumer_disconnects
         payload = Raw(b'"%s"' % (b"x" * 20000))
         for _ in range(1000):  # 20 MB offered: more than loopback's socket buffers and the bound
@@ -333,17 +323,10 @@ async def test_a_slow_reader_of_a_conflated_channel_gets_the_newest_value(start_
     """conflate namespaces: a stream that falls behind gets the latest value, not a backlog or a cut."""
     server = await start_server()
     assert server.hub is not None
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.setblocking(False)
+    assert server.port is not None
+    slow, received = await raw_stream(server.port, "/connection/sse?channel=live:price")
     loop = asyncio.get_running_loop()
     try:
-        await loop.sock_connect(slow, ("127.0.0.1", server.port))
-        await loop.sock_sendall(slow, b"GET /connection/sse?channel=live:price HTTP/1.1\r\nHost: x\r\n\r\n")
-        received = b""
-        async with asyncio.timeout(5):
-            while b"event: subscribed" not in received:
-                received += await loop.sock_recv(slow, 4096)
         pad = "x" * 16000
         for n in range(500):  # 8 MB while it does not read: more than loopback buffers and max_outbox_bytes
             await server.hub.publish("live:price", Raw(b'{"n":%d,"pad":"%s"}' % (n, pad.encode())))
