@@ -201,6 +201,9 @@ class Settings:
     compression_threshold: int = _setting(512, "with compression: frames of fewer bytes are sent uncompressed")
     test_echo_endpoint: bool = _setting(False, "TEST ONLY: serve an echo WebSocket at /echo (conformance suite)")
     max_message_bytes: int | None = _setting(65536, "largest incoming frame; larger closes with 1009")
+    max_publication_bytes: int | None = _setting(
+        65536, "largest publication data (and message to a user) on every path in; larger gets error 106"
+    )
     max_outbox_bytes: int | None = _setting(
         1048576, "bytes queued per connection before it is cut as slow (3008); none = never cut (unbounded)"
     )

@@ -127,7 +127,9 @@ class Hub:
         self.streams: dict[str, StreamReceiver] = {}  # HTTP streams on this node, by stream id
         self._tasks: set[asyncio.Future[None]] = set()
         self._user_publishes: dict[str, TokenBucket] = {}  # named users with a session here
-        self.publishing = Publishing(self.rules, history, broker, self.stats)
+        self.publishing = Publishing(
+            self.rules, history, broker, self.stats, max_publication_bytes=settings.max_publication_bytes
+        )
         self.positions = Positions(
             history,
             recovery_max_publications=settings.recovery_max_publications,
@@ -392,6 +394,7 @@ class Hub:
 
     async def send_to_user(self, user: str, data: Raw, sender: protocol.ClientInfo | None = None) -> None:
         """Push `data` to every connection of `user`, on every node."""
+        self.publishing.check_size(data)
         frame = protocol.encode_message_push(protocol.Message(data=data, info=sender))
         await self.publishing.control(protocol.encode(Control(kind="message", user=user, frame=Raw(frame))))
 

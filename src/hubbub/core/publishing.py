@@ -35,8 +35,10 @@ class Publishing:
         broker: Broker,
         stats: Stats,
         clock: Callable[[], float] = time.time,
+        max_publication_bytes: int | None = None,
     ) -> None:
         self._clock = clock  # stamps each publication's `time` (history stores keep their own)
+        self._max_bytes = max_publication_bytes
         self._rules = rules
         self._history = history
         self._broker = broker
@@ -62,6 +64,7 @@ class Publishing:
         """Store (when the namespace keeps history) and fan out. With `durable`, return only once
         the publication is on disk; otherwise once history reads see it."""
         options = self._rules.resolve(channel)
+        self.check_size(data)
         self._count(channel, data)
         if not options.keeps_history:
             publication = protocol.Publication(data=data, info=publisher, time=self._now())
@@ -92,6 +95,8 @@ class Publishing:
         Every channel is checked before anything is published. Order is kept per channel.
         """
         resolved = [(channel, data, self._rules.resolve(channel)) for channel, data in publications]
+        for _, data, _ in resolved:
+            self.check_size(data)
         for channel, data, _ in resolved:
             self._count(channel, data)
         async with contextlib.AsyncExitStack() as locks:
@@ -123,6 +128,16 @@ class Publishing:
         if durable:
             await self._history.sync()
         return results
+
+    def check_size(self, data: Raw) -> None:
+        """Refuse a publication (or a message to a user) past `max_publication_bytes` before it
+        reaches history or the broker: one huge message could make Redis drop every node's
+        pub/sub connection over its `client-output-buffer-limit pubsub`."""
+        limit = self._max_bytes
+        if limit is not None and len(data) > limit:
+            raise CommandError(
+                ErrorCode.LIMIT_EXCEEDED, f"data is {len(data)} bytes; max_publication_bytes is {limit}"
+            )
 
     async def broadcast(self, channel: str, offset: int | None, frame: bytes) -> None:
         """An encoded push to every subscriber of `channel` on every node (join/leave use it too)."""
