@@ -169,6 +169,12 @@ class Settings:
     redis_connect_timeout: float | None = _setting(5.0, "seconds to open a connection to Redis")
     redis_socket_timeout: float | None = _setting(10.0, "seconds a Redis command may wait for its answer")
     redis_health_check_interval: float = _setting(15.0, "seconds idle before a pooled Redis connection is checked")
+    broker_heartbeat_interval: float | None = _setting(
+        2.0, "seconds between a node's heartbeats to itself over Redis (and its delivery checks); none = neither"
+    )
+    broker_heartbeat_timeout: float = _setting(
+        10.0, "seconds without hearing its heartbeat before a node resubscribes and recovers (not ready meanwhile)"
+    )
     workers: int = _setting(1, "processes serving the same ports (SO_REUSEPORT); more than 1 needs a Redis broker")
     reuse_port: bool = _setting(False, "bind with SO_REUSEPORT (set for each of the --workers processes)")
     ping_interval: float | None = _setting(25.0, "seconds between server pings (and SSE and HTTP-stream keep-alives)")

@@ -65,6 +65,7 @@ class Server:
         self.hub: Hub | None = None
         self._api: ServerApi | None = None
         self._mount: MountContext | None = None
+        self._delivery_watch: asyncio.Task[None] | None = None
         self._history: HistoryStore | None = None
         self._idempotency: IdempotencyStore | None = None
         self._endpoint: WebSocketEndpoint | None = None
@@ -95,7 +96,7 @@ class Server:
             history = MemoryHistory() if settings.history_path is None else SqliteHistory(settings.history_path)
             idempotency = MemoryIdempotency(settings.idempotency_max_keys)
         else:
-            from hubbub.backends.redis import RedisIdempotency, RedisOptions, backends_from_url
+            from hubbub.backends.redis import Heartbeat, RedisIdempotency, RedisOptions, backends_from_url
 
             options = RedisOptions(
                 max_connections=settings.redis_max_connections,
@@ -104,8 +105,13 @@ class Server:
                 socket_timeout=settings.redis_socket_timeout,
                 health_check_interval=settings.redis_health_check_interval,
             )
+            heartbeat = (
+                Heartbeat(settings.broker_heartbeat_interval, settings.broker_heartbeat_timeout)
+                if settings.broker_heartbeat_interval is not None
+                else None
+            )
             broker, history, presence = backends_from_url(
-                settings.broker, settings.redis_prefix, settings.presence_ttl, options
+                settings.broker, settings.redis_prefix, settings.presence_ttl, options, heartbeat
             )
             idempotency = RedisIdempotency(settings.broker, settings.redis_prefix, options)
         for backend in (history, broker, presence, idempotency):
@@ -117,6 +123,8 @@ class Server:
         loop = asyncio.get_running_loop()
         broker, self._history, presence, self._idempotency = await self._open_backends()
         self.hub = Hub(settings, broker, self._history, presence, call_soon=loop.call_soon)
+        if settings.broker != "memory" and settings.broker_heartbeat_interval is not None:
+            self._delivery_watch = loop.create_task(self.hub.watch_delivery(settings.broker_heartbeat_interval))
         verifier = TokenVerifier.from_settings(settings)
         hooks = self.hooks
         if has_hook_urls(settings):
@@ -200,6 +208,9 @@ class Server:
             await self.admin_feed.stop()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
+        if self._delivery_watch is not None:
+            self._delivery_watch.cancel()
+            await asyncio.gather(self._delivery_watch, return_exceptions=True)
         if self.hub is not None:
             await self.hub.broker.close()
             await self.hub.presence_store.close()

@@ -24,9 +24,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.messages: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self.resubscribed: list[str] = []
 
     def on_channel_message(self, channel: str, offset: int | None, frame: bytes) -> None:
         self.messages.put_nowait((channel, offset, frame))
+
+    async def on_resubscribed(self, reason: str) -> None:
+        self.resubscribed.append(reason)
 
     def on_control(self, message: bytes) -> None:
         self.messages.put_nowait(("control", message))

@@ -43,6 +43,13 @@ async def test_redis_outage_and_return(
     with redis_server(tmp_path / "second", port):
         await asyncio.wait_for(broker.wait_health(True), 30)  # it reconnects with backoff
         assert await ready_status(http, server.api_url) == 200
+        # This Redis came back empty: offsets start again under a new epoch, so the subscriber's
+        # position means nothing now. It is asked to reconnect (3011) and is told recovered: false,
+        # rather than have its client drop new publications whose offsets it has seen before.
+        assert await client.close_code() == 3011
+        client = await open_raw(server)
+        result = await client.ok("subscribe", {"channel": "news", "since": {"offset": 1, "epoch": "gone"}})
+        assert result["recovered"] is False
         async with asyncio.timeout(10):
             while True:  # the first command after the outage may meet a stale pooled connection
                 reply = await client.call("publish", {"channel": "news", "data": "after"})

@@ -115,6 +115,12 @@ class BrokerHandler(Protocol):
 
     def on_control(self, message: bytes) -> None: ...
 
+    async def on_resubscribed(self, reason: str) -> None:
+        """The broker had lost its subscriptions (`reason`: "connection_lost", or "heartbeat" when
+        it stopped hearing itself) and has them back: what was published meanwhile never arrived.
+        The broker reports itself unhealthy until this returns."""
+        ...
+
 
 class Broker(Lifecycle, Protocol):
     """Fan-out between nodes.
@@ -142,6 +148,11 @@ class Broker(Lifecycle, Protocol):
     async def subscribe(self, channel: str) -> None: ...
 
     async def unsubscribe(self, channel: str) -> None: ...
+
+    def resubscribe(self, reason: str) -> None:
+        """The hub saw publications in history that never arrived: drop and restore the
+        subscriptions (then `on_resubscribed(reason)`). A broker that cannot lose any ignores it."""
+        ...
 
     async def close(self) -> None: ...
 

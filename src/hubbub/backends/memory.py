@@ -44,6 +44,9 @@ class MemoryBroker:
     async def unsubscribe(self, channel: str) -> None:
         """See subscribe."""
 
+    def resubscribe(self, reason: str) -> None:
+        """In-process delivery cannot go deaf; nothing to do."""
+
     async def close(self) -> None:
         self._handler = None
 

@@ -10,6 +10,7 @@ channel's keys live in one Redis Cluster slot and its Lua scripts stay single-sl
     {prefix}:{ch:CHANNEL}:presence:exp sorted set: connection id scored by expiry time
     {prefix}:pubsub:CHANNEL            pub/sub: publications and join/leave pushes
     {prefix}:control                   pub/sub: messages for users on every node
+    {prefix}:heartbeat:NODE            pub/sub: a node's heartbeat, heard only by itself
 
 Offsets are assigned by a Lua script (HINCRBY on the meta hash), so every node agrees. If Redis
 loses the data, the salt is made again and every epoch changes: clients recovering from before
@@ -100,6 +101,9 @@ class RedisKeys:
     def control(self) -> str:
         return f"{self.prefix}:control"
 
+    def heartbeat(self, node: str) -> str:
+        return f"{self.prefix}:heartbeat:{node}"
+
     def idempotency(self, channel: str, key: str) -> str:
         """In the channel's hash slot, beside its stream."""
         return f"{self.prefix}:{{ch:{channel}}}:idem:{key}"
@@ -133,6 +137,15 @@ def connect(url: str, options: RedisOptions) -> Redis:
         health_check_interval=options.health_check_interval,
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """How a node checks that it still hears Redis: it publishes to a channel only it subscribes
+    to every `interval` seconds, and resubscribes when it heard nothing for `timeout` seconds."""
+
+    interval: float
+    timeout: float
 
 
 # What the tests and tools that build backends by hand use: the settings' defaults.
@@ -383,6 +396,11 @@ class RedisBroker:
 
     One reader task hands messages to the hub in arrival order. Publications carry their
     offset in front of the encoded push: `OFFSET\\nFRAME` (`-` when there is none).
+
+    A pub/sub connection can go deaf without an error (Redis dropping a subscriber over its
+    `client-output-buffer-limit pubsub`, a half-open TCP connection): the heartbeat notices.
+    Either way the broker resubscribes, lets the hub replay what was missed (`on_resubscribed`),
+    and reports itself unhealthy (the node not ready) until then.
     """
 
     def __init__(
@@ -391,6 +409,7 @@ class RedisBroker:
         prefix: str = "hubbub",
         on_health: Callable[[bool], None] | None = None,
         options: RedisOptions = DEFAULT_OPTIONS,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self._url = url
         self._redis = connect(url, options)
@@ -404,6 +423,11 @@ class RedisBroker:
         self._health_changed = asyncio.Event()
         self._pubsub_prefix = self._keys.pubsub("").encode()
         self._control_name = self._keys.control.encode()
+        self._heartbeat = heartbeat
+        self._heartbeat_name = self._keys.heartbeat(secrets.token_hex(8))
+        self._heard_at = time.monotonic()
+        self._deaf: str | None = None  # why to resubscribe (the heartbeat, the hub): the reader does
+        self._beater: asyncio.Task[None] | None = None
 
     def set_handler(self, handler: BrokerHandler) -> None:
         self._handler = handler
@@ -413,9 +437,13 @@ class RedisBroker:
         return self._healthy
 
     async def open(self) -> None:
-        await self._pubsub.subscribe(self._keys.control)
+        await self._pubsub.subscribe(self._keys.control, self._heartbeat_name)
         self._healthy = True
-        self._reader = asyncio.get_running_loop().create_task(self._read_forever())
+        self._heard_at = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read_forever())
+        if self._heartbeat is not None:
+            self._beater = loop.create_task(self._beat_forever(self._heartbeat))
 
     async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
         head = b"-" if offset is None else b"%d" % offset
@@ -439,8 +467,26 @@ class RedisBroker:
         self._channels.discard(channel)
         await self._pubsub.unsubscribe(self._keys.pubsub(channel))
 
+    def resubscribe(self, reason: str) -> None:
+        if self._healthy and self._deaf is None:
+            self._deaf = reason
+
+    async def _beat_forever(self, heartbeat: Heartbeat) -> None:
+        """Publish a heartbeat every interval (on the command connection); past `timeout` without
+        hearing one back while healthy, have the reader resubscribe."""
+        while True:
+            await asyncio.sleep(heartbeat.interval)  # the heartbeat's own clock
+            if self._healthy and time.monotonic() - self._heard_at > heartbeat.timeout:
+                log.warning("heard nothing from Redis pub/sub for %.1f s: resubscribing", heartbeat.timeout)
+                self._deaf = "heartbeat"
+            with contextlib.suppress(RedisError):  # Redis down: the reader's reconnect handles it
+                await self._redis.publish(self._heartbeat_name, b"%f" % time.time())
+
     async def _read_forever(self) -> None:
         while True:
+            if self._deaf is not None:
+                reason, self._deaf = self._deaf, None
+                await self._reconnect(None, reason)
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
                 # Hand over everything already received before waiting again, so publications that
@@ -449,12 +495,15 @@ class RedisBroker:
                     self._dispatch(message)
                     message = await self._pubsub.get_message(timeout=0)  # None when nothing is buffered
             except RedisError as exc:
-                await self._reconnect(exc)
+                await self._reconnect(exc, "connection_lost")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
+        name, payload = message["channel"], message["data"]
+        if name == self._heartbeat_name.encode():
+            self._heard_at = time.monotonic()
+            return
         if self._handler is None:
             return
-        name, payload = message["channel"], message["data"]
         if name == self._control_name:
             self._handler.on_control(payload)
         elif name.startswith(self._pubsub_prefix):
@@ -462,23 +511,32 @@ class RedisBroker:
             offset = None if head == b"-" else int(head)
             self._handler.on_channel_message(name[len(self._pubsub_prefix) :].decode(), offset, frame)
 
-    async def _reconnect(self, error: Exception) -> None:
-        """Report not-ready, then resubscribe with exponential backoff and full jitter."""
+    async def _reconnect(self, error: Exception | None, reason: str) -> None:
+        """Report not-ready, resubscribe with exponential backoff and full jitter, let the hub
+        replay what was missed meanwhile, then report ready again."""
         self._set_health(False)
-        log.warning("lost Redis pub/sub: %s", error)
+        log.warning("lost Redis pub/sub (%s): %s", reason, error or "resubscribing")
         attempt = 0
         while True:
             await asyncio.sleep(secrets.SystemRandom().uniform(0, min(10.0, 0.1 * 2**attempt)))
             attempt += 1
             try:
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                await self._pubsub.subscribe(self._keys.control, *(self._keys.pubsub(c) for c in self._channels))
+                names = (self._keys.pubsub(c) for c in self._channels)
+                await self._pubsub.subscribe(self._keys.control, self._heartbeat_name, *names)
             except RedisError as exc:
                 log.warning("Redis still unavailable: %s", exc)
                 continue
-            self._set_health(True)
-            return
+            break
+        self._heard_at = time.monotonic()
+        if self._handler is not None:
+            try:
+                await self._handler.on_resubscribed(reason)
+            except Exception:
+                log.exception("recovering after a broker gap failed")
+        self._set_health(True)
 
     async def wait_health(self, healthy: bool) -> None:
         """Return once the broker's health is `healthy` (for probes and tests)."""
@@ -493,19 +551,24 @@ class RedisBroker:
             self._on_health(healthy)
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for task in (self._reader, self._beater):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         await self._redis.aclose()
 
 
 def backends_from_url(
-    url: str, prefix: str, presence_ttl: float, options: RedisOptions = DEFAULT_OPTIONS
+    url: str,
+    prefix: str,
+    presence_ttl: float,
+    options: RedisOptions = DEFAULT_OPTIONS,
+    heartbeat: Heartbeat | None = None,
 ) -> tuple[RedisBroker, RedisHistory, RedisPresence]:
     return (
-        RedisBroker(url, prefix, options=options),
+        RedisBroker(url, prefix, options=options, heartbeat=heartbeat),
         RedisHistory(url, prefix, options=options),
         RedisPresence(url, prefix, presence_ttl, options=options),
     )

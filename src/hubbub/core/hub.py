@@ -29,13 +29,15 @@ from hubbub.core.outbox import Flusher, Outbox, TurnBatch
 from hubbub.core.presence import Presence
 from hubbub.core.publishing import Publishing
 from hubbub.core.ratelimit import TokenBucket
-from hubbub.core.recovery import Positions
+from hubbub.core.recovery import Positions, publication_from_store
 from hubbub.core.stats import Stats
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode
 
 __all__ = ["ChannelSubscribers", "Control", "Counts", "Hub", "namespace_of"]
 
 log = logging.getLogger("hubbub.hub")
+
+DELIVERY_CHECKS = 32  # channels whose history top `watch_delivery` reads per interval
 
 
 @dataclass(slots=True)
@@ -56,6 +58,11 @@ class ChannelSubscribers:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     # This loop turn's messages, queued by reference in every live outbox (see outbox.py).
     batch: TurnBatch | None = None
+    # The newest offset this node delivered (or positioned a subscriber at): where a node that
+    # lost its broker subscription recovers from. Live messages up to `skip_through` were
+    # replayed from history already (`Hub.on_resubscribed`) and are dropped when they arrive.
+    delivered: int | None = None
+    skip_through: int | None = None
 
     def __len__(self) -> int:
         return len(self.live) + len(self.catching_up)
@@ -229,6 +236,13 @@ class Hub:
         subscribers = self.channels.get(channel)
         if subscribers is None:
             return
+        if offset is not None:
+            skip = subscribers.skip_through
+            if skip is not None:
+                if offset <= skip:
+                    return  # replayed from history while the broker was away
+                subscribers.skip_through = None
+            subscribers.delivered = offset
         for waiting in subscribers.catching_up.values():
             waiting.append((offset, frame))
         live = subscribers.live
@@ -270,6 +284,80 @@ class Hub:
             for member in members:
                 member.unsubscribe_by_server(control.channel)
 
+    async def watch_delivery(self, interval: float) -> None:
+        """Every `interval`, compare a slice of channels' history tops with what this node
+        delivered: a publication in history for a whole interval that never arrived means the
+        broker went deaf for that channel (the heartbeat cannot see a lost subscription)."""
+        seen_tops: dict[str, int] = {}
+        start = 0
+        while True:
+            await asyncio.sleep(interval)  # the check's own clock
+            watched = [c for c, s in self.channels.items() if s.delivered is not None]
+            start = start if start < len(watched) else 0
+            channels = watched[start : start + DELIVERY_CHECKS]
+            start += DELIVERY_CHECKS
+            behind = False
+            for channel in channels:
+                subscribers = self.channels.get(channel)
+                previous = seen_tops.get(channel)
+                if subscribers is None or subscribers.delivered is None:
+                    continue
+                if previous is not None and subscribers.delivered < previous:
+                    behind = True
+                    log.warning(
+                        "%s: history has offset %d, this node delivered %d", channel, previous, subscribers.delivered
+                    )
+                    break
+                try:
+                    seen_tops[channel] = (await self.history_store.top(channel)).offset
+                except Exception as exc:  # history unavailable: the broker's own health says so
+                    log.debug("delivery check of %s failed: %s", channel, exc)
+            if behind:
+                seen_tops.clear()
+                self.broker.resubscribe("stream_ahead")
+            for channel in list(seen_tops):
+                if channel not in self.channels:
+                    del seen_tops[channel]
+
+    async def on_resubscribed(self, reason: str) -> None:
+        """The broker was deaf for a while: replay what each channel missed from history, in
+        order, before its live messages; where history cannot fill the gap, ask the channel's
+        subscribers to reconnect (3011) and recover by themselves."""
+        self.stats.broker_resubscribes[reason] += 1
+        log.warning("broker resubscribed (%s): recovering %d channels", reason, len(self.channels))
+        for channel, subscribers in list(self.channels.items()):
+            delivered = subscribers.delivered
+            if delivered is None:
+                continue
+            try:
+                page = await self.history_store.read(
+                    channel, after=delivered, limit=self.settings.recovery_max_publications + 1
+                )
+            except Exception as exc:
+                log.warning("recovering %s after a broker gap failed: %s", channel, exc)
+                page = None
+            if page is not None and page.top.offset == delivered:
+                continue  # nothing was missed
+            publications = page.publications if page is not None else []
+            filled = (
+                page is not None
+                and page.top.offset - delivered == len(publications)
+                and publications[0].offset == delivered + 1
+            )
+            if self.channels.get(channel) is not subscribers:
+                continue
+            if not filled:
+                self.stats.broker_gaps_unfilled += 1
+                for client_id in list(subscribers.live):
+                    member = self.sessions.get(client_id)
+                    if member is not None:
+                        member.disconnect(DisconnectCode.FORCE_RECONNECT, "missed publications: reconnect")
+                continue
+            for stored in publications:
+                frame = protocol.encode_publication_push(channel, publication_from_store(stored))
+                self.on_channel_message(channel, stored.offset, frame)
+            subscribers.skip_through = publications[-1].offset
+
     # ---- commands -----------------------------------------------------------------------
 
     def namespace(self, channel: str) -> NamespaceOptions:
@@ -302,6 +390,8 @@ class Hub:
             # The member was detached while we awaited: undo what its cleanup may have missed.
             await self.presence_tracker.forget(channel, options, member.client_id)
             return
+        if last_offset is not None and (subscribers.delivered is None or last_offset > subscribers.delivered):
+            subscribers.delivered = last_offset
         reply(result)
         outbox = member.outbox
         for offset, frame in waiting:

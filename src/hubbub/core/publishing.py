@@ -135,9 +135,7 @@ class Publishing:
         pub/sub connection over its `client-output-buffer-limit pubsub`."""
         limit = self._max_bytes
         if limit is not None and len(data) > limit:
-            raise CommandError(
-                ErrorCode.LIMIT_EXCEEDED, f"data is {len(data)} bytes; max_publication_bytes is {limit}"
-            )
+            raise CommandError(ErrorCode.LIMIT_EXCEEDED, f"data is {len(data)} bytes; max_publication_bytes is {limit}")
 
     async def broadcast(self, channel: str, offset: int | None, frame: bytes) -> None:
         """An encoded push to every subscriber of `channel` on every node (join/leave use it too)."""

@@ -55,6 +55,9 @@ class Stats:
     command_latency: dict[str, LatencyHistogram] = field(default_factory=dict)
     broker_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     broker_errors: int = 0
+    # A broker that lost its subscriptions and got them back, by reason; gaps history could not fill
+    broker_resubscribes: Counter[str] = field(default_factory=Counter)
+    broker_gaps_unfilled: int = 0
     hook_latency: dict[str, LatencyHistogram] = field(default_factory=dict)  # by hook
     hook_errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # by (hook, kind)
     # Publications per channel since the admin sampler last looked (it swaps this out).

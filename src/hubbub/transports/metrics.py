@@ -61,6 +61,17 @@ class HubCollector(Collector):
             stats.stream_messages,
         )
         yield CounterMetricFamily("hubbub_broker_errors", "Broker publish failures", value=stats.broker_errors)
+        yield self._counter(
+            "hubbub_broker_resubscribes",
+            "Broker subscriptions lost and restored, by reason",
+            "reason",
+            stats.broker_resubscribes,
+        )
+        yield CounterMetricFamily(
+            "hubbub_broker_gaps_unfilled",
+            "Channels whose missed publications history could not replay",
+            value=stats.broker_gaps_unfilled,
+        )
         commands = _histogram("hubbub_command_duration_seconds", "Time to handle a client command", ["method"])
         for method, histogram in sorted(stats.command_latency.items()):
             _add_histogram(commands, [method], histogram)

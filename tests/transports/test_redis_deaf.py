@@ -1,0 +1,149 @@
+"""A node that stops hearing Redis notices, resubscribes, replays what it missed from history,
+and is not ready meanwhile: its pub/sub connection silenced (a proxy drops what Redis sends,
+the TCP connection stays up), or killed from Redis with CLIENT KILL (its command connection
+stays up). Issue 20; python-socketio #1581 is the failure this prevents."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from msgspec import Raw
+from redis.asyncio import Redis
+
+from hubbub.backends.redis import Heartbeat, RedisBroker
+from hubbub.server import Server
+from tests.conftest import OpenRaw, RawClient, StartServer
+from tests.tcp_proxy import deafening_proxy
+
+FAST_HEARTBEAT = {"broker_heartbeat_interval": 0.1, "broker_heartbeat_timeout": 0.5}
+
+
+async def numbers(client: RawClient, count: int) -> list[tuple[int, int]]:
+    """(data, offset) of the next `count` publications."""
+    found = []
+    for _ in range(count):
+        publication = await client.next_publication(timeout=10)
+        found.append((publication["data"], publication["offset"]))
+    return found
+
+
+async def publish(node: Server, *values: int) -> None:
+    assert node.hub is not None
+    for value in values:
+        await node.hub.publish("news", Raw(b"%d" % value))
+
+
+def watch_health(node: Server) -> list[bool]:
+    """Every health change of the node's broker, in order (what /health/ready reports)."""
+    assert node.hub is not None
+    broker: Any = node.hub.broker
+    changes: list[bool] = []
+    broker._on_health = changes.append
+    return changes
+
+
+async def test_a_silenced_pubsub_connection_is_noticed_by_the_heartbeat_and_the_gap_replayed(
+    start_server: StartServer, open_raw: OpenRaw, redis_url: str
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    async with deafening_proxy(redis_url) as proxy:
+        node = await start_server(broker=proxy.url, redis_prefix=prefix, **FAST_HEARTBEAT)
+        other = await start_server(broker=redis_url, redis_prefix=prefix)
+        client = await open_raw(node)
+        await client.ok("subscribe", {"channel": "news"})
+        health = watch_health(node)
+        await publish(other, 0)
+        assert await numbers(client, 1) == [(0, 1)]
+        assert proxy.deafen_subscribers() == 1  # the node hears nothing from now on, and is not told
+        await publish(other, 1, 2, 3, 4)  # missed: they reach Redis, not the node
+        assert await numbers(client, 4) == [(1, 2), (2, 3), (3, 4), (4, 5)]  # replayed from history
+        await publish(other, 5)
+        assert await numbers(client, 1) == [(5, 6)]  # live again, nothing twice
+        assert node.hub is not None
+        assert node.hub.stats.broker_resubscribes["heartbeat"] == 1
+        assert health == [False, True]  # not ready until the gap was replayed
+
+
+async def test_client_kill_of_the_pubsub_connection_resubscribes_and_replays(
+    start_server: StartServer, open_raw: OpenRaw, redis_url: str
+) -> None:
+    """CLIENT KILL from Redis while the node's command connection stays up (the heartbeat off:
+    the closed connection alone tells it)."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    async with deafening_proxy(redis_url) as proxy:
+        node = await start_server(broker=proxy.url, redis_prefix=prefix, broker_heartbeat_interval=None)
+        other = await start_server(broker=redis_url, redis_prefix=prefix)
+        client = await open_raw(node)
+        await client.ok("subscribe", {"channel": "news"})
+        health = watch_health(node)
+        proxy.deafen_subscribers()  # so the publications below surely fall into the gap
+        await publish(other, 1, 2, 3)
+        (address,) = proxy.subscriber_addresses()  # the node's pub/sub connection, as Redis sees it
+        redis = Redis.from_url(redis_url)
+        try:
+            assert await redis.client_kill(address)
+        finally:
+            await redis.aclose()
+        assert await numbers(client, 3) == [(1, 1), (2, 2), (3, 3)]
+        assert node.hub is not None and node.hub.stats.broker_resubscribes["connection_lost"] >= 1
+        await publish(other, 4)
+        assert await numbers(client, 1) == [(4, 4)]
+        assert health[:2] == [False, True]
+        assert await client.ok("ping") == {}  # the client's connection stayed open throughout
+
+
+async def test_a_gap_history_cannot_fill_asks_the_subscribers_to_reconnect(
+    start_server: StartServer, open_raw: OpenRaw, redis_url: str
+) -> None:
+    """More missed than recovery_max_publications: the node cannot replay it; its subscribers
+    get 3011 and recover (or are told recovered: false) by themselves."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    async with deafening_proxy(redis_url) as proxy:
+        node = await start_server(broker=proxy.url, redis_prefix=prefix, recovery_max_publications=2, **FAST_HEARTBEAT)
+        other = await start_server(broker=redis_url, redis_prefix=prefix)
+        client = await open_raw(node)
+        await client.ok("subscribe", {"channel": "news"})
+        proxy.deafen_subscribers()
+        await publish(other, 1, 2, 3, 4)
+        assert await client.close_code() == 3011
+        assert node.hub is not None and node.hub.stats.broker_gaps_unfilled == 1
+
+
+async def test_the_broker_subscribes_the_node_to_its_heartbeat_only(redis_url: str) -> None:
+    """Each node hears its own heartbeat, never another's (a fleet's heartbeats cost nothing)."""
+    redis = Redis.from_url(redis_url)
+    prefix = f"test-{uuid.uuid4().hex}"
+    brokers = [RedisBroker(redis_url, prefix, heartbeat=Heartbeat(0.05, 1.0)) for _ in range(2)]
+    try:
+        for broker in brokers:
+            await broker.open()
+        channels = await redis.pubsub_channels(f"{prefix}:heartbeat:*")
+        assert len(channels) == 2
+        counts = await redis.pubsub_numsub(*channels)
+        assert all(count == 1 for _, count in counts)
+        await asyncio.wait_for(asyncio.gather(*(b.wait_health(True) for b in brokers)), 5)
+    finally:
+        for broker in brokers:
+            await broker.close()
+        await redis.aclose()
+
+
+async def test_history_ahead_of_what_the_node_delivered_makes_it_resubscribe(
+    start_server: StartServer, open_raw: OpenRaw, redis_url: str
+) -> None:
+    """The heartbeat still heard (or too slow to tell): publications sitting in history for a
+    whole check interval that never arrived are enough."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    async with deafening_proxy(redis_url) as proxy:
+        settings = {"broker_heartbeat_interval": 0.2, "broker_heartbeat_timeout": 600.0}
+        node = await start_server(broker=proxy.url, redis_prefix=prefix, **settings)
+        other = await start_server(broker=redis_url, redis_prefix=prefix)
+        client = await open_raw(node)
+        await client.ok("subscribe", {"channel": "news"})
+        proxy.deafen_subscribers()
+        await publish(other, 1, 2)
+        assert await numbers(client, 2) == [(1, 1), (2, 2)]
+        assert node.hub is not None and node.hub.stats.broker_resubscribes["stream_ahead"] == 1
+        assert node.hub.stats.broker_resubscribes["heartbeat"] == 0
