@@ -32,6 +32,8 @@ def main() -> int:
     nodes.add_argument("--heavy-rate", type=float, default=1000.0, help="publications/s for the throughput run")
     nodes.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     nodes.add_argument("--batch", type=int, default=20, help="publications per request in the throughput run")
+    nodes.add_argument("--singles-rate", type=float, default=1000.0, help="single publishes/s in the singles run")
+    nodes.add_argument("--publishers", type=int, default=100, help="WebSocket publishers in the singles run")
     peers = scenarios.add_parser("suite", help="hubbub against websockets, aiohttp, python-socketio (ratios)")
     peers.add_argument("--servers", default="hubbub,websockets,aiohttp,socketio")
     peers.add_argument("--scenarios", default="fanout,channels,chat,idle")

@@ -135,7 +135,12 @@ class Hub:
         self._tasks: set[asyncio.Future[None]] = set()
         self._user_publishes: dict[str, TokenBucket] = {}  # named users with a session here
         self.publishing = Publishing(
-            self.rules, history, broker, self.stats, max_publication_bytes=settings.max_publication_bytes
+            self.rules,
+            history,
+            broker,
+            self.stats,
+            max_publication_bytes=settings.max_publication_bytes,
+            pipelined=settings.broker != "memory",
         )
         self.positions = Positions(
             history,

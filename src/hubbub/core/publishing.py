@@ -25,6 +25,51 @@ from hubbub.errors import CommandError, ErrorCode
 log = logging.getLogger("hubbub.publishing")
 
 
+Single = tuple[str, Raw, protocol.ClientInfo | None]  # channel, data, publisher
+
+
+class TurnPipeline:
+    """Single publishes queued while a batch is on its way go together in the next one.
+
+    The first publish of a turn starts the worker; it runs at the loop's next turn, so every
+    publish made in this one joins it. One batch at a time keeps the broker's order the history's:
+    two appends, then two publishes, two round trips for all (not two per publication), and they
+    reach other nodes together, where they fan out in one turn and coalesce.
+    """
+
+    def __init__(self, run: Callable[[list[Single]], Awaitable[list[protocol.PublishResult]]]) -> None:
+        self._run = run
+        self._waiting: list[tuple[Single, asyncio.Future[protocol.PublishResult]]] = []
+        self._worker: asyncio.Future[None] | None = None
+
+    async def submit(self, single: Single) -> protocol.PublishResult:
+        done: asyncio.Future[protocol.PublishResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append((single, done))
+        if self._worker is None:
+            self._worker = asyncio.ensure_future(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    results = await self._run([single for single, _ in batch])
+                except Exception as exc:
+                    error = exc if isinstance(exc, CommandError) else CommandError(ErrorCode.INTERNAL, "internal error")
+                    if not isinstance(exc, CommandError):
+                        log.exception("a pipelined publish failed")
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(error)
+                    continue
+                for (_, done), result in zip(batch, results, strict=True):
+                    if not done.done():
+                        done.set_result(result)
+        finally:
+            self._worker = None
+
+
 class Publishing:
     """Publishes to channels and sends control messages through one broker and history store."""
 
@@ -36,9 +81,12 @@ class Publishing:
         stats: Stats,
         clock: Callable[[], float] = time.time,
         max_publication_bytes: int | None = None,
+        pipelined: bool = False,
     ) -> None:
         self._clock = clock  # stamps each publication's `time` (history stores keep their own)
         self._max_bytes = max_publication_bytes
+        # Over Redis, single publishes made in one loop turn share one pipeline each way.
+        self._turns = TurnPipeline(self._publish_all) if pipelined else None
         self._rules = rules
         self._history = history
         self._broker = broker
@@ -63,8 +111,14 @@ class Publishing:
     ) -> protocol.PublishResult:
         """Store (when the namespace keeps history) and fan out. With `durable`, return only once
         the publication is on disk; otherwise once history reads see it."""
-        options = self._rules.resolve(channel)
         self.check_size(data)
+        if self._turns is not None:  # over the network: this turn's publishes go in one pipeline
+            self._rules.resolve(channel)  # a bad channel fails this publish, never the batch it joins
+            result = await self._turns.submit((channel, data, publisher))
+            if durable:
+                await self._history.sync()
+            return result
+        options = self._rules.resolve(channel)
         self._count(channel, data)
         if not options.keeps_history:
             publication = protocol.Publication(data=data, info=publisher, time=self._now())
@@ -94,17 +148,34 @@ class Publishing:
 
         Every channel is checked before anything is published. Order is kept per channel.
         """
-        resolved = [(channel, data, self._rules.resolve(channel)) for channel, data in publications]
-        for _, data, _ in resolved:
+        for _, data in publications:
             self.check_size(data)
-        for channel, data, _ in resolved:
+        results = await self._publish_all([(channel, data, None) for channel, data in publications])
+        if durable:
+            await self._history.sync()
+        return results
+
+    async def _publish_all(
+        self, publications: list[tuple[str, Raw, protocol.ClientInfo | None]]
+    ) -> list[protocol.PublishResult]:
+        """Append every publication with history in one operation, then hand all to the broker in one."""
+        resolved = [
+            (channel, data, publisher, self._rules.resolve(channel)) for channel, data, publisher in publications
+        ]
+        for channel, data, _, _ in resolved:
             self._count(channel, data)
         async with contextlib.AsyncExitStack() as locks:
-            for channel in sorted({channel for channel, _, options in resolved if options.keeps_history}):
+            for channel in sorted({channel for channel, _, _, options in resolved if options.keeps_history}):
                 await locks.enter_async_context(self._lock(channel))
             appends = [
-                Append(channel, bytes(data), None, options.history_size, options.history_ttl)
-                for channel, data, options in resolved
+                Append(
+                    channel,
+                    bytes(data),
+                    protocol.encode(publisher) if publisher is not None else None,
+                    options.history_size,
+                    options.history_ttl,
+                )
+                for channel, data, publisher, options in resolved
                 if options.keeps_history
             ]
             try:
@@ -115,18 +186,16 @@ class Publishing:
             messages: list[tuple[str, int | None, bytes]] = []
             results = []
             now = self._now()
-            for channel, data, options in resolved:
+            for channel, data, publisher, options in resolved:
                 if options.keeps_history:
                     top = next(tops)
-                    publication = protocol.Publication(data=data, offset=top.offset, time=now)
+                    publication = protocol.Publication(data=data, offset=top.offset, info=publisher, time=now)
                     results.append(protocol.PublishResult(offset=top.offset, epoch=top.epoch))
                 else:
-                    publication = protocol.Publication(data=data, time=now)
+                    publication = protocol.Publication(data=data, info=publisher, time=now)
                     results.append(protocol.PublishResult())
                 messages.append((channel, publication.offset, protocol.encode_publication_push(channel, publication)))
             await self._timed(self._broker.publish_many(messages), f"a batch of {len(messages)}")
-        if durable:
-            await self._history.sync()
         return results
 
     def check_size(self, data: Raw) -> None:
