@@ -17,6 +17,7 @@ from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
 REDIS_SERVER = shutil.which("redis-server")
+REDIS_CLI = shutil.which("redis-cli")
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -188,3 +189,73 @@ def redis_server(folder: Path, port: int | None = None) -> Iterator[str]:
     finally:
         process.terminate()  # the process this function started, by its handle
         process.wait(timeout=10)
+
+
+@dataclass
+class RedisCluster:
+    """A Redis Cluster this process started: its seed URL and each node's process by port."""
+
+    url: str  # redis-cluster://127.0.0.1:P1,127.0.0.1:P2,...
+    processes: dict[int, subprocess.Popen[bytes]]
+
+
+def _start_redis_node(folder: Path, port: int, bus_port: int) -> subprocess.Popen[bytes]:
+    assert REDIS_SERVER is not None
+    node_folder = folder / str(port)
+    node_folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            REDIS_SERVER,
+            "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(node_folder), "--cluster-enabled", "yes", "--cluster-port", str(bus_port),
+            "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _wait_for(port: int, command: bytes, expect: bytes, seconds: float) -> None:
+    """Poll a node we started until `command` answers with `expect` in it (bounded)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as connection:
+                connection.sendall(command)
+                if expect in connection.recv(65536):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"redis node {port} did not answer {expect!r}")
+        time.sleep(0.05)  # polling a process we started, bounded by the deadline
+
+
+@contextlib.contextmanager
+def redis_cluster(folder: Path, masters: int = 3, replicas: int = 1) -> Iterator[RedisCluster]:
+    """A real Redis Cluster (`redis-cli --cluster create`): `masters` masters with `replicas`
+    replicas each, on free ports (their bus ports too), stopped afterwards."""
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        raise FileNotFoundError("redis-server and redis-cli are needed (Debian package redis-server)")
+    ports = [free_port() for _ in range(masters * (1 + replicas))]
+    processes = {port: _start_redis_node(folder, port, free_port()) for port in ports}
+    try:
+        for port in ports:
+            _wait_for(port, b"PING\r\n", b"+PONG", 10)
+        create = [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports)]
+        subprocess.run(
+            [*create, "--cluster-replicas", str(replicas), "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        for port in ports:
+            _wait_for(port, b"CLUSTER INFO\r\n", b"cluster_state:ok", 30)
+        yield RedisCluster("redis-cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports), processes)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()  # the processes this function started, by their handles
+        for process in processes.values():
+            process.wait(timeout=10)

@@ -15,7 +15,7 @@ from hubbub.config import Settings
 from hubbub.hooks import Hooks
 from hubbub.server import Server
 from tests.helpers import NAMESPACES
-from tests.redis_server import redis_url  # noqa: F401 (a fixture for every test folder)
+from tests.redis_server import redis_cluster_url, redis_url, running_cluster  # noqa: F401 (fixtures for every folder)
 
 pytest_plugins = ["hubbub.testing"]  # the `hubbub_server` fixture apps use: tested here too
 

@@ -159,7 +159,11 @@ class Settings:
     api_key: str | None = _secret("key for the HTTP API; unset = loopback clients only")
     admin_key: str | None = _secret("key for admin actions (/api/disconnect); unset = api_key rules")
     history_path: str | None = _setting("hubbub-history.db", "SQLite history file; none = in memory")
-    broker: str = _setting("memory", "memory (one process) or redis://HOST:PORT/DB (history and presence too)")
+    broker: str = _setting(
+        "memory",
+        "memory (one process), redis://HOST:PORT/DB, or redis-cluster://HOST:PORT[,HOST:PORT...] (seed nodes); "
+        "history and presence go there too",
+    )
     redis_prefix: str = _setting("hubbub", "prefix of every Redis key and pub/sub channel")
     presence_ttl: float = _setting(60.0, "seconds a node's presence entries outlive its last refresh (Redis)")
     redis_max_connections: int = _setting(64, "connections each Redis client (broker, history, presence) may open")
@@ -460,8 +464,11 @@ load_settings = load  # the name the package exports: `hubbub.load_settings`
 
 def check_settings(settings: Settings) -> None:
     """Rules that span several settings; raise ConfigError naming them."""
-    if settings.broker != "memory" and not settings.broker.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"setting 'broker': {settings.broker!r} is not 'memory' or a redis:// URL")
+    schemes = ("redis://", "rediss://", "unix://", "redis-cluster://")
+    if settings.broker != "memory" and not settings.broker.startswith(schemes):
+        raise ConfigError(
+            f"setting 'broker': {settings.broker!r} is not 'memory', a redis:// URL or redis-cluster://HOST:PORT,..."
+        )
     if settings.workers < 1:
         raise ConfigError("setting 'workers' must be at least 1")
     if settings.workers > 1 and settings.broker == "memory":

@@ -39,7 +39,7 @@ class Recorder:
         return [await asyncio.wait_for(self.messages.get(), 5) for _ in range(count)]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     """`await cluster(n)`: n nodes sharing one broker (memory: only ever one node)."""
     opened: list[Broker] = []
@@ -53,10 +53,14 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
             broker: Broker
             if request.param == "memory":
                 broker = MemoryBroker()
-            else:
+            elif request.param == "redis":
                 from hubbub.backends.redis import RedisBroker
 
                 broker = RedisBroker(request.getfixturevalue("redis_url"), prefix)
+            else:
+                from hubbub.backends.redis import RedisClusterBroker
+
+                broker = RedisClusterBroker(request.getfixturevalue("redis_cluster_url"), prefix)
             recorder = Recorder()
             broker.set_handler(recorder)
             await broker.open()

@@ -33,12 +33,12 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> AsyncIterator[HistoryStore]:
-    if request.param == "redis":
+    if request.param.startswith("redis"):
         from hubbub.backends.redis import RedisHistory
 
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_url")
         history: HistoryStore = RedisHistory(url, prefix=f"test-{uuid.uuid4().hex}", clock=clock)
         await history.open()
     else:

@@ -17,13 +17,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[IdempotencyStore]:
     kept: IdempotencyStore
-    if request.param == "redis":
+    if request.param.startswith("redis"):
         from hubbub.backends.redis import RedisIdempotency
 
-        kept = RedisIdempotency(request.getfixturevalue("redis_url"), prefix=f"test-{uuid.uuid4().hex}")
+        url = request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_url")
+        kept = RedisIdempotency(url, prefix=f"test-{uuid.uuid4().hex}")
     else:
         kept = MemoryIdempotency(clock=clock)
     await kept.open()

@@ -17,14 +17,13 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def presence(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[PresenceStore]:
-    if request.param == "redis":
+    if request.param.startswith("redis"):
         from hubbub.backends.redis import RedisPresence
 
-        store: PresenceStore = RedisPresence(
-            request.getfixturevalue("redis_url"), prefix=f"test-{uuid.uuid4().hex}", ttl=30, clock=clock
-        )
+        url = request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_url")
+        store: PresenceStore = RedisPresence(url, prefix=f"test-{uuid.uuid4().hex}", ttl=30, clock=clock)
     else:
         store = MemoryPresence()
     yield store

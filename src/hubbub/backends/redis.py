@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError
 
 from hubbub.backends.base import Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
@@ -104,6 +105,10 @@ class RedisKeys:
     def heartbeat(self, node: str) -> str:
         return f"{self.prefix}:heartbeat:{node}"
 
+    def shard_pubsub(self, channel: str) -> str:
+        """Redis Cluster: the channel's sharded pub/sub name, in the slot of its keys."""
+        return f"{self.prefix}:{{ch:{channel}}}:pubsub"
+
     def idempotency(self, channel: str, key: str) -> str:
         """In the channel's hash slot, beside its stream."""
         return f"{self.prefix}:{{ch:{channel}}}:idem:{key}"
@@ -125,9 +130,37 @@ class RedisOptions:
     health_check_interval: float
 
 
-def connect(url: str, options: RedisOptions) -> Redis:
+CLUSTER_SCHEME = "redis-cluster://"
+Client = Redis | RedisCluster
+
+
+def is_cluster(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEME)
+
+
+def seed_nodes(url: str) -> list[ClusterNode]:
+    """redis-cluster://HOST:PORT[,HOST:PORT...]: the nodes to learn the cluster's layout from."""
+    nodes = []
+    for seed in url.removeprefix(CLUSTER_SCHEME).split(","):
+        host, colon, port = seed.strip().rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ValueError(f"redis-cluster seed {seed!r} is not HOST:PORT")
+        nodes.append(ClusterNode(host, int(port)))
+    return nodes
+
+
+def connect(url: str, options: RedisOptions) -> Client:
     """A client whose pool waits for a free connection (up to `pool_timeout`) instead of failing at
-    once: a reconnect storm makes many subscribes at the same moment."""
+    once: a reconnect storm makes many subscribes at the same moment. A redis-cluster:// URL gets
+    redis-py's cluster client (at most `max_connections` per node; it follows MOVED itself)."""
+    if is_cluster(url):
+        return RedisCluster(
+            startup_nodes=seed_nodes(url),
+            max_connections=options.max_connections,
+            socket_connect_timeout=options.connect_timeout,
+            socket_timeout=options.socket_timeout,
+            health_check_interval=options.health_check_interval,
+        )
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=options.max_connections,
@@ -203,7 +236,11 @@ class RedisHistory:
         return StreamTop(int(top), epoch.decode())
 
     async def append_many(self, items: list[Append]) -> list[StreamTop]:
-        """All appends of a batch in one pipeline: one round trip, applied in order."""
+        """All appends of a batch in one pipeline: one round trip, applied in order. On a cluster
+        (which runs no scripts in pipelines) each channel's appends go in order, the channels'
+        side by side: a round trip per publication of the busiest channel, not per publication."""
+        if isinstance(self._redis, RedisCluster):
+            return await self._append_per_channel(items)
         salt = await self._get_salt()
         now = self._clock()
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -226,6 +263,20 @@ class RedisHistory:
             self._lengths[item.channel] = int(length)
             tops.append(StreamTop(int(top), epoch.decode()))
         return tops
+
+    async def _append_per_channel(self, items: list[Append]) -> list[StreamTop]:
+        tops: list[StreamTop | None] = [None] * len(items)
+        by_channel: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            by_channel.setdefault(item.channel, []).append(index)
+
+        async def in_order(indexes: list[int]) -> None:
+            for index in indexes:
+                item = items[index]
+                tops[index] = await self.append(item.channel, item.data, item.info, size=item.size, ttl=item.ttl)
+
+        await asyncio.gather(*(in_order(indexes) for indexes in by_channel.values()))
+        return [top for top in tops if top is not None]
 
     async def mark_read(self, user: str, channel: str, offset: int) -> int:
         kept = await self._mark_read(keys=[self._keys.read_positions(user)], args=[channel, offset, META_TTL])
@@ -436,8 +487,13 @@ class RedisBroker:
     def healthy(self) -> bool:
         return self._healthy
 
+    async def _subscribe_all(self) -> None:
+        """Control, heartbeat, and every channel this node has subscribers for (a fresh pubsub)."""
+        names = (self._keys.pubsub(channel) for channel in self._channels)
+        await self._pubsub.subscribe(self._keys.control, self._heartbeat_name, *names)
+
     async def open(self) -> None:
-        await self._pubsub.subscribe(self._keys.control, self._heartbeat_name)
+        await self._subscribe_all()
         self._healthy = True
         self._heard_at = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -506,10 +562,18 @@ class RedisBroker:
             return
         if name == self._control_name:
             self._handler.on_control(payload)
-        elif name.startswith(self._pubsub_prefix):
+            return
+        channel = self._channel_of(name)
+        if channel is not None:
             head, _, frame = payload.partition(b"\n")
             offset = None if head == b"-" else int(head)
-            self._handler.on_channel_message(name[len(self._pubsub_prefix) :].decode(), offset, frame)
+            self._handler.on_channel_message(channel, offset, frame)
+
+    def _channel_of(self, name: bytes) -> str | None:
+        """The hubbub channel a pub/sub message came through, or None for another name."""
+        if name.startswith(self._pubsub_prefix):
+            return name[len(self._pubsub_prefix) :].decode()
+        return None
 
     async def _reconnect(self, error: Exception | None, reason: str) -> None:
         """Report not-ready, resubscribe with exponential backoff and full jitter, let the hub
@@ -524,8 +588,7 @@ class RedisBroker:
                 with contextlib.suppress(RedisError, OSError):
                     await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                names = (self._keys.pubsub(c) for c in self._channels)
-                await self._pubsub.subscribe(self._keys.control, self._heartbeat_name, *names)
+                await self._subscribe_all()
             except RedisError as exc:
                 log.warning("Redis still unavailable: %s", exc)
                 continue
@@ -560,6 +623,109 @@ class RedisBroker:
         await self._redis.aclose()
 
 
+class RedisClusterBroker(RedisBroker):
+    """Fan-out over a Redis Cluster with sharded pub/sub (Redis 7): a channel's messages go
+    through the shard that holds its keys (`{prefix}:{ch:CHANNEL}:pubsub`, SPUBLISH/SSUBSCRIBE),
+    so a publication touches one shard, not every node of the cluster. redis-py's cluster pub/sub
+    keeps one connection per shard and moves a channel's subscription when its slot moves
+    (resharding, failover); one reader task per shard hands messages over. The control channel
+    and the heartbeat stay on classic pub/sub, which a cluster broadcasts to every node.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "hubbub",
+        on_health: Callable[[bool], None] | None = None,
+        options: RedisOptions = DEFAULT_OPTIONS,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
+        super().__init__(url, prefix, on_health, options, heartbeat)
+        self._shard_prefix = f"{prefix}:{{ch:".encode()
+        self._shard_readers: dict[str, asyncio.Task[None]] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        assert isinstance(self._redis, RedisCluster)
+        await self._redis.initialize()  # the slot map, which pub/sub routing needs before any command
+        await super().open()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_shards())
+
+    async def _subscribe_all(self) -> None:
+        await self._pubsub.subscribe(self._keys.control, self._heartbeat_name)
+        for channel in self._channels:  # one at a time: a batch across slots would be CROSSSLOT
+            await self._pubsub.ssubscribe(self._keys.shard_pubsub(channel))
+        self._sync_shard_readers()
+
+    async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
+        head = b"-" if offset is None else b"%d" % offset
+        await self._redis.spublish(self._keys.shard_pubsub(channel), head + b"\n" + frame)
+
+    async def publish_many(self, messages: list[tuple[str, int | None, bytes]]) -> None:
+        """One pipeline: redis-py splits it per shard and keeps each shard's order."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, offset, frame in messages:
+                head = b"-" if offset is None else b"%d" % offset
+                pipe.spublish(self._keys.shard_pubsub(channel), head + b"\n" + frame)
+            await pipe.execute()
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        await self._pubsub.ssubscribe(self._keys.shard_pubsub(channel))
+        self._sync_shard_readers()
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        await self._pubsub.sunsubscribe(self._keys.shard_pubsub(channel))
+
+    def _channel_of(self, name: bytes) -> str | None:
+        if name.startswith(self._shard_prefix) and name.endswith(b"}:pubsub"):
+            return name[len(self._shard_prefix) : -len(b"}:pubsub")].decode()
+        return None
+
+    def _sync_shard_readers(self) -> None:
+        """A reader per shard connection the cluster pub/sub holds now (they change with slot moves)."""
+        mapping: dict[str, Any] = getattr(self._pubsub, "node_pubsub_mapping", {})
+        loop = asyncio.get_running_loop()
+        for name in mapping:
+            reader = self._shard_readers.get(name)
+            if reader is None or reader.done():
+                self._shard_readers[name] = loop.create_task(self._read_shard(name))
+        for name in list(self._shard_readers):
+            if name not in mapping:
+                self._shard_readers.pop(name).cancel()
+
+    async def _watch_shards(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)  # the shard map's check clock (slot moves re-home subscriptions)
+            self._sync_shard_readers()
+
+    async def _read_shard(self, name: str) -> None:
+        pubsub: Any = self._pubsub
+        node = self._redis.get_node(node_name=name)  # type: ignore[union-attr]
+        while name in pubsub.node_pubsub_mapping:  # gone: no subscription left on that shard
+            try:
+                message = await pubsub.get_sharded_message(
+                    ignore_subscribe_messages=True, timeout=1.0, target_node=node
+                )
+            except RedisError as exc:  # the shard's connection is gone: resubscribe and replay the gap
+                log.warning("lost the pub/sub connection to shard %s: %s", name, exc)
+                self.resubscribe("connection_lost")
+                return
+            if message is not None and message.get("type") in ("smessage", b"smessage"):
+                self._dispatch(message)
+            if pubsub is not self._pubsub:  # resubscribed since: a new reader takes over
+                return
+
+    async def close(self) -> None:
+        for task in (self._watcher, *self._shard_readers.values()):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await super().close()
+
+
 def backends_from_url(
     url: str,
     prefix: str,
@@ -567,8 +733,9 @@ def backends_from_url(
     options: RedisOptions = DEFAULT_OPTIONS,
     heartbeat: Heartbeat | None = None,
 ) -> tuple[RedisBroker, RedisHistory, RedisPresence]:
+    broker_type = RedisClusterBroker if is_cluster(url) else RedisBroker
     return (
-        RedisBroker(url, prefix, options=options, heartbeat=heartbeat),
+        broker_type(url, prefix, options=options, heartbeat=heartbeat),
         RedisHistory(url, prefix, options=options),
         RedisPresence(url, prefix, presence_ttl, options=options),
     )
