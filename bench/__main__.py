@@ -34,6 +34,9 @@ def main() -> int:
     nodes.add_argument("--batch", type=int, default=20, help="publications per request in the throughput run")
     nodes.add_argument("--singles-rate", type=float, default=1000.0, help="single publishes/s in the singles run")
     nodes.add_argument("--publishers", type=int, default=100, help="WebSocket publishers in the singles run")
+    nodes.add_argument(
+        "--redis-cluster", action="store_true", help="also two workers over a Redis Cluster (3 masters, 3 replicas)"
+    )
     peers = scenarios.add_parser("suite", help="hubbub against websockets, aiohttp, python-socketio (ratios)")
     peers.add_argument("--servers", default="hubbub,websockets,aiohttp,socketio")
     peers.add_argument("--scenarios", default="fanout,channels,chat,idle")

@@ -6,7 +6,8 @@ for latency, a heavy one for throughput (batches), and single publishes from man
 publishers at once (`singles`, what a chat's senders do: with workers they connect to either
 process, and each process pipelines the publishes of a loop turn to Redis together). On a
 2-core machine both servers get core 0 (the load generator has core 1), so this measures what
-the Redis hop costs, not multi-core scaling.
+the Redis hop costs, not multi-core scaling. `--redis-cluster` adds two workers over a Redis
+Cluster (3 masters, 3 replicas, started here).
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from bench.measure import Tally
-from bench.process import CpuMeter, ServerProcess, free_port, redis_server
+from bench.process import CpuMeter, ServerProcess, free_port, redis_cluster, redis_server
 from bench.wsreader import Reader, open_reader
 
 CHANNEL = "fanout"
@@ -124,27 +124,27 @@ async def measure(server: ServerProcess, args: argparse.Namespace) -> dict[str, 
     return results
 
 
+def worker_flags(broker: str, limits: tuple[str, ...]) -> list[str]:
+    """`hubbub serve` flags for two workers sharing `broker` (a fresh key prefix each run)."""
+    return [
+        "--workers", "2", "--broker", broker, "--redis-prefix", f"bench-{uuid.uuid4().hex}",
+        "--port", str(free_port()), "--api-port", str(free_port()), *limits,
+    ]  # fmt: skip
+
+
 async def run(args: argparse.Namespace) -> int:
     rows: list[tuple[str, dict[str, dict[str, float]]]] = []
     limits = ("--publish-rate", "none", "--command-rate", "none", "--user-publish-rate", "none")
     async with ServerProcess.start(0, *limits) as single:
         rows.append(("1 process", await measure(single, args)))
-    with tempfile.TemporaryDirectory() as folder, redis_server(Path(folder)) as url:
-        flags: list[Any] = [
-            "--workers",
-            "2",
-            "--broker",
-            url,
-            "--redis-prefix",
-            f"bench-{uuid.uuid4().hex}",
-            "--port",
-            str(free_port()),
-            "--api-port",
-            str(free_port()),
-            *limits,
-        ]
-        async with ServerProcess.start(0, *flags) as workers:
-            rows.append(("2 workers + Redis", await measure(workers, args)))
+    with tempfile.TemporaryDirectory() as folder:
+        with redis_server(Path(folder) / "redis") as url:
+            async with ServerProcess.start(0, *worker_flags(url, limits)) as workers:
+                rows.append(("2 workers + Redis", await measure(workers, args)))
+        if args.redis_cluster:
+            with redis_cluster(Path(folder) / "cluster") as cluster:
+                async with ServerProcess.start(0, *worker_flags(cluster.url, limits)) as workers:
+                    rows.append(("2 workers + Cluster", await measure(workers, args)))
     print(
         f"\ncluster: {args.readers} readers on one channel; light {args.light_rate:.0f}/s, "
         f"heavy {args.heavy_rate:.0f}/s publications in batches of {args.batch}, singles {args.singles_rate:.0f}/s "
@@ -159,13 +159,14 @@ async def run(args: argparse.Namespace) -> int:
                 f"{name:<20}{load:<12}{row['delivered_per_s']:>13,.0f}{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}"
                 f"{row['server_cpu']:>11.0%}{row['loadgen_cpu']:>12.0%}"
             )
-    for load in ("throughput", "singles"):
-        base, other = rows[0][1][load], rows[1][1][load]
-        if base["delivered_per_s"]:
-            print(
-                f"2 workers + Redis / 1 process, {load}: {other['delivered_per_s'] / base['delivered_per_s']:.2f}x "
-                f"deliveries/s, p99 {other['p99_ms'] / max(base['p99_ms'], 0.001):.2f}x"
-            )
+    for name, result in rows[1:]:
+        for load in ("throughput", "singles"):
+            base, other = rows[0][1][load], result[load]
+            if base["delivered_per_s"]:
+                print(
+                    f"{name} / 1 process, {load}: {other['delivered_per_s'] / base['delivered_per_s']:.2f}x "
+                    f"deliveries/s, p99 {other['p99_ms'] / max(base['p99_ms'], 0.001):.2f}x"
+                )
     for name, result in rows:
         for load, row in result.items():
             if row["loadgen_cpu"] > 0.9:

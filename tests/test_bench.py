@@ -64,6 +64,7 @@ def test_cluster_scenario_runs_and_reports() -> None:
             "10",
             "--duration",
             "1",
+            "--redis-cluster",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -73,6 +74,7 @@ def test_cluster_scenario_runs_and_reports() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 process" in done.stdout and "2 workers + Redis" in done.stdout
     assert "2 workers + Redis / 1 process, singles:" in done.stdout
+    assert "2 workers + Cluster / 1 process, singles:" in done.stdout
 
 
 def smoke_suite(out: Path, *flags: str) -> subprocess.CompletedProcess[str]:

@@ -6,16 +6,23 @@ import asyncio
 import uuid
 
 import aiohttp
+import pytest
 from msgspec import Raw
 
 from hubbub import Client
 from tests.conftest import OpenRaw, StartServer
 
 
+@pytest.mark.parametrize("backend", ["redis_url", "redis_cluster_url"])
 async def test_publications_presence_and_recovery_cross_nodes(
-    start_server: StartServer, open_raw: OpenRaw, redis_url: str, http: aiohttp.ClientSession
+    start_server: StartServer,
+    open_raw: OpenRaw,
+    request: pytest.FixtureRequest,
+    backend: str,
+    http: aiohttp.ClientSession,
 ) -> None:
     prefix = f"test-{uuid.uuid4().hex}"
+    redis_url = request.getfixturevalue(backend)  # one Redis, or a Redis Cluster
     one = await start_server(broker=redis_url, redis_prefix=prefix)
     two = await start_server(broker=redis_url, redis_prefix=prefix)
     alice = await open_raw(one)

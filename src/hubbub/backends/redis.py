@@ -644,6 +644,7 @@ class RedisClusterBroker(RedisBroker):
         self._shard_prefix = f"{prefix}:{{ch:".encode()
         self._shard_readers: dict[str, asyncio.Task[None]] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._homes: dict[str, str] = {}  # channel -> the shard it is subscribed on
 
     async def open(self) -> None:
         assert isinstance(self._redis, RedisCluster)
@@ -652,9 +653,13 @@ class RedisClusterBroker(RedisBroker):
         self._watcher = asyncio.get_running_loop().create_task(self._watch_shards())
 
     async def _subscribe_all(self) -> None:
+        assert isinstance(self._redis, RedisCluster)
+        await self._redis.nodes_manager.initialize()  # the slot map now, not when it last changed
         await self._pubsub.subscribe(self._keys.control, self._heartbeat_name)
+        self._homes.clear()
         for channel in self._channels:  # one at a time: a batch across slots would be CROSSSLOT
             await self._pubsub.ssubscribe(self._keys.shard_pubsub(channel))
+            self._homes[channel] = self._home_of(channel)
         self._sync_shard_readers()
 
     async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
@@ -672,10 +677,12 @@ class RedisClusterBroker(RedisBroker):
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
         await self._pubsub.ssubscribe(self._keys.shard_pubsub(channel))
+        self._homes[channel] = self._home_of(channel)
         self._sync_shard_readers()
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
+        self._homes.pop(channel, None)
         await self._pubsub.sunsubscribe(self._keys.shard_pubsub(channel))
 
     def _channel_of(self, name: bytes) -> str | None:
@@ -696,9 +703,29 @@ class RedisClusterBroker(RedisBroker):
                 self._shard_readers.pop(name).cancel()
 
     async def _watch_shards(self) -> None:
+        """Keep a reader per shard connection, and every few seconds compare where each channel
+        is subscribed with where the cluster says its slot lives now: a moved slot's subscription
+        is dropped by Redis without a word to us (Redis 7.0), so resubscribe and replay."""
+        ticks = 0
         while True:
-            await asyncio.sleep(0.5)  # the shard map's check clock (slot moves re-home subscriptions)
+            await asyncio.sleep(SHARD_CHECK)  # the shard map's check clock
             self._sync_shard_readers()
+            ticks += 1
+            if ticks % SLOT_CHECK_TICKS or not self._healthy or self._deaf is not None:
+                continue
+            try:
+                await self._redis.nodes_manager.initialize()  # type: ignore[union-attr]
+            except RedisError as exc:
+                log.warning("refreshing the cluster's slot map failed: %s", exc)
+                continue
+            if any(self._home_of(channel) != home for channel, home in self._homes.items()):
+                log.info("a subscribed channel's slot moved to another shard: resubscribing")
+                self.resubscribe("slot_moved")
+
+    def _home_of(self, channel: str) -> str:
+        """The shard (node name) the cluster says holds this channel's slot now."""
+        node = self._redis.get_node_from_key(self._keys.shard_pubsub(channel))  # type: ignore[union-attr]
+        return str(node.name) if node is not None else ""
 
     async def _read_shard(self, name: str) -> None:
         pubsub: Any = self._pubsub
@@ -706,14 +733,21 @@ class RedisClusterBroker(RedisBroker):
         while name in pubsub.node_pubsub_mapping:  # gone: no subscription left on that shard
             try:
                 message = await pubsub.get_sharded_message(
-                    ignore_subscribe_messages=True, timeout=1.0, target_node=node
+                    ignore_subscribe_messages=False, timeout=1.0, target_node=node
                 )
             except RedisError as exc:  # the shard's connection is gone: resubscribe and replay the gap
                 log.warning("lost the pub/sub connection to shard %s: %s", name, exc)
                 self.resubscribe("connection_lost")
                 return
-            if message is not None and message.get("type") in ("smessage", b"smessage"):
+            if message is None:
+                continue
+            kind = message.get("type")
+            if kind in ("smessage", b"smessage"):
                 self._dispatch(message)
+            elif kind in ("sunsubscribe", b"sunsubscribe") and self._channel_of(message["channel"]) in self._channels:
+                # Redis ended it, not us: the slot moved (resharding, failover). Follow it.
+                log.info("shard %s dropped a subscription (its slot moved): resubscribing", name)
+                self.resubscribe("slot_moved")
             if pubsub is not self._pubsub:  # resubscribed since: a new reader takes over
                 return
 
@@ -724,6 +758,10 @@ class RedisClusterBroker(RedisBroker):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await super().close()
+
+
+SHARD_CHECK = 0.5  # seconds between checks of the shard connections a cluster broker reads
+SLOT_CHECK_TICKS = 4  # of those, every this many also compares subscriptions with the slot map
 
 
 def backends_from_url(
