@@ -39,6 +39,7 @@ NOT_RUN = {"make test", "make bench"}
 ADAPTED = {
     "ports 8000/8001": "become free ports (HUBBUB_PORT/HUBBUB_API_PORT or the flags' values)",
     "redis://10.0.0.5:6379/0 and redis://127.0.0.1:6379/0": "become the test's own redis-server",
+    "redis-cluster://10.0.0.5:7000,...": "becomes the test's own Redis Cluster (3 masters, 3 replicas)",
     "--host 0.0.0.0": "becomes 127.0.0.1 (tests reach loopback only)",
 }
 
@@ -94,6 +95,7 @@ class Scratch:
         command = command.replace("http://127.0.0.1:8001", f"http://127.0.0.1:{self.api_port}")
         command = command.replace("ws://127.0.0.1:8000", f"ws://127.0.0.1:{self.port}")
         if redis_url is not None:
+            command = re.sub(r"redis-cluster://[0-9.:,]+", redis_url, command)
             command = re.sub(r"redis://[0-9.]+:6379/0", redis_url, command)
         if re.match(r"^(\.venv/bin/)?hubbub (subscribe|publish|demo|top)\b", command) and "--url" not in command:
             which = "ws" if " subscribe " in f" {command} " else "http"
@@ -197,7 +199,7 @@ def tls_files(directory: Path) -> None:
 
 
 def needs_redis(command: str) -> bool:
-    return "redis://" in command
+    return "redis://" in command or "redis-cluster://" in command
 
 
 def test_the_docs_show_commands_of_every_kind() -> None:
@@ -222,7 +224,8 @@ def test_documented_server_command_serves_then_stops_on_sigint(
     """Starts, answers /health, and on SIGINT closes its connections and exits."""
     redis_url = None
     if needs_redis(documented.command):
-        redis_url = request.getfixturevalue("redis_url")
+        fixture = "redis_cluster_url" if "redis-cluster://" in documented.command else "redis_url"
+        redis_url = request.getfixturevalue(fixture)
         scratch.env["HUBBUB_REDIS_PREFIX"] = f"docs-{uuid.uuid4().hex}"
     if "cert.pem" in documented.command:
         tls_files(scratch.directory)
