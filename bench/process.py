@@ -149,8 +149,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def redis_server(folder: Path, port: int | None = None) -> Iterator[str]:
-    """Yield redis://127.0.0.1:PORT/0 for a server this function started and stops."""
+def redis_server(folder: Path, port: int | None = None, replica_of: str | None = None) -> Iterator[str]:
+    """Yield redis://127.0.0.1:PORT/0 for a server this function started and stops (a replica of
+    `replica_of`, a redis:// URL, when given)."""
     if REDIS_SERVER is None:
         raise FileNotFoundError("redis-server is not installed (Debian package redis-server)")
     port = port or free_port()
@@ -168,6 +169,7 @@ def redis_server(folder: Path, port: int | None = None) -> Iterator[str]:
             "no",
             "--dir",
             str(folder),
+            *(["--replicaof", *replica_of.split("//")[1].split("/")[0].split(":")] if replica_of else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -173,6 +173,12 @@ class Settings:
     redis_connect_timeout: float | None = _setting(5.0, "seconds to open a connection to Redis")
     redis_socket_timeout: float | None = _setting(10.0, "seconds a Redis command may wait for its answer")
     redis_health_check_interval: float = _setting(15.0, "seconds idle before a pooled Redis connection is checked")
+    redis_wait_replicas: int = _setting(
+        0, "replicas that must hold a publication (WAIT) before it is acknowledged; 0 = the master alone"
+    )
+    redis_wait_timeout: float = _setting(
+        1.0, "seconds a publish waits for redis_wait_replicas; fewer by then: error 100 (temporary)"
+    )
     broker_heartbeat_interval: float | None = _setting(
         2.0, "seconds between a node's heartbeats to itself over Redis (and its delivery checks); none = neither"
     )

@@ -96,7 +96,13 @@ class Server:
             history = MemoryHistory() if settings.history_path is None else SqliteHistory(settings.history_path)
             idempotency = MemoryIdempotency(settings.idempotency_max_keys)
         else:
-            from hubbub.backends.redis import Heartbeat, RedisIdempotency, RedisOptions, backends_from_url
+            from hubbub.backends.redis import (
+                Heartbeat,
+                RedisIdempotency,
+                RedisOptions,
+                ReplicaWait,
+                backends_from_url,
+            )
 
             options = RedisOptions(
                 max_connections=settings.redis_max_connections,
@@ -110,8 +116,13 @@ class Server:
                 if settings.broker_heartbeat_interval is not None
                 else None
             )
+            wait = (
+                ReplicaWait(settings.redis_wait_replicas, settings.redis_wait_timeout)
+                if settings.redis_wait_replicas
+                else None
+            )
             broker, history, presence = backends_from_url(
-                settings.broker, settings.redis_prefix, settings.presence_ttl, options, heartbeat
+                settings.broker, settings.redis_prefix, settings.presence_ttl, options, heartbeat, wait
             )
             idempotency = RedisIdempotency(settings.broker, settings.redis_prefix, options)
         for backend in (history, broker, presence, idempotency):

@@ -187,13 +187,38 @@ DEFAULT_OPTIONS = RedisOptions(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaWait:
+    """Acknowledge an append only once `replicas` replicas have it (WAIT), within `timeout` s."""
+
+    replicas: int
+    timeout: float
+
+
+class NotReplicated(RedisError):
+    """WAIT returned with fewer replicas than asked: the publication may be lost in a failover."""
+
+
 class RedisHistory:
-    """History every node shares: offsets from a Lua script, entries in a capped stream."""
+    """History every node shares: offsets from a Lua script, entries in a capped stream.
+
+    With a `ReplicaWait`, each append (or a batch's appends) is followed by WAIT on the same
+    connection, so a publication is acknowledged only once replicas hold it and survives its
+    master's death (a replica promoted by a failover has it, offset included).
+    """
 
     def __init__(
-        self, url: str, prefix: str = "hubbub", clock: Clock = time.time, options: RedisOptions = DEFAULT_OPTIONS
+        self,
+        url: str,
+        prefix: str = "hubbub",
+        clock: Clock = time.time,
+        options: RedisOptions = DEFAULT_OPTIONS,
+        wait: ReplicaWait | None = None,
     ) -> None:
         self._redis = connect(url, options)
+        self._options = options
+        self._wait = wait
+        self._node_clients: dict[str, Redis] = {}  # cluster + wait: a client per master, for WAIT
         self._keys = RedisKeys(prefix)
         self._clock = clock
         self._salt: str | None = None
@@ -231,9 +256,56 @@ class RedisHistory:
             META_TTL,
             repr(now),
         ]
-        top, epoch, length = await self._append(keys=keys, args=args)
+        if self._wait is None:
+            top, epoch, length = await self._append(keys=keys, args=args)
+        else:
+            top, epoch, length = await self._append_and_wait(keys, args)
         self._lengths[channel] = int(length)
         return StreamTop(int(top), epoch.decode())
+
+    async def _append_and_wait(self, keys: list[str], args: list[bytes | str | int]) -> Any:
+        """The append script, then WAIT, on one connection (WAIT covers that connection's writes).
+        On a cluster, on a client of the slot's master (cluster pipelines run no scripts)."""
+        client: Redis
+        if isinstance(self._redis, RedisCluster):
+            node = self._redis.get_node_from_key(keys[0])
+            if node is None:
+                raise RedisError(f"no cluster node holds {keys[0]}")
+            client = self._node_clients.get(node.name) or self._node_client(node.name, node.host, int(node.port))
+        else:
+            client = self._redis
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                await self._append(keys=keys, args=args, client=pipe)
+                self._queue_wait(pipe)
+                appended, acknowledged = await pipe.execute()
+        except RedisError:
+            if isinstance(self._redis, RedisCluster):  # the slot moved or its master died: learn anew
+                await self._redis.nodes_manager.initialize()
+            raise
+        self._check_replicas(acknowledged)
+        return appended
+
+    def _node_client(self, name: str, host: str, port: int) -> Redis:
+        client = Redis(
+            host=host,
+            port=port,
+            socket_connect_timeout=self._options.connect_timeout,
+            socket_timeout=self._options.socket_timeout,
+        )
+        self._node_clients[name] = client
+        return client
+
+    def _queue_wait(self, pipe: Any) -> None:
+        assert self._wait is not None
+        pipe.execute_command("WAIT", self._wait.replicas, max(1, int(self._wait.timeout * 1000)))
+
+    def _check_replicas(self, acknowledged: Any) -> None:
+        assert self._wait is not None
+        if int(acknowledged) < self._wait.replicas:
+            raise NotReplicated(
+                f"{acknowledged} of {self._wait.replicas} replicas have it after {self._wait.timeout} s"
+            )
 
     async def append_many(self, items: list[Append]) -> list[StreamTop]:
         """All appends of a batch in one pipeline: one round trip, applied in order. On a cluster
@@ -257,7 +329,11 @@ class RedisHistory:
                     repr(now),
                 ]
                 await self._append(keys=keys, args=args, client=pipe)
+            if self._wait is not None:
+                self._queue_wait(pipe)
             replies = await pipe.execute()
+        if self._wait is not None:
+            self._check_replicas(replies.pop())
         tops = []
         for item, (top, epoch, length) in zip(items, replies, strict=True):
             self._lengths[item.channel] = int(length)
@@ -334,6 +410,8 @@ class RedisHistory:
         return sorted(found)
 
     async def close(self) -> None:
+        for client in self._node_clients.values():
+            await client.aclose()
         await self._redis.aclose()
 
 
@@ -770,10 +848,11 @@ def backends_from_url(
     presence_ttl: float,
     options: RedisOptions = DEFAULT_OPTIONS,
     heartbeat: Heartbeat | None = None,
+    wait: ReplicaWait | None = None,
 ) -> tuple[RedisBroker, RedisHistory, RedisPresence]:
     broker_type = RedisClusterBroker if is_cluster(url) else RedisBroker
     return (
         broker_type(url, prefix, options=options, heartbeat=heartbeat),
-        RedisHistory(url, prefix, options=options),
+        RedisHistory(url, prefix, options=options, wait=wait),
         RedisPresence(url, prefix, presence_ttl, options=options),
     )
