@@ -199,6 +199,15 @@ class RedisCluster:
 
     url: str  # redis-cluster://127.0.0.1:P1,127.0.0.1:P2,...
     processes: dict[int, subprocess.Popen[bytes]]
+    folder: Path
+    bus_ports: dict[int, int]
+
+    def restart(self, port: int) -> None:
+        """Start a stopped node again with its own data folder: it rejoins the cluster (a master
+        that lost its slots in a failover comes back as a replica of the one that took them)."""
+        self.processes[port].wait(timeout=10)
+        self.processes[port] = _start_redis_node(self.folder, port, self.bus_ports[port])
+        _wait_for(port, b"PING\r\n", b"+PONG", 10)
 
 
 def _start_redis_node(folder: Path, port: int, bus_port: int) -> subprocess.Popen[bytes]:
@@ -240,7 +249,8 @@ def redis_cluster(folder: Path, masters: int = 3, replicas: int = 1) -> Iterator
     if REDIS_SERVER is None or REDIS_CLI is None:
         raise FileNotFoundError("redis-server and redis-cli are needed (Debian package redis-server)")
     ports = [free_port() for _ in range(masters * (1 + replicas))]
-    processes = {port: _start_redis_node(folder, port, free_port()) for port in ports}
+    bus_ports = {port: free_port() for port in ports}
+    processes = {port: _start_redis_node(folder, port, bus_ports[port]) for port in ports}
     try:
         for port in ports:
             _wait_for(port, b"PING\r\n", b"+PONG", 10)
@@ -254,7 +264,8 @@ def redis_cluster(folder: Path, masters: int = 3, replicas: int = 1) -> Iterator
         )
         for port in ports:
             _wait_for(port, b"CLUSTER INFO\r\n", b"cluster_state:ok", 30)
-        yield RedisCluster("redis-cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports), processes)
+        url = "redis-cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports)
+        yield RedisCluster(url, processes, folder, bus_ports)
     finally:
         for process in processes.values():
             if process.poll() is None:

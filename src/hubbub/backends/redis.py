@@ -672,11 +672,15 @@ class RedisBroker:
                 continue
             break
         self._heard_at = time.monotonic()
-        if self._handler is not None:
+        attempt = 0
+        while self._handler is not None:  # replaying the gap needs history: retry until it answers
             try:
                 await self._handler.on_resubscribed(reason)
-            except Exception:
-                log.exception("recovering after a broker gap failed")
+                break
+            except Exception as exc:
+                log.warning("replaying what was missed failed (retrying): %s", exc)
+                await asyncio.sleep(secrets.SystemRandom().uniform(0, min(5.0, 0.1 * 2**attempt)))
+                attempt += 1
         self._set_health(True)
 
     async def wait_health(self, healthy: bool) -> None:

@@ -327,30 +327,23 @@ class Hub:
     async def on_resubscribed(self, reason: str) -> None:
         """The broker was deaf for a while: replay what each channel missed from history, in
         order, before its live messages; where history cannot fill the gap, ask the channel's
-        subscribers to reconnect (3011) and recover by themselves."""
-        self.stats.broker_resubscribes[reason] += 1
+        subscribers to reconnect (3011) and recover by themselves. History unavailable: raises
+        (the broker retries, the node not ready meanwhile)."""
         log.warning("broker resubscribed (%s): recovering %d channels", reason, len(self.channels))
+        gaps = []
         for channel, subscribers in list(self.channels.items()):
             delivered = subscribers.delivered
             if delivered is None:
                 continue
-            try:
-                page = await self.history_store.read(
-                    channel, after=delivered, limit=self.settings.recovery_max_publications + 1
-                )
-            except Exception as exc:
-                log.warning("recovering %s after a broker gap failed: %s", channel, exc)
-                page = None
-            if page is not None and page.top.offset == delivered:
-                continue  # nothing was missed
-            publications = page.publications if page is not None else []
-            filled = (
-                page is not None
-                and page.top.offset - delivered == len(publications)
-                and publications[0].offset == delivered + 1
-            )
+            limit = self.settings.recovery_max_publications + 1
+            page = await self.history_store.read(channel, after=delivered, limit=limit)
+            if page.top.offset != delivered:
+                gaps.append((channel, subscribers, delivered, page))
+        for channel, subscribers, delivered, page in gaps:
             if self.channels.get(channel) is not subscribers:
                 continue
+            publications = page.publications
+            filled = page.top.offset - delivered == len(publications) and publications[0].offset == delivered + 1
             if not filled:
                 self.stats.broker_gaps_unfilled += 1
                 for client_id in list(subscribers.live):
@@ -359,9 +352,12 @@ class Hub:
                         member.disconnect(DisconnectCode.FORCE_RECONNECT, "missed publications: reconnect")
                 continue
             for stored in publications:
+                if subscribers.delivered is not None and stored.offset <= subscribers.delivered:
+                    continue  # arrived live meanwhile
                 frame = protocol.encode_publication_push(channel, publication_from_store(stored))
                 self.on_channel_message(channel, stored.offset, frame)
             subscribers.skip_through = publications[-1].offset
+        self.stats.broker_resubscribes[reason] += 1
 
     # ---- commands -----------------------------------------------------------------------
 
