@@ -9,6 +9,7 @@ channel's keys live in one Redis Cluster slot and its Lua scripts stay single-sl
     {prefix}:{ch:CHANNEL}:presence     hash: connection id -> ClientInfo JSON
     {prefix}:{ch:CHANNEL}:presence:exp sorted set: connection id scored by expiry time
     {prefix}:pubsub:CHANNEL            pub/sub: publications and join/leave pushes
+    {prefix}:{ch:CHANNEL}:pubsub       sharded pub/sub (Redis Cluster): the same, in the channel's slot
     {prefix}:control                   pub/sub: messages for users on every node
     {prefix}:heartbeat:NODE            pub/sub: a node's heartbeat, heard only by itself
 
