@@ -63,7 +63,11 @@ async def offer(server: ServerProcess, tally: Tally, rate: float, seconds: float
                 response.raise_for_status()
             sent += batch
             await asyncio.sleep(max(0.0, started + sent / rate - loop.time()))  # the offered rate's clock
-    elapsed = loop.time() - started
+    return await finished(tally, meter, loop.time() - started, sent)
+
+
+async def finished(tally: Tally, meter: CpuMeter, elapsed: float, sent: int) -> dict[str, float]:
+    """A load's figures, once the last deliveries had half a second to arrive."""
     await asyncio.sleep(0.5)  # the last deliveries
     tally.counting = False
     result = tally.summary(elapsed)
@@ -98,12 +102,7 @@ async def offer_singles(
             senders[n % publishers].send_json({"id": n + 2, "publish": {"channel": CHANNEL, "data": data}})
         sent += max(due, 0)
         await asyncio.sleep(0.002)  # the offered rate's clock
-    elapsed = loop.time() - started
-    await asyncio.sleep(0.5)  # the last deliveries
-    tally.counting = False
-    result = tally.summary(elapsed)
-    result.update(meter.read())
-    result["offered_per_s"] = sent / elapsed
+    result = await finished(tally, meter, loop.time() - started, sent)
     for sender in senders:
         if sender.transport is not None:
             sender.transport.close()

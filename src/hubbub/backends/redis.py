@@ -521,6 +521,11 @@ class RedisPresence:
         await self._redis.aclose()
 
 
+def _message(offset: int | None, frame: bytes) -> bytes:
+    """What travels on a channel: `OFFSET\\nFRAME` (`-` when there is no offset)."""
+    return (b"-" if offset is None else b"%d" % offset) + b"\n" + frame
+
+
 class RedisBroker:
     """Fan-out between nodes over Redis pub/sub: one subscription per channel per node.
 
@@ -581,15 +586,18 @@ class RedisBroker:
             self._beater = loop.create_task(self._beat_forever(self._heartbeat))
 
     async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
-        head = b"-" if offset is None else b"%d" % offset
-        await self._redis.publish(self._keys.pubsub(channel), head + b"\n" + frame)
+        await self._publish_on(self._redis, channel, _message(offset, frame))
 
     async def publish_many(self, messages: list[tuple[str, int | None, bytes]]) -> None:
+        """One pipeline (on a cluster, redis-py splits it per shard and keeps each shard's order)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for channel, offset, frame in messages:
-                head = b"-" if offset is None else b"%d" % offset
-                pipe.publish(self._keys.pubsub(channel), head + b"\n" + frame)
+                self._publish_on(pipe, channel, _message(offset, frame))
             await pipe.execute()
+
+    def _publish_on(self, client: Any, channel: str, message: bytes) -> Any:
+        """PUBLISH on a client or queue it in a pipeline (a cluster broker: SPUBLISH)."""
+        return client.publish(self._keys.pubsub(channel), message)
 
     async def publish_control(self, message: bytes) -> None:
         await self._redis.publish(self._keys.control, message)
@@ -710,9 +718,11 @@ class RedisClusterBroker(RedisBroker):
     """Fan-out over a Redis Cluster with sharded pub/sub (Redis 7): a channel's messages go
     through the shard that holds its keys (`{prefix}:{ch:CHANNEL}:pubsub`, SPUBLISH/SSUBSCRIBE),
     so a publication touches one shard, not every node of the cluster. redis-py's cluster pub/sub
-    keeps one connection per shard and moves a channel's subscription when its slot moves
-    (resharding, failover); one reader task per shard hands messages over. The control channel
-    and the heartbeat stay on classic pub/sub, which a cluster broadcasts to every node.
+    keeps one connection per shard; one reader task per shard hands messages over. When a slot
+    moves (resharding, failover) Redis drops its shard subscribers without a word, so the broker
+    compares its subscriptions with the slot map every few seconds and, when one moved,
+    resubscribes and lets the hub replay the gap. The control channel and the heartbeat stay on
+    classic pub/sub, which a cluster broadcasts to every node.
     """
 
     def __init__(
@@ -745,17 +755,8 @@ class RedisClusterBroker(RedisBroker):
             self._homes[channel] = self._home_of(channel)
         self._sync_shard_readers()
 
-    async def publish(self, channel: str, offset: int | None, frame: bytes) -> None:
-        head = b"-" if offset is None else b"%d" % offset
-        await self._redis.spublish(self._keys.shard_pubsub(channel), head + b"\n" + frame)
-
-    async def publish_many(self, messages: list[tuple[str, int | None, bytes]]) -> None:
-        """One pipeline: redis-py splits it per shard and keeps each shard's order."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for channel, offset, frame in messages:
-                head = b"-" if offset is None else b"%d" % offset
-                pipe.spublish(self._keys.shard_pubsub(channel), head + b"\n" + frame)
-            await pipe.execute()
+    def _publish_on(self, client: Any, channel: str, message: bytes) -> Any:
+        return client.spublish(self._keys.shard_pubsub(channel), message)
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
