@@ -168,7 +168,8 @@ async def test_bad_requests_get_a_clear_answer(start_server: StartServer, http: 
     async with http.get(sse_url(server, "channel=a&channel=b&channel=c")) as response:
         assert response.status == 400 and (await response.json())["error"]["code"] == ErrorCode.LIMIT_EXCEEDED
     async with http.post(sse_url(server, "channel=a")) as response:
-        assert response.status == 405
+        assert response.status == 405 and response.headers["Allow"] == "GET"
+        assert (await response.json())["error"]["code"] == ErrorCode.BAD_REQUEST
     async with http.get(sse_url(server, "channel=" + "x" * 300)) as response:
         assert response.status == 400  # longer than max_channel_name_bytes
 
@@ -195,6 +196,10 @@ async def test_an_origin_outside_the_allow_list_is_refused(
     server = await start_server(allowed_origins="https://app.example")
     async with http.get(sse_url(server, "channel=news"), headers={"Origin": "https://evil.example"}) as response:
         assert response.status == 403
+        assert (await response.json())["error"] == {
+            "code": ErrorCode.PERMISSION_DENIED,
+            "message": "origin not allowed",
+        }
     async with sse(http, server, "channel=news", Origin="https://app.example") as reader:
         assert reader.response.headers["Access-Control-Allow-Origin"] == "https://app.example"
         assert reader.response.headers["Access-Control-Allow-Credentials"] == "true"

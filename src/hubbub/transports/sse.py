@@ -382,7 +382,8 @@ class SseEndpoint:
     ) -> Response | SseStream:
         settings = self._context.hub.settings
         if request.method != "GET":
-            return _plain(HTTPStatus.METHOD_NOT_ALLOWED, "Server-Sent Events use GET\n", [("Allow", "GET")])
+            body = error_body(ErrorCode.BAD_REQUEST, "Server-Sent Events use GET")
+            return whole_response(HTTPStatus.METHOD_NOT_ALLOWED, body, [("Allow", "GET")])
         params = parse_qsl(query, max_num_fields=settings.max_channels_per_connection + 8)
         channels = list(dict.fromkeys(value for name, value in params if name == "channel"))
         if not channels:
@@ -405,7 +406,7 @@ class SseEndpoint:
             status, text = refused
             if status is HTTPStatus.TOO_MANY_REQUESTS:
                 return come_back_later(DisconnectCode.TOO_MANY_REQUESTS, text.strip(), origin, settings.sse_retry * 5)
-            return _plain(status, text)
+            return _json(status, error_body(ErrorCode.PERMISSION_DENIED, text.strip()))
         return SseStream(
             self._context, self._cache, request, channels, token, parse_last_event_id(last_event_id), address
         )
@@ -418,10 +419,6 @@ def come_back_later(code: int, reason: str, origin: str | None, retry: float) ->
     body = b"retry: %d\n\n" % int(retry * 1000 * random.uniform(0.5, 1.5)) + _event("disconnect", data)
     headers = [("Cache-Control", "no-cache, no-store"), *cors_headers(origin)]
     return whole_response(HTTPStatus.OK, body, headers, "text/event-stream; charset=utf-8")
-
-
-def _plain(status: HTTPStatus, text: str, headers: list[tuple[str, str]] | None = None) -> Response:
-    return whole_response(status, text.encode(), headers or [], "text/plain; charset=utf-8")
 
 
 def _json(status: HTTPStatus, body: bytes) -> Response:
