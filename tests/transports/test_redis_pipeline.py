@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,6 +14,7 @@ from msgspec import Raw
 
 from hubbub.errors import CommandError, ErrorCode
 from tests.conftest import StartServer
+from tests.redis_server import free_port, redis_server, require_redis_server
 
 
 async def test_a_turns_publishes_reach_another_node_together_in_order(
@@ -52,14 +54,10 @@ async def test_one_bad_channel_fails_only_its_own_publish(start_server: StartSer
 
 
 async def test_when_redis_fails_every_publish_of_the_turn_gets_a_temporary_error(
-    start_server: StartServer, tmp_path: object
+    start_server: StartServer, tmp_path: Path
 ) -> None:
-    from pathlib import Path
-
-    from tests.redis_server import free_port, redis_server, require_redis_server
-
     require_redis_server()
-    with redis_server(Path(str(tmp_path)) / "redis", free_port()) as url:
+    with redis_server(tmp_path / "redis", free_port()) as url:
         server = await start_server(broker=url, redis_prefix=f"test-{uuid.uuid4().hex}", redis_socket_timeout=1.0)
     assert server.hub is not None
     outcomes = await asyncio.gather(
