@@ -246,6 +246,23 @@ class Settings:
     sse_retry: float = _setting(
         2.0, "seconds an EventSource waits before it reconnects (sent as `retry:`, jittered by half either way)"
     )
+    graphql_schema: str | None = _setting(
+        None, 'GraphQL schema to serve on graphql_path, as "package.module:attribute" (needs hubbub[graphql])'
+    )
+    graphql_path: str = _setting("/graphql", "public-port path of GraphQL over WebSocket (graphql-transport-ws)")
+    graphql_init_timeout: float = _setting(
+        10.0, "seconds a GraphQL client has to send connection_init after the upgrade (else close 4408)"
+    )
+    graphql_max_operations: int = _setting(100, "GraphQL operations one connection may run at once")
+    graphql_max_document_bytes: int = _setting(16384, "longest GraphQL document (query text) accepted")
+    graphql_max_depth: int = _setting(12, "deepest field nesting a GraphQL document may have")
+    graphql_max_aliases: int = _setting(30, "aliases one GraphQL document may use")
+    graphql_max_complexity: int = _setting(
+        1000, "fields one GraphQL operation may select, counted with its fragments expanded"
+    )
+    graphql_document_cache_size: int = _setting(
+        1000, "parsed and validated GraphQL documents kept, by query text (least recently used go first)"
+    )
     max_channel_name_bytes: int = _setting(255, "longest channel name")
     recovery_max_publications: int = _setting(300, "most publications a recovery may replay")
     history_max_limit: int = _setting(1000, "most publications one history request returns")
@@ -488,6 +505,8 @@ def check_settings(settings: Settings) -> None:
         raise ConfigError("setting 'personal_channel' subscribes users to user:USER: configure the 'user' namespace")
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("settings 'tls_cert' and 'tls_key' go together: set both or neither")
+    if not settings.graphql_path.startswith("/") or "?" in settings.graphql_path:
+        raise ConfigError(f"setting 'graphql_path': {settings.graphql_path!r} must be a path such as /graphql")
     if settings.dev and not settings.insecure and not _is_loopback_host(settings.host):
         raise ConfigError(
             f"setting 'dev' gives anyone a token for any user name; refusing it on host {settings.host!r}"

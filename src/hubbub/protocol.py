@@ -18,6 +18,7 @@ from hubbub.errors import CommandError, ErrorCode, ProtocolError
 
 SUBPROTOCOL_JSON = "hubbub.json.v1"
 SUBPROTOCOL_MSGPACK = "hubbub.msgpack.v1"
+SUBPROTOCOL_GRAPHQL = "graphql-transport-ws"  # served at the graphql_path (transports/graphql_ws.py)
 MAX_COMMAND_ID = 2**53 - 1  # largest integer every JSON parser keeps exact
 
 

@@ -36,8 +36,10 @@ from hubbub.core.hub import Hub
 from hubbub.core.idempotency import Idempotency
 from hubbub.core.server_api import NodeInfo, ServerApi
 from hubbub.errors import CommandError, ConfigError, DisconnectCode, ErrorCode
+from hubbub.graphql.schema import as_graphql_schema, load_schema
 from hubbub.mounts.bridge import MountContext
 from hubbub.transports.admin import AdminFeed
+from hubbub.transports.graphql_ws import GraphQLService, service_for
 from hubbub.transports.hook_proxy import has_hook_urls, proxies
 from hubbub.transports.http_api import HttpApi
 from hubbub.transports.websocket import WEBSOCKET_PATH, WebSocketEndpoint
@@ -50,13 +52,15 @@ log = logging.getLogger("hubbub.server")
 class Server:
     """One hubbub node: public WebSocket port plus internal API port."""
 
-    def __init__(self, settings: Settings, *, hooks: Hooks | None = None) -> None:
+    def __init__(self, settings: Settings, *, hooks: Hooks | None = None, graphql_schema: Any = None) -> None:
         """`hooks`: in-process application hooks; for a hook both here and as a *_hook_url setting,
-        this one is used."""
+        this one is used. `graphql_schema`: a GraphQL schema (graphql-core, Strawberry or Ariadne)
+        served on `graphql_path`, instead of the `graphql_schema` setting's import path."""
         if settings.dev and not settings.token_secret:  # dev tokens need a key: one for this run
             settings = dataclasses.replace(settings, token_secret=secrets.token_urlsafe(32))
         self.settings = settings
         self.hooks = hooks or Hooks()
+        self._graphql_schema = graphql_schema
         self._hook_client: aiohttp.ClientSession | None = None
         self.started = asyncio.Event()
         self.draining = False
@@ -155,7 +159,7 @@ class Server:
             Idempotency(self._idempotency, settings.idempotency_window),
             development_mode=settings.development_mode and hooks.connect is None,
         )
-        self._endpoint = WebSocketEndpoint(self.hub, verifier, lambda: self.draining, runner)
+        self._endpoint = WebSocketEndpoint(self.hub, verifier, lambda: self.draining, runner, self._graphql_service())
         self._mount = MountContext(
             hub=self.hub,
             verifier=verifier,
@@ -229,6 +233,16 @@ class Server:
             await self._history.close()
         if self._idempotency is not None:
             await self._idempotency.close()
+
+    def _graphql_service(self) -> GraphQLService | None:
+        """The GraphQL endpoint's schema and caches, when a schema is given (object or setting)."""
+        schema = self._graphql_schema
+        if schema is None and self.settings.graphql_schema:
+            schema = load_schema(self.settings.graphql_schema)
+        if schema is None:
+            return None
+        assert self.hub is not None, "made in start()"
+        return service_for(as_graphql_schema(schema), self.hub, self.publish)
 
     def mount_context(self) -> MountContext | None:
         """What the ASGI and aiohttp mounts serve clients with; None until started, and once closed."""

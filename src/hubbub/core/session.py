@@ -170,6 +170,11 @@ class Session:
             self.disconnect(DisconnectCode.TOO_MANY_REQUESTS, "too many requests")
         raise CommandError(ErrorCode.TOO_MANY_REQUESTS, f"too many {what}: slow down")
 
+    def charge_command(self) -> None:
+        """Count one message a transport answers itself (a GraphQL ping) against the command
+        rate; raises CommandError past it (and disconnects a client that keeps on)."""
+        self._rate_limit(self._commands, "commands")
+
     async def handle(self, command: protocol.Command) -> None:
         """Run one command and queue its reply (or error reply)."""
         if self.state is State.CLOSED:

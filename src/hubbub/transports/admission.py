@@ -16,7 +16,7 @@ from websockets.http11 import Response
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
-from hubbub import wire
+from hubbub import protocol, wire
 from hubbub.config import Settings
 from hubbub.core.ratelimit import KeyedBuckets
 from hubbub.transports.handshake import UpgradeRequest
@@ -89,12 +89,13 @@ def select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Sub
     return Subprotocol(chosen)
 
 
-UNSUPPORTED_SUBPROTOCOL = f"unsupported subprotocol; this server speaks {', '.join(wire.PROTOCOLS)}"
+SPOKEN = (*wire.PROTOCOLS, protocol.SUBPROTOCOL_GRAPHQL)  # GraphQL only at its own path (websocket.py)
+UNSUPPORTED_SUBPROTOCOL = f"unsupported subprotocol; this server speaks {', '.join(SPOKEN)}"
 
 
 def first_spoken(offered: Sequence[str]) -> str | None:
     """The first offered subprotocol this server speaks."""
-    return next((name for name in offered if name in wire.PROTOCOLS), None)
+    return next((name for name in offered if name in SPOKEN), None)
 
 
 def peer_ip(connection: WebSocketConnection) -> str:

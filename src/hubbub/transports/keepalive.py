@@ -69,6 +69,9 @@ def _ping(connection: WebSocketConnection) -> asyncio.Future[None] | None:
         return None
     if connection.state is not State.OPEN:
         return None
+    tick = getattr(connection.handler, "keepalive", None)  # a protocol ping of its own (GraphQL)
+    if tick is not None:
+        tick()
     try:
         return connection.ping(os.urandom(4))
     except Exception:  # a transport closing under us: connection_lost cleans up

@@ -19,7 +19,7 @@ from ssl import SSLContext
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Response
 
-from hubbub import wire
+from hubbub import protocol, wire
 from hubbub.core.application import Peer, application_for
 from hubbub.core.auth import TokenVerifier
 from hubbub.core.hooks import HookRunner
@@ -30,6 +30,7 @@ from hubbub.transports import pages
 from hubbub.transports.admission import Admission, select_subprotocol
 from hubbub.transports.echo import ECHO_PATH, EchoHandler
 from hubbub.transports.frames import DEFLATE_MEM_LEVEL, OP_BINARY, OP_TEXT, FrameCache
+from hubbub.transports.graphql_ws import GraphQLConnection, GraphQLService, SubprotocolRefused
 from hubbub.transports.handshake import UpgradeRequest
 from hubbub.transports.http_exchange import StreamContext
 from hubbub.transports.http_stream import SEND_PATH, STREAM_PATH, HttpStreamEndpoint
@@ -98,8 +99,10 @@ class WebSocketEndpoint:
         verifier: TokenVerifier | None,
         is_draining: Callable[[], bool],
         hooks: HookRunner | None = None,
+        graphql: GraphQLService | None = None,
     ) -> None:
         self.hub = hub
+        self._graphql = graphql
         self.verifier = verifier
         self.hooks = hooks
         self.forwarded_headers = {
@@ -177,7 +180,12 @@ class WebSocketEndpoint:
         if path == STREAM_PATH or path == SEND_PATH:
             return self._http_stream.exchange_for(connection, request, path)
         is_echo = path == ECHO_PATH and settings.test_echo_endpoint
-        if path != WEBSOCKET_PATH and not is_echo:
+        if path == settings.graphql_path:
+            if self._graphql is None:
+                return connection.respond(
+                    HTTPStatus.NOT_FOUND, "no GraphQL schema on this server (setting graphql_schema)\n"
+                )
+        elif path != WEBSOCKET_PATH and not is_echo:
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found; the WebSocket endpoint is {WEBSOCKET_PATH}\n")
         if self.is_draining():
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "server is shutting down\n")
@@ -188,6 +196,15 @@ class WebSocketEndpoint:
         address = self._admission.opened(connection)
         if self.hub.settings.test_echo_endpoint and request.path.split("?", 1)[0] == ECHO_PATH:
             return EchoHandler(connection, self._admission, address)
+        is_graphql = request.path.split("?", 1)[0] == self.hub.settings.graphql_path
+        if is_graphql != (connection.subprotocol == protocol.SUBPROTOCOL_GRAPHQL):
+            return SubprotocolRefused(connection, self._admission, address)
+        if is_graphql:
+            assert self._graphql is not None
+            runner = (self.hooks, frozenset(self.forwarded_headers), request.headers)
+            return GraphQLConnection(
+                self._graphql, self.hub, connection, self._admission, address, self.verifier, runner
+            )
         wire_protocol = wire.for_subprotocol(connection.subprotocol)
         frames = self._frames[wire_protocol.subprotocol]
         sink = WebSocketSink(connection, frames, self.hub.settings.compression_threshold)

@@ -212,6 +212,11 @@ class WebSocketConnection(asyncio.Protocol):
         return State.CLOSED if self._lost else State.CONNECTING
 
     @property
+    def handler(self) -> MessageHandler | None:
+        """What runs the open connection's messages (None before the upgrade)."""
+        return self._handler
+
+    @property
     def subprotocol(self) -> str | None:
         return self.protocol.subprotocol if self.protocol is not None else None
 

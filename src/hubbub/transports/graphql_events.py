@@ -1,0 +1,174 @@
+"""Outbox payloads as GraphQL `next` messages: parsed once per fan-out, executed once per group.
+
+A fan-out hands consecutive connections the same payload object (core/outbox.py), so its lines
+are parsed once (`EventCache`), and each publication keeps the results executed for it by group:
+(document, operation name, variables, user when the document is personal, epoch). Every other
+subscriber of the group gets the same result bytes with only its operation id spliced in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from msgspec import Raw
+
+from hubbub.transports.frames import text_frame
+
+log = logging.getLogger("hubbub.graphql")
+
+_decode_object = msgspec.json.Decoder(dict[str, Raw]).decode
+_decode_any = msgspec.json.Decoder().decode
+
+GroupKey = tuple[str, str | None, bytes, str | None, str | None]  # query, operation, variables, user, epoch
+FAILED = b'{"errors":[{"message":"internal error"}],"data":null}'
+
+
+class SharedResult:
+    """One execution's `next` payload for a group; awaited when a resolver is async."""
+
+    __slots__ = ("_last_frame", "_last_id", "payload", "waiting")
+
+    def __init__(self, outcome: bytes | Awaitable[bytes]) -> None:
+        self._last_id = b""
+        self._last_frame = b""
+        self.waiting: asyncio.Future[bytes] | None = None
+        if isinstance(outcome, bytes):
+            self.payload: bytes | None = outcome
+        else:
+            self.payload = None
+            self.waiting = asyncio.ensure_future(outcome)
+            self.waiting.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[bytes]) -> None:
+        if future.cancelled():
+            self.payload = FAILED
+            return
+        error = future.exception()
+        if error is not None:
+            log.error("a GraphQL execution failed", exc_info=error)
+            self.payload = FAILED
+        else:
+            self.payload = future.result()
+
+    def frame_for(self, id_json: bytes) -> bytes:
+        """The `next` frame for one operation id (consecutive equal ids share one frame)."""
+        if id_json != self._last_id or not self._last_frame:
+            assert self.payload is not None
+            self._last_id = id_json
+            self._last_frame = next_frame(id_json, self.payload)
+        return self._last_frame
+
+
+def next_frame(id_json: bytes, payload: bytes) -> bytes:
+    return text_frame(b'{"id":%s,"type":"next","payload":%s}' % (id_json, payload))
+
+
+class Publication:
+    """A publication of an outbox payload: its channel, offset and data, with results by group."""
+
+    __slots__ = ("_decoded", "channel", "data", "offset", "results")
+
+    def __init__(self, channel: str, data: bytes, offset: int | None) -> None:
+        self.channel = channel
+        self.data = data
+        self.offset = offset
+        self.results: dict[GroupKey, SharedResult] = {}
+        self._decoded: Any = None
+
+    def decoded(self) -> Any:
+        if self._decoded is None:
+            self._decoded = (_decode_any(self.data),)
+        return self._decoded[0]
+
+    def result(self, key: GroupKey, execute: Callable[[Publication], bytes | Awaitable[bytes]]) -> SharedResult:
+        shared = self.results.get(key)
+        if shared is None:
+            try:
+                outcome = execute(self)
+            except Exception:
+                log.exception("a GraphQL execution failed")
+                outcome = FAILED
+            shared = self.results[key] = SharedResult(outcome)
+        return shared
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply to one of the connection's own commands (the raw line, read by its waiter)."""
+
+    id: int
+    line: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    """The server ended a channel's subscription (a subscription token expired, the server API)."""
+
+    channel: str
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshAsked:
+    """The token expires in `ttl` seconds: the client may send a new one in a ping."""
+
+    ttl: int
+
+
+Event = Publication | Reply | Unsubscribed | RefreshAsked
+
+
+def events_of(payload: bytes) -> list[Event]:
+    """The lines of an outbox payload a GraphQL connection acts on (join, leave, direct
+    messages and the rest have no GraphQL form and are dropped)."""
+    events: list[Event] = []
+    for line in payload.split(b"\n"):
+        message = _decode_object(line)
+        push = message.get("push")
+        if push is None:
+            raw_id = message.get("id")
+            if raw_id is not None:
+                events.append(Reply(int(raw_id), line))
+            continue
+        fields = _decode_object(push)
+        channel_raw = fields.get("channel")
+        channel = msgspec.json.decode(channel_raw, type=str) if channel_raw is not None else ""
+        pub = fields.get("pub")
+        if pub is not None:
+            body = _decode_object(pub)
+            offset = body.get("offset")
+            events.append(
+                Publication(channel, bytes(body.get("data", b"null")), int(offset) if offset is not None else None)
+            )
+            continue
+        unsubscribed = fields.get("unsubscribe")
+        if unsubscribed is not None:
+            body = msgspec.json.decode(unsubscribed)
+            events.append(Unsubscribed(channel, int(body.get("code", 0)), str(body.get("reason", ""))))
+            continue
+        refresh = fields.get("refresh")
+        if refresh is not None:
+            events.append(RefreshAsked(int(msgspec.json.decode(refresh).get("ttl", 0))))
+    return events
+
+
+class EventCache:
+    """The last payload's events, for the consecutive connections a fan-out hands it to."""
+
+    __slots__ = ("_events", "_payload")
+
+    def __init__(self) -> None:
+        self._payload: bytes | None = None
+        self._events: list[Event] = []
+
+    def events_for(self, payload: bytes) -> list[Event]:
+        if payload is not self._payload:
+            self._events = events_of(payload)
+            self._payload = payload
+        return self._events

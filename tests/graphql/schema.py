@@ -1,0 +1,130 @@
+"""The schema the GraphQL tests serve (graphql-core, built in code): a ticker, a personal
+inbox, a refused channel, async resolvers, a query and a mutation that publishes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from graphql import (
+    GraphQLArgument,
+    GraphQLField,
+    GraphQLFloat,
+    GraphQLInt,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLString,
+)
+
+from hubbub.config import NamespaceOptions
+from hubbub.graphql import Channel, GraphQLContext, channel
+
+NAMESPACES = {
+    "default": NamespaceOptions(allow_anonymous=True),
+    "ticker": NamespaceOptions(history_size=1000, history_ttl=3600, allow_anonymous=True),
+    "notes": NamespaceOptions(history_size=100, history_ttl=3600, allow_anonymous=True),
+    "secret": NamespaceOptions(subscribe="token"),
+}
+
+EXECUTIONS = {"ticker": 0}  # how often a ticker event was executed (shared execution tests)
+
+Ticker = GraphQLObjectType(
+    "Ticker",
+    {
+        "symbol": GraphQLField(GraphQLNonNull(GraphQLString)),
+        "price": GraphQLField(GraphQLNonNull(GraphQLFloat)),
+    },
+)
+
+Note = GraphQLObjectType(
+    "Note",
+    {
+        "text": GraphQLField(GraphQLString),
+        "mine": GraphQLField(GraphQLString, description="the text when addressed to whoever asks, else null"),
+    },
+)
+
+
+def follow(name: str) -> Any:
+    async def subscribe(_root: Any, _info: Any, **args: Any) -> AsyncIterator[Channel]:
+        yield channel(name.format(**args))
+
+    return subscribe
+
+
+def resolve_ticker(event: Any, _info: Any, **_: Any) -> Any:
+    EXECUTIONS["ticker"] += 1
+    return event
+
+
+def resolve_note(event: Any, info: Any) -> Any:
+    context: GraphQLContext = info.context
+    return {"text": event["text"], "mine": event["text"] if event.get("to") == context.user else None}
+
+
+async def resolve_slow(event: Any, _info: Any, **_: Any) -> Any:
+    await asyncio.sleep(0)  # an async resolver: its result comes a loop turn later
+    return event
+
+
+async def resolve_tick(_root: Any, info: Any, symbol: str, price: float) -> int:
+    context: GraphQLContext = info.context
+    assert context.publish is not None
+    result = await context.publish(f"ticker:{symbol}", {"symbol": symbol, "price": price})
+    return int(result.offset)
+
+
+def resolve_me(_root: Any, info: Any) -> str | None:
+    context: GraphQLContext = info.context
+    return context.user
+
+
+schema = GraphQLSchema(
+    query=GraphQLObjectType(
+        "Query",
+        {
+            "hello": GraphQLField(GraphQLString, resolve=lambda *_: "world"),
+            "me": GraphQLField(GraphQLString, resolve=resolve_me),
+        },
+    ),
+    mutation=GraphQLObjectType(
+        "Mutation",
+        {
+            "tick": GraphQLField(
+                GraphQLInt,
+                args={
+                    "symbol": GraphQLArgument(GraphQLNonNull(GraphQLString)),
+                    "price": GraphQLArgument(GraphQLNonNull(GraphQLFloat)),
+                },
+                resolve=resolve_tick,
+            )
+        },
+    ),
+    subscription=GraphQLObjectType(
+        "Subscription",
+        {
+            "ticker": GraphQLField(
+                Ticker,
+                args={"symbol": GraphQLArgument(GraphQLNonNull(GraphQLString))},
+                subscribe=follow("ticker:{symbol}"),
+                resolve=resolve_ticker,
+            ),
+            "slowTicker": GraphQLField(
+                Ticker,
+                args={"symbol": GraphQLArgument(GraphQLNonNull(GraphQLString))},
+                subscribe=follow("ticker:{symbol}"),
+                resolve=resolve_slow,
+            ),
+            "inbox": GraphQLField(
+                Note, subscribe=follow("notes:all"), resolve=resolve_note, extensions={"personal": True}
+            ),
+            "secret": GraphQLField(
+                GraphQLString,
+                args={"name": GraphQLArgument(GraphQLNonNull(GraphQLString))},
+                subscribe=follow("secret:{name}"),
+            ),
+        },
+    ),
+)
