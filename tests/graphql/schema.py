@@ -28,7 +28,7 @@ NAMESPACES = {
     "secret": NamespaceOptions(subscribe="token"),
 }
 
-EXECUTIONS = {"ticker": 0}  # how often a ticker event was executed (shared execution tests)
+EXECUTIONS = {"ticker": 0, "slow": 0}  # how often an event was executed (shared execution tests)
 
 Ticker = GraphQLObjectType(
     "Ticker",
@@ -65,8 +65,14 @@ def resolve_note(event: Any, info: Any) -> Any:
 
 
 async def resolve_slow(event: Any, _info: Any, **_: Any) -> Any:
+    EXECUTIONS["slow"] += 1
     await asyncio.sleep(0)  # an async resolver: its result comes a loop turn later
     return event
+
+
+def resolve_seen_by(_event: Any, info: Any, **_: Any) -> str:
+    context: GraphQLContext = info.context
+    return repr(context.user)  # "None" in a shared execution: no user to leak
 
 
 async def resolve_tick(_root: Any, info: Any, symbol: str, price: float) -> int:
@@ -116,6 +122,12 @@ schema = GraphQLSchema(
                 args={"symbol": GraphQLArgument(GraphQLNonNull(GraphQLString))},
                 subscribe=follow("ticker:{symbol}"),
                 resolve=resolve_slow,
+            ),
+            "tickerSeenBy": GraphQLField(
+                GraphQLString,
+                args={"symbol": GraphQLArgument(GraphQLNonNull(GraphQLString))},
+                subscribe=follow("ticker:{symbol}"),
+                resolve=resolve_seen_by,
             ),
             "inbox": GraphQLField(
                 Note, subscribe=follow("notes:all"), resolve=resolve_note, extensions={"personal": True}

@@ -34,7 +34,8 @@ class DocumentRefused(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.errors = errors
+        listed = errors or [{"message": message}]
+        self.errors = [{**error, "extensions": {**error.get("extensions", {}), "code": code}} for error in listed]
 
 
 @dataclass(frozen=True, slots=True)

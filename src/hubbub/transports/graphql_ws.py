@@ -168,6 +168,7 @@ class GraphQLConnection:
         self._by_channel: dict[str, list[Operation]] = {}
         self._waiters: dict[int, asyncio.Future[bytes | None]] = {}
         self._reply_handlers: dict[int, Callable[[bytes], None]] = {}  # run inline, in the flush
+        self._channel_lock = asyncio.Lock()
         self._next_id = CONNECT_ID
         self._params: dict[str, Any] | None = None
         self._backlog: deque[tuple[Operation, SharedResult] | bytes] = deque()
@@ -302,6 +303,7 @@ class GraphQLConnection:
             or (extensions is not None and not isinstance(extensions, dict))
         ):
             raise Invalid("subscribe's payload: query string, variables object, operationName string")
+        since = _position(extensions)
         session = self.session
         if not self._acknowledged or session is None:
             self._close(Close.UNAUTHORIZED, "Unauthorized")
@@ -320,7 +322,7 @@ class GraphQLConnection:
             if kind is None:
                 raise DocumentRefused("GRAPHQL_VALIDATION_FAILED", f"no operation named {operation_name!r}")
         except DocumentRefused as refused:
-            self._error(id_json, refused.errors or [graphql_error(refused.message, refused.code)])
+            self._error(id_json, refused.errors)
             return
         except CommandError as refused:
             self._error(id_json, [graphql_error(refused.message, error_code_name(int(refused.code)))])
@@ -337,7 +339,6 @@ class GraphQLConnection:
         )
         self._operations[operation_id] = operation
         if kind == "subscription":
-            since = _position(extensions)
             await self._start_subscription(operation, since)
         else:
             operation.task = asyncio.get_running_loop().create_task(self._run_single(operation))
@@ -402,16 +403,19 @@ class GraphQLConnection:
             return
         operation.channel = channel
         name = channel.name
-        holders = self._by_channel.get(name)
-        if holders:  # the session follows the channel already: catch this one up on its own
-            holders.append(operation)
-            await self._catch_up(operation, name, since)
-            return
-        self._by_channel[name] = [operation]
-        params: dict[str, Any] = {"channel": name}
-        if since is not None:
-            params["since"] = {"offset": since.offset, "epoch": since.epoch}
-        await self._call("subscribe", params, on_reply=lambda line: self._subscribed(name, line))
+        async with self._channel_lock:  # against an unsubscribe of the same channel on its way
+            if operation.done:
+                return
+            holders = self._by_channel.get(name)
+            if holders or name in session.channels:  # followed already: catch this one up on its own
+                self._by_channel.setdefault(name, []).append(operation)
+                await self._catch_up(operation, name, since)
+                return
+            self._by_channel[name] = [operation]
+            params: dict[str, Any] = {"channel": name}
+            if since is not None:
+                params["since"] = {"offset": since.offset, "epoch": since.epoch}
+            await self._call("subscribe", params, on_reply=lambda line: self._subscribed(name, line))
 
     def _subscribed(self, channel: str, line: bytes) -> None:
         """The session's subscribe reply, read in the flush that carries it: the publications that
@@ -554,8 +558,10 @@ class GraphQLConnection:
         self._hub.spawn(self._unsubscribe(channel), f"graphql unsubscribe of {channel}")
 
     async def _unsubscribe(self, channel: str) -> None:
-        if self.session is not None and not self._by_channel.get(channel):
-            await self._call("unsubscribe", {"channel": channel})
+        async with self._channel_lock:
+            session = self.session
+            if session is not None and not self._by_channel.get(channel) and channel in session.channels:
+                await self._call("unsubscribe", {"channel": channel})
 
     # ---- the session's commands -------------------------------------------------------------
 
