@@ -21,12 +21,13 @@ from graphql import (
 from hubbub.config import NamespaceOptions
 from hubbub.graphql import Channel, GraphQLContext, channel
 
-NAMESPACES = {
-    "default": NamespaceOptions(allow_anonymous=True),
-    "ticker": NamespaceOptions(history_size=1000, history_ttl=3600, allow_anonymous=True),
-    "notes": NamespaceOptions(history_size=100, history_ttl=3600, allow_anonymous=True),
-    "secret": NamespaceOptions(subscribe="token"),
+NAMESPACE_TABLES: dict[str, dict[str, Any]] = {  # as a config file or --namespaces would give them
+    "default": {"allow_anonymous": True},
+    "ticker": {"history_size": 1000, "history_ttl": 3600, "allow_anonymous": True},
+    "notes": {"history_size": 100, "history_ttl": 3600, "allow_anonymous": True},
+    "secret": {"subscribe": "token"},
 }
+NAMESPACES = {name: NamespaceOptions(**table) for name, table in NAMESPACE_TABLES.items()}
 
 EXECUTIONS = {"ticker": 0, "slow": 0}  # how often an event was executed (shared execution tests)
 

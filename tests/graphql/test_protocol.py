@@ -110,7 +110,14 @@ async def test_a_refused_channel_is_an_error_for_that_operation_only(graphql_ser
         ({"type": "subscribe", "id": "1"}, "no payload"),
         ({"type": "next", "id": "1", "payload": {}}, "a server message from the client"),
         ({"type": "complete"}, "complete without id"),
-        ({"type": "subscribe", "id": "1", "payload": {"query": "{hello}", "extensions": {"hubbub": {"offset": "x"}}}}, "bad position"),
+        (
+            {
+                "type": "subscribe",
+                "id": "1",
+                "payload": {"query": "{hello}", "extensions": {"hubbub": {"offset": "x"}}},
+            },
+            "bad position",
+        ),
     ],
 )
 async def test_an_invalid_message_closes_4400(graphql_server: Server, message: dict[str, object], why: str) -> None:

@@ -14,8 +14,10 @@ from hubbub.server import Server
 SUBPROTOCOL = "graphql-transport-ws"
 
 
-def graphql_url(server: Server, path: str = "/graphql") -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
+def graphql_url(server: Server | int, path: str = "/graphql") -> str:
+    """The GraphQL URL of an in-process server, or of a server process by its port."""
+    port = server if isinstance(server, int) else server.port
+    return f"ws://127.0.0.1:{port}{path}"
 
 
 class GqlWire:
@@ -26,7 +28,7 @@ class GqlWire:
 
     @classmethod
     async def open(
-        cls, server: Server, *, init: bool = True, payload: dict[str, Any] | None = None, path: str = "/graphql"
+        cls, server: Server | int, *, init: bool = True, payload: dict[str, Any] | None = None, path: str = "/graphql"
     ) -> GqlWire:
         ws = await connect(graphql_url(server, path), subprotocols=[SUBPROTOCOL], open_timeout=5)  # type: ignore[list-item]
         wire = cls(ws)

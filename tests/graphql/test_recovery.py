@@ -1,0 +1,114 @@
+"""A subscription resumed after its server was killed gets exactly what it missed, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from bench.process import ServerProcess
+from tests.conftest import StartServer
+from tests.graphql.conftest import SCHEMA
+from tests.graphql.schema import NAMESPACE_TABLES, NAMESPACES
+from tests.graphql.test_protocol import barrier
+from tests.graphql.wire import GqlWire
+from tests.redis_server import free_port
+
+TOTAL = 200
+
+
+def node_flags(redis_url: str, port: int) -> list[str]:
+    namespaces = json.dumps(NAMESPACE_TABLES)
+    return ["--port", str(port), "--broker", redis_url, "--graphql-schema", SCHEMA, "--namespaces", namespaces]
+
+
+async def reopen(port: int) -> GqlWire:
+    """Connect again once the restarted node listens (bounded, as a client's retry would be)."""
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                return await GqlWire.open(port)
+            except OSError:
+                await asyncio.sleep(0.05)  # retrying a process we started until it listens
+
+
+async def test_a_resumed_subscription_misses_nothing_across_a_killed_server(
+    redis_url: str, start_server: StartServer
+) -> None:
+    symbol = uuid.uuid4().hex[:8]
+    query = f'subscription {{ ticker(symbol: "{symbol}") {{ price }} }}'
+    publisher = await start_server(
+        broker=redis_url, namespaces=__import__("tests.graphql.schema").graphql.schema.NAMESPACES
+    )
+    port = free_port()
+    received: list[float] = []
+    position: dict[str, Any] = {}
+
+    async def read(wire: GqlWire, until: int) -> None:
+        while len(received) < until:
+            message = await wire.recv(timeout=20)
+            assert message["type"] == "next", message
+            received.append(message["payload"]["data"]["ticker"]["price"])
+            position.update(message["payload"]["extensions"]["hubbub"])
+
+    async def publish_all() -> None:
+        for n in range(1, TOTAL + 1):
+            await publisher.publish(f"ticker:{symbol}", {"symbol": symbol, "price": float(n)})
+            await asyncio.sleep(0.005)  # a steady feed, not synchronisation
+
+    async with ServerProcess.start(None, *node_flags(redis_url, port)) as node:
+        wire = await GqlWire.open(port)
+        await wire.subscribe("t", query)
+        await barrier(wire)
+        feed = asyncio.create_task(publish_all())
+        await read(wire, 20)
+        node.process.kill()  # SIGKILL mid-stream: no drain, no goodbye
+        await node.process.wait()
+    async with ServerProcess.start(None, *node_flags(redis_url, port)):
+        wire = await reopen(port)
+        since = {"offset": position["offset"], "epoch": position["epoch"]}
+        await wire.subscribe("t", query, extensions={"hubbub": since})
+        await feed
+        await read(wire, TOTAL)
+    assert received == [float(n) for n in range(1, TOTAL + 1)]  # each once, in order
+
+
+async def test_a_position_history_cannot_fill_is_an_error_the_app_can_act_on(start_server: StartServer) -> None:
+    server = await start_server(graphql_schema=SCHEMA, namespaces=NAMESPACES)
+    await server.publish("ticker:X", {"symbol": "X", "price": 1.0})
+    wire = await GqlWire.open(server)
+    query = 'subscription { ticker(symbol: "X") { price } }'
+    await wire.subscribe("old", query, extensions={"hubbub": {"offset": 0, "epoch": "gone"}})
+    error = await wire.recv()
+    assert error["type"] == "error" and error["id"] == "old"
+    extensions = error["payload"][0]["extensions"]
+    assert extensions["code"] == "UNRECOVERABLE_POSITION"
+    assert extensions["hubbub"]["offset"] == 1 and extensions["hubbub"]["epoch"] != "gone"
+    # and a fresh subscribe from where the stream stands now works
+    await wire.subscribe("new", query, extensions={"hubbub": extensions["hubbub"]})
+    await barrier(wire)
+    await server.publish("ticker:X", {"symbol": "X", "price": 2.0})
+    message = await wire.recv()
+    assert message["id"] == "new" and message["payload"]["data"] == {"ticker": {"price": 2.0}}
+
+
+async def test_a_second_operation_on_a_followed_channel_recovers_on_its_own(start_server: StartServer) -> None:
+    server = await start_server(graphql_schema=SCHEMA, namespaces=NAMESPACES)
+    for n in range(1, 6):
+        await server.publish("ticker:Y", {"symbol": "Y", "price": float(n)})
+    wire = await GqlWire.open(server)
+    await wire.subscribe("live", 'subscription { ticker(symbol: "Y") { price } }')
+    await barrier(wire)
+    epoch = (await server.history("ticker:Y")).epoch
+    await wire.subscribe(
+        "resumed",
+        'subscription { ticker(symbol: "Y") { symbol price } }',
+        extensions={"hubbub": {"offset": 2, "epoch": epoch}},
+    )
+    await server.publish("ticker:Y", {"symbol": "Y", "price": 6.0})
+    seen: dict[str, list[float]] = {"live": [], "resumed": []}
+    while len(seen["resumed"]) < 4 or len(seen["live"]) < 1:
+        message = await wire.recv()
+        seen[message["id"]].append(message["payload"]["data"]["ticker"]["price"])
+    assert seen == {"live": [6.0], "resumed": [3.0, 4.0, 5.0, 6.0]}
