@@ -59,6 +59,7 @@ _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 _decode_raw_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _encode = msgspec.json.Encoder().encode
 CONNECT_ID = 1
+MAX_BACKLOG = 4096  # results of async resolvers one connection may wait for before it is cut (3008)
 PING = text_frame(b'{"type":"ping"}')
 PONG = text_frame(b'{"type":"pong"}')
 
@@ -194,7 +195,7 @@ class GraphQLConnection:
                 raise Invalid("messages are JSON text")
             try:
                 body = _decode_object(message)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):  # msgspec bounds nesting depth
                 raise Invalid("a message is a JSON object") from None
             kind = body.get("type")
             if kind == "connection_init":
@@ -654,6 +655,9 @@ class GraphQLConnection:
             log.debug("write to %s failed: %s", connection.remote_address, exc)
 
     def _drain_later(self) -> None:
+        if len(self._backlog) > MAX_BACKLOG and self.session is not None:  # resolvers slower than the feed
+            self.session.disconnect(DisconnectCode.SLOW_CONSUMER, "slow consumer", notify=False)
+            return
         if self._draining is None:
             self._draining = asyncio.get_running_loop().create_task(self._drain())
 
