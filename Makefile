@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+JS_STAMP := tests/js/node_modules/.installed  # third-party JS clients the tests run (tests/js/package.json)
 
 .PHONY: serve chat test bench lint clean
 
@@ -12,13 +13,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	bash scripts/system-packages.sh
+	cd tests/js && npm ci --silent --no-audit --no-fund
+	touch $(JS_STAMP)
+
 serve: $(STAMP)  ## start the server on embedded defaults (127.0.0.1:8000 public, :8001 API)
 	$(BIN)/hubbub serve
 
 chat: $(STAMP)  ## the server with development sign-in: open http://127.0.0.1:8000/chat
 	$(BIN)/hubbub serve --dev
 
-test: $(STAMP)  ## system packages, lint and format check, types, then the whole test suite (warnings are errors)
+test: $(STAMP) $(JS_STAMP)  ## system packages, lint and format check, types, then the whole test suite (warnings are errors)
 	bash scripts/system-packages.sh
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples

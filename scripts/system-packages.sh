@@ -18,6 +18,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 # The SSE tests stream with `curl -N` as docs/protocol.md shows.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# Third-party JavaScript clients (graphql-ws) run in Node.js; npm installs them (tests/js).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if ((${#missing[@]} == 0)); then
     exit 0

@@ -41,3 +41,7 @@ async def subscribers(server: Server, channel: str, count: int, timeout: float =
             await asyncio.sleep(0.01)  # polling state we own, bounded by the timeout
 
     await asyncio.wait_for(reached(), timeout)
+
+
+# The browser tests' Debian chromium (tests/e2e/conftest.py), for graphql-ws's browser bundle.
+from tests.e2e.conftest import browser, page  # noqa: E402, F401
