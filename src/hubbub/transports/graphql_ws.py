@@ -439,7 +439,8 @@ class GraphQLConnection:
 
     def _position_known(self, operation: Operation, channel: str, result: protocol.SubscribeResult) -> None:
         """Recovered publications to the operation, or an error when the gap cannot be filled."""
-        if result.was_recovering and result.recovered is False:
+        conflated = self._hub.namespace(channel).conflate  # those start from their newest value instead
+        if result.was_recovering and result.recovered is False and not conflated:
             self._fail(
                 operation,
                 [
