@@ -171,3 +171,22 @@ def test_the_integration_page_shows_the_example_files_as_they_are() -> None:
     for name, code in shown:
         source = (ROOT / name).read_text()
         assert code == source, f"docs/integration.md shows an outdated {name}"
+
+
+async def test_the_graphql_ticker_example_prints_prices(
+    start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/graphql.md's walk-through: the shipped example schema, `hubbub demo ticker`'s feed,
+    and examples/graphql_ticker.py (gql) printing one symbol's prices."""
+    from hubbub.demo import run_ticker
+
+    server = await start_server(graphql_schema="hubbub.graphql.example:schema", namespaces=DEFAULT_NAMESPACES)
+    example = load_example("graphql_ticker")
+    feed = asyncio.create_task(run_ticker(server.api_url, symbols=3, rate=300, report=False))
+    try:
+        await asyncio.wait_for(example.watch(f"ws://127.0.0.1:{server.port}/graphql", "EMUB", count=3), 20)
+    finally:
+        feed.cancel()
+        await asyncio.gather(feed, return_exceptions=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(re.fullmatch(r"EMUB \d+\.\d\d \([+-]\d+\.\d{3}%\)", line) for line in lines), lines

@@ -74,7 +74,6 @@ class Close(IntEnum):
     INIT_TIMEOUT = 4408  # no connection_init within graphql_init_timeout
     SUBSCRIBER_EXISTS = 4409  # a second subscribe with an id still running
     TOO_MANY_INIT = 4429  # a second connection_init
-    INTERNAL = 4500
 
 
 # The session closes with hubbub's codes; these mean "your credentials": 4403 in this protocol.
