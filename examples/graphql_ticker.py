@@ -1,8 +1,8 @@
 """Watch the ticker as a GraphQL subscription with `gql` (docs/graphql.md).
 
-    hubbub serve --graphql-schema hubbub.graphql.example:schema   # one terminal
-    hubbub demo ticker                                            # another: the prices
-    python examples/graphql_ticker.py EMUB                        # a third: EMUB's prices
+hubbub serve --graphql-schema hubbub.graphql.example:schema   # one terminal
+hubbub demo ticker                                            # another: the prices
+python examples/graphql_ticker.py EMUB                        # a third: EMUB's prices
 """
 
 from __future__ import annotations

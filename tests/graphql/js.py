@@ -46,7 +46,7 @@ class NodeClient:
         self.process.stdin.write(json.dumps(command).encode() + b"\n")
         await self.process.stdin.drain()
 
-    async def event(self, matches: Callable[[Event], bool], timeout: float = 15.0) -> Event:
+    async def event(self, matches: Callable[[Event], object], timeout: float = 15.0) -> Event:
         """The first event not taken yet that matches (in arrival order; `seen` has them all)."""
         assert self.process.stdout is not None
         for index, waiting in enumerate(self.waiting):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
@@ -54,7 +54,7 @@ subscription = SubscriptionType()
 
 
 @subscription.source("ticker")
-async def ticker_source(_obj: Any, _info: Any, symbol: str) -> AsyncIterator[Channel]:
+async def ticker_source(_obj: Any, _info: Any, symbol: str) -> AsyncGenerator[Channel, None]:
     yield channel(f"ticker:{symbol}")
 
 
@@ -64,7 +64,7 @@ def ticker_field(event: Any, _info: Any, symbol: str) -> Any:
 
 
 @subscription.source("inbox")
-async def inbox_source(_obj: Any, _info: Any) -> AsyncIterator[Channel]:
+async def inbox_source(_obj: Any, _info: Any) -> AsyncGenerator[Channel, None]:
     yield channel("notes:all")
 
 
