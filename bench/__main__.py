@@ -41,6 +41,7 @@ def main() -> int:
     peers.add_argument("--servers", default="hubbub,websockets,aiohttp,socketio")
     peers.add_argument("--scenarios", default="fanout,channels,chat,idle")
     peers.add_argument("--seconds", type=float, default=0.0, help="seconds per phase (default 3; smoke 0.5)")
+    peers.add_argument("--fanout", default="", help="fan-out sizes instead of 1000,5000 (e.g. 10000)")
     peers.add_argument("--uvloop", action="store_true", help="run every server on uvloop")
     peers.add_argument("--smoke", action="store_true", help="toy scale: checks that the suite works")
     peers.add_argument("--out", help="folder for results.json and the PNG charts")

@@ -1,15 +1,19 @@
 """How the load generator speaks to each server: subscribe steps, publish frames, app pings.
 
 hubbub speaks its own protocol (connect and subscribes pipelined in one frame, as a client
-may; `hubbub-sse`: its subscribers read Server-Sent Events instead); the naive peers share one
+may; `hubbub-sse`: its subscribers read Server-Sent Events instead; `hubbub-graphql`: they
+subscribe over graphql-transport-ws); the naive peers share one
 text protocol (bench/peers); python-socketio uses Socket.IO
 packets over its WebSocket transport (Engine.IO v4).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
+
+Step = tuple[bytes | tuple[bytes, ...] | None, bytes]  # (frame or frames to send, or None; what to wait for)
 
 
 @dataclass(frozen=True)
@@ -18,8 +22,8 @@ class Adapter:
     path: str
     subprotocol: str | None = None
 
-    def steps(self, channels: list[str]) -> list[tuple[bytes | None, bytes]]:
-        """(frame to send or None, substring to wait for) after the upgrade, in order."""
+    def steps(self, channels: list[str]) -> list[Step]:
+        """(frame or frames to send, or None; substring to wait for) after the upgrade, in order."""
         raise NotImplementedError
 
     def publish(self, channel: str, payload: str, sequence: int) -> bytes:
@@ -31,7 +35,7 @@ class Adapter:
 
 
 class HubbubAdapter(Adapter):
-    def steps(self, channels: list[str]) -> list[tuple[bytes | None, bytes]]:
+    def steps(self, channels: list[str]) -> list[Step]:
         lines = [b'{"id":1,"connect":{}}']
         lines += [json.dumps({"id": 2 + i, "subscribe": {"channel": c}}).encode() for i, c in enumerate(channels)]
         return [(b"\n".join(lines), b'"id":%d,' % (len(channels) + 1))]
@@ -48,8 +52,31 @@ class HubbubSseAdapter(HubbubAdapter):
         return f"GET /connection/sse?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
 
 
+SUBSCRIBERS = itertools.count()  # which of a GraphQL adapter's documents the next subscriber sends
+
+
+@dataclass(frozen=True)
+class HubbubGraphQLAdapter(HubbubAdapter):
+    """Subscribers speak graphql-transport-ws at /graphql (bench/graphql_schema.py), spread over
+    `documents` distinct documents; the publisher is a hubbub JSON WebSocket."""
+
+    documents: int = 1
+
+    def steps(self, channels: list[str]) -> list[Step]:
+        steps: list[Step] = [(b'{"type":"connection_init"}', b"connection_ack")]
+        for index, channel in enumerate(channels):
+            name = f"D{next(SUBSCRIBERS) % self.documents}"
+            query = f'subscription {name} {{ feed(channel: "{channel}") }}'
+            subscribe = json.dumps({"id": str(index), "type": "subscribe", "payload": {"query": query}}).encode()
+            steps.append(((subscribe, b'{"type":"ping"}'), b'"pong"'))  # answered once it is live
+        return steps
+
+    def answer(self, frame: bytes) -> bytes | None:
+        return b'{"type":"pong"}' if frame == b'{"type":"ping"}' else None
+
+
 class PlainAdapter(Adapter):
-    def steps(self, channels: list[str]) -> list[tuple[bytes | None, bytes]]:
+    def steps(self, channels: list[str]) -> list[Step]:
         return [(b"sub " + channel.encode(), b"ok " + channel.encode()) for channel in channels]
 
     def publish(self, channel: str, payload: str, sequence: int) -> bytes:
@@ -57,8 +84,8 @@ class PlainAdapter(Adapter):
 
 
 class SocketIOAdapter(Adapter):
-    def steps(self, channels: list[str]) -> list[tuple[bytes | None, bytes]]:
-        opening: list[tuple[bytes | None, bytes]] = [(None, b"0{"), (b"40", b"40")]
+    def steps(self, channels: list[str]) -> list[Step]:
+        opening: list[Step] = [(None, b"0{"), (b"40", b"40")]
         return opening + [(b'42["sub","%s"]' % c.encode(), b'42["ok","%s"]' % c.encode()) for c in channels]
 
     def publish(self, channel: str, payload: str, sequence: int) -> bytes:
@@ -70,5 +97,7 @@ class SocketIOAdapter(Adapter):
 
 HUBBUB = HubbubAdapter("hubbub", "/connection/websocket", "hubbub.json.v1")
 HUBBUB_SSE = HubbubSseAdapter("hubbub-sse", "/connection/websocket", "hubbub.json.v1")
+HUBBUB_GRAPHQL = HubbubGraphQLAdapter("hubbub-graphql", "/graphql", "graphql-transport-ws")
+HUBBUB_GRAPHQL_100 = HubbubGraphQLAdapter("hubbub-graphql-100", "/graphql", "graphql-transport-ws", documents=100)
 PLAIN = PlainAdapter("plain", "/")
 SOCKETIO = SocketIOAdapter("socketio", "/socket.io/?EIO=4&transport=websocket")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench.adapters import Adapter, HubbubSseAdapter
+from bench.adapters import HUBBUB, Adapter, HubbubGraphQLAdapter, HubbubSseAdapter, Step
 from bench.wsreader import Reader, masked_text_frame
 
 OFFER_DEFLATE = [False]  # set by the suite's --deflate: offer permessage-deflate
@@ -127,11 +127,13 @@ class Link(Reader):
         self.expect = expect
         self.step_done = asyncio.get_running_loop().create_future()
 
-    async def run_steps(self, steps: list[tuple[bytes | None, bytes]], limit: float) -> None:
+    async def run_steps(self, steps: list[Step], limit: float) -> None:
         for index, (send, expect) in enumerate(steps):
             if index or self.step_done is None:  # a first step without a send was armed before the upgrade
                 self.arm(expect)
-            if send is not None:
+            if isinstance(send, tuple):
+                self.send_many(send)
+            elif send is not None:
                 self.send(send)
             assert self.step_done is not None
             await asyncio.wait_for(self.step_done, limit)
@@ -227,6 +229,8 @@ async def open_link(
     An SSE adapter's subscribers (those with channels) read Server-Sent Events instead."""
     if isinstance(adapter, HubbubSseAdapter) and channels:
         return await open_sse_link(adapter, port, channels, deliveries, source)
+    if isinstance(adapter, HubbubGraphQLAdapter) and not channels:
+        adapter = HUBBUB  # the publisher speaks hubbub's own protocol
     loop = asyncio.get_running_loop()
     if fast_open:
         sock = await _fast_open_socket(source, port)

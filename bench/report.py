@@ -33,11 +33,20 @@ def line(r: Result) -> str:
     return (
         f"{r.scenario:<28} {r.server:<11} {r.phase:<18} {r.delivered_per_s:>11,.0f}/s  p50 {r.p50_ms:7.1f}  "
         f"p99 {r.p99_ms:7.1f}  max {r.max_ms:7.1f} ms  lost {r.lost:<6} hs {r.handshakes_per_s:6,.0f}/s  "
-        f"{r.kib_per_conn:5.1f} KiB/conn  cpu srv {r.server_cpu:4.0%} lg {r.loadgen_cpu:4.0%}{flag}"
+        f"{r.kib_per_conn:5.1f} KiB/conn  cpu srv {r.server_cpu:4.0%} ({cpu_per_delivery(r):5.2f} us/delivery) "
+        f"lg {r.loadgen_cpu:4.0%}{flag}"
     )
 
 
-HEADER = "| server | deliveries/s | p50 ms | p99 ms | max ms | lost | handshakes/s | KiB/conn | server CPU | LG CPU |"
+HEADER = (
+    "| server | deliveries/s | p50 ms | p99 ms | max ms | lost | handshakes/s | KiB/conn | server CPU"
+    " | server CPU us/delivery | LG CPU |"
+)
+
+
+def cpu_per_delivery(r: Result) -> float:
+    """Microseconds of server CPU per delivery over the phase (0 when nothing was delivered)."""
+    return r.server_cpu / r.delivered_per_s * 1e6 if r.delivered_per_s else 0.0
 
 
 def _ratio(value: float, base: float) -> str:
@@ -59,7 +68,7 @@ def tables(results: list[Result]) -> str:
         base = next((r for r in rows if r.server == "hubbub"), None)
         out += [f"### {scenario}, {phase}", ""]
         out.append(HEADER)
-        out += ["|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += ["|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             lg = f"{r.loadgen_cpu:.0%}" + (" (saturated)" if r.loadgen_bound else "")
             if base is None or r is base:
@@ -73,7 +82,10 @@ def tables(results: list[Result]) -> str:
                     _ratio(r.handshakes_per_s, base.handshakes_per_s), _ratio(r.kib_per_conn, base.kib_per_conn),
                 ]  # fmt: skip
                 name = r.server
-            out.append(f"| {name} | " + " | ".join(cells) + f" | {r.server_cpu:.0%} | {lg} |")
+            per_delivery = f"{cpu_per_delivery(r):.2f}"
+            if base is not None and r is not base:
+                per_delivery = _ratio(cpu_per_delivery(r), cpu_per_delivery(base))
+            out.append(f"| {name} | " + " | ".join(cells) + f" | {r.server_cpu:.0%} | {per_delivery} | {lg} |")
         out.append("")
     return "\n".join(out)
 

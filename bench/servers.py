@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.adapters import HUBBUB, HUBBUB_SSE, PLAIN, SOCKETIO, Adapter
+from bench.adapters import HUBBUB, HUBBUB_GRAPHQL, HUBBUB_GRAPHQL_100, HUBBUB_SSE, PLAIN, SOCKETIO, Adapter
 from bench.process import cpu_seconds, free_port
 
 # hubbub as shipped (embedded defaults: SQLite history on the default namespace), with the
@@ -33,6 +33,9 @@ HUBBUB_FLAGS = [
 ]  # fmt: skip
 
 
+GRAPHQL_FLAGS = ("--graphql-schema", "bench.graphql_schema:schema")
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     name: str
@@ -43,7 +46,17 @@ class ServerSpec:
     def command(self, port: int, folder: Path, uvloop: bool) -> list[str]:
         if self.module == "hubbub":
             history = str(folder / f"history-{port}.db")
-            args = ["serve", "--port", str(port), "--api-port", "0", "--history-path", history, *HUBBUB_FLAGS]
+            args = [
+                "serve",
+                "--port",
+                str(port),
+                "--api-port",
+                "0",
+                "--history-path",
+                history,
+                *HUBBUB_FLAGS,
+                *self.extra,
+            ]
             return [sys.executable, "-m", "hubbub", *args, "--event-loop", "uvloop" if uvloop else "asyncio"]
         return [sys.executable, "-m", self.module, str(port), *(["--uvloop"] if uvloop else [])]
 
@@ -58,6 +71,9 @@ SERVERS = {
     "hubbub-aiohttp": ServerSpec("hubbub-aiohttp", HUBBUB, "bench.peers.hubbub_aiohttp"),
     # hubbub itself, its subscribers on Server-Sent Events instead of WebSockets
     "hubbub-sse": ServerSpec("hubbub-sse", HUBBUB_SSE, "hubbub"),
+    # hubbub itself, its subscribers on GraphQL (graphql-transport-ws): one shared document, or 100
+    "hubbub-graphql": ServerSpec("hubbub-graphql", HUBBUB_GRAPHQL, "hubbub", GRAPHQL_FLAGS),
+    "hubbub-graphql-100": ServerSpec("hubbub-graphql-100", HUBBUB_GRAPHQL_100, "hubbub", GRAPHQL_FLAGS),
 }
 READY = re.compile(r"listening on|WebSocket on ws://")
 

@@ -278,6 +278,8 @@ async def run(args: Namespace) -> int:
     scale = SMOKE if args.smoke else Scale()
     if args.seconds:
         scale = Scale(**{**asdict(scale), "seconds": args.seconds})
+    if args.fanout:
+        scale = Scale(**{**asdict(scale), "fanout": tuple(int(n) for n in args.fanout.split(","))})
     limit = raise_open_files(scale.idle)
     if limit < scale.idle:
         print(f"note: open-file limit allows {limit:,} connections, not {scale.idle:,}: idle scenario scaled down")
