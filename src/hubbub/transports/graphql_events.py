@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -159,16 +160,24 @@ def events_of(payload: bytes) -> list[Event]:
 
 
 class EventCache:
-    """The last payload's events, for the consecutive connections a fan-out hands it to."""
+    """The events of the last few payloads, by identity: a fan-out hands consecutive connections
+    the same payload object, but a big one is flushed in slices between which newer payloads go
+    out, so the last one alone would be parsed and executed again slice after slice."""
 
-    __slots__ = ("_events", "_payload")
+    __slots__ = ("_recent",)
+
+    SIZE = 16
 
     def __init__(self) -> None:
-        self._payload: bytes | None = None
-        self._events: list[Event] = []
+        self._recent: OrderedDict[int, tuple[bytes, list[Event]]] = OrderedDict()
 
     def events_for(self, payload: bytes) -> list[Event]:
-        if payload is not self._payload:
-            self._events = events_of(payload)
-            self._payload = payload
-        return self._events
+        key = id(payload)
+        found = self._recent.get(key)
+        if found is not None and found[0] is payload:  # the entry holds the payload: its id is not reused
+            return found[1]
+        events = events_of(payload)
+        self._recent[key] = (payload, events)
+        if len(self._recent) > self.SIZE:
+            self._recent.popitem(last=False)
+        return events

@@ -145,6 +145,29 @@ class GraphQLConnection:
     """One graphql-transport-ws connection: the protocol's state machine over a hubbub Session,
     and the Session's sink (what its outbox flushes becomes `next` messages)."""
 
+    __slots__ = (
+        "_acknowledged",
+        "_address",
+        "_admission",
+        "_app_peer",
+        "_backlog",
+        "_by_channel",
+        "_channel_lock",
+        "_closed",
+        "_connection",
+        "_draining",
+        "_hub",
+        "_init_timer",
+        "_next_id",
+        "_operations",
+        "_params",
+        "_reply_handlers",
+        "_service",
+        "_verifier",
+        "_waiters",
+        "session",
+    )
+
     def __init__(
         self,
         service: GraphQLService,
@@ -168,10 +191,10 @@ class GraphQLConnection:
         self._by_channel: dict[str, list[Operation]] = {}
         self._waiters: dict[int, asyncio.Future[bytes | None]] = {}
         self._reply_handlers: dict[int, Callable[[bytes], None]] = {}  # run inline, in the flush
-        self._channel_lock = asyncio.Lock()
+        self._channel_lock: asyncio.Lock | None = None  # made on first use: idle connections stay small
         self._next_id = CONNECT_ID
         self._params: dict[str, Any] | None = None
-        self._backlog: deque[tuple[Operation, SharedResult] | bytes] = deque()
+        self._backlog: deque[tuple[Operation, SharedResult] | bytes] | None = None  # behind async results
         self._draining: asyncio.Task[None] | None = None
         self._closed = False
         loop = asyncio.get_running_loop()
@@ -403,7 +426,7 @@ class GraphQLConnection:
             return
         operation.channel = channel
         name = channel.name
-        async with self._channel_lock:  # against an unsubscribe of the same channel on its way
+        async with self._lock():  # against an unsubscribe of the same channel on its way
             if operation.done:
                 return
             holders = self._by_channel.get(name)
@@ -490,10 +513,11 @@ class GraphQLConnection:
         )
         shared = publication.result(key, lambda p: self._execute(operation, p))
         if self._backlog or shared.payload is None:
+            backlog = self._held()
             if out:
-                self._backlog.append(b"".join(out))
+                backlog.append(b"".join(out))
                 out.clear()
-            self._backlog.append((operation, shared))
+            backlog.append((operation, shared))
             self._drain_later()
         else:
             out.append(shared.frame_for(operation.id_json))
@@ -559,7 +583,7 @@ class GraphQLConnection:
         self._hub.spawn(self._unsubscribe(channel), f"graphql unsubscribe of {channel}")
 
     async def _unsubscribe(self, channel: str) -> None:
-        async with self._channel_lock:
+        async with self._lock():
             session = self.session
             if session is not None and not self._by_channel.get(channel) and channel in session.channels:
                 await self._call("unsubscribe", {"channel": channel})
@@ -654,8 +678,18 @@ class GraphQLConnection:
         except Exception as exc:  # a dead transport: connection_lost cleans up
             log.debug("write to %s failed: %s", connection.remote_address, exc)
 
+    def _held(self) -> deque[tuple[Operation, SharedResult] | bytes]:
+        if self._backlog is None:
+            self._backlog = deque()
+        return self._backlog
+
+    def _lock(self) -> asyncio.Lock:
+        if self._channel_lock is None:
+            self._channel_lock = asyncio.Lock()
+        return self._channel_lock
+
     def _drain_later(self) -> None:
-        if len(self._backlog) > MAX_BACKLOG and self.session is not None:  # resolvers slower than the feed
+        if len(self._held()) > MAX_BACKLOG and self.session is not None:  # resolvers slower than the feed
             self.session.disconnect(DisconnectCode.SLOW_CONSUMER, "slow consumer", notify=False)
             return
         if self._draining is None:
@@ -664,16 +698,17 @@ class GraphQLConnection:
     async def _drain(self) -> None:
         """Results of async resolvers, written in order as they complete."""
         try:
-            while self._backlog and not self._closed:
-                item = self._backlog[0]
+            backlog = self._held()
+            while backlog and not self._closed:
+                item = backlog[0]
                 if isinstance(item, bytes):
-                    self._backlog.popleft()
+                    backlog.popleft()
                     self._raw_write(item)
                     continue
                 operation, shared = item
                 if shared.payload is None and shared.waiting is not None:
                     await asyncio.wait([shared.waiting])
-                self._backlog.popleft()
+                backlog.popleft()
                 if not operation.done:
                     self._raw_write(shared.frame_for(operation.id_json))
         finally:
@@ -703,7 +738,7 @@ class GraphQLConnection:
             if not waiter.done():
                 waiter.set_result(None)
         self._waiters.clear()
-        self._backlog.clear()
+        self._backlog = None
         if self._draining is not None:
             self._draining.cancel()
         session = self.session
