@@ -107,3 +107,19 @@ def test_the_document_cache_validates_a_text_once_and_stays_bounded() -> None:
             assert error.code == "GRAPHQL_VALIDATION_FAILED"
         else:
             raise AssertionError("a bad document was accepted")
+
+
+def test_a_publication_in_two_payloads_shares_its_results() -> None:
+    """A reader that fell behind gets batches joined into a payload of its own: the publications
+    in it keep the results executed for the readers that kept up."""
+    from hubbub.transports.graphql_events import EventCache, Publication
+
+    line = b'{"push":{"channel":"ticker:A","pub":{"data":{"price":1},"offset":7,"time":1700000000000}}}'
+    other = b'{"push":{"channel":"ticker:A","pub":{"data":{"price":2},"offset":8,"time":1700000000001}}}'
+    cache = EventCache()
+    (alone,) = cache.events_for(bytes(line))
+    first, second = cache.events_for(line + b"\n" + other)
+    assert isinstance(alone, Publication) and isinstance(first, Publication) and isinstance(second, Publication)
+    assert first.results is alone.results and second.results is not alone.results
+    (reset,) = cache.events_for(line.replace(b"1700000000000", b"1800000000000"))  # same offset, new time
+    assert isinstance(reset, Publication) and reset.results is not alone.results

@@ -74,11 +74,13 @@ class Publication:
 
     __slots__ = ("_decoded", "channel", "data", "offset", "results")
 
-    def __init__(self, channel: str, data: bytes, offset: int | None) -> None:
+    def __init__(
+        self, channel: str, data: bytes, offset: int | None, results: dict[GroupKey, SharedResult] | None = None
+    ) -> None:
         self.channel = channel
         self.data = data
         self.offset = offset
-        self.results: dict[GroupKey, SharedResult] = {}
+        self.results: dict[GroupKey, SharedResult] = {} if results is None else results
         self._decoded: Any = None
 
     def decoded(self) -> Any:
@@ -125,7 +127,28 @@ class RefreshAsked:
 Event = Publication | Reply | Unsubscribed | RefreshAsked
 
 
-def events_of(payload: bytes) -> list[Event]:
+class ResultCache:
+    """Results by publication, across payloads: a reader that fell behind gets the turn batches
+    it missed joined into a payload of its own, and must not execute them again. A publication is
+    known by channel, offset and acceptance time (a history reset reuses offsets, not times)."""
+
+    __slots__ = ("_recent",)
+
+    SIZE = 256  # publications; each holds one result per group that received it
+
+    def __init__(self) -> None:
+        self._recent: OrderedDict[tuple[str, int, int], dict[GroupKey, SharedResult]] = OrderedDict()
+
+    def results_for(self, key: tuple[str, int, int]) -> dict[GroupKey, SharedResult]:
+        found = self._recent.get(key)
+        if found is None:
+            found = self._recent[key] = {}
+            if len(self._recent) > self.SIZE:
+                self._recent.popitem(last=False)
+        return found
+
+
+def events_of(payload: bytes, shared: ResultCache | None = None) -> list[Event]:
     """The lines of an outbox payload a GraphQL connection acts on (join, leave, direct
     messages and the rest have no GraphQL form and are dropped)."""
     events: list[Event] = []
@@ -144,9 +167,12 @@ def events_of(payload: bytes) -> list[Event]:
         if pub is not None:
             body = _decode_object(pub)
             offset = body.get("offset")
-            events.append(
-                Publication(channel, bytes(body.get("data", b"null")), int(offset) if offset is not None else None)
-            )
+            at = int(offset) if offset is not None else None
+            accepted = body.get("time")
+            results = None
+            if shared is not None and at is not None and accepted is not None:
+                results = shared.results_for((channel, at, int(accepted)))
+            events.append(Publication(channel, bytes(body.get("data", b"null")), at, results))
             continue
         unsubscribed = fields.get("unsubscribe")
         if unsubscribed is not None:
@@ -164,19 +190,20 @@ class EventCache:
     the same payload object, but a big one is flushed in slices between which newer payloads go
     out, so the last one alone would be parsed and executed again slice after slice."""
 
-    __slots__ = ("_recent",)
+    __slots__ = ("_recent", "_results")
 
     SIZE = 16
 
     def __init__(self) -> None:
         self._recent: OrderedDict[int, tuple[bytes, list[Event]]] = OrderedDict()
+        self._results = ResultCache()
 
     def events_for(self, payload: bytes) -> list[Event]:
         key = id(payload)
         found = self._recent.get(key)
         if found is not None and found[0] is payload:  # the entry holds the payload: its id is not reused
             return found[1]
-        events = events_of(payload)
+        events = events_of(payload, self._results)
         self._recent[key] = (payload, events)
         if len(self._recent) > self.SIZE:
             self._recent.popitem(last=False)
