@@ -185,6 +185,21 @@ def events_of(payload: bytes, shared: ResultCache | None = None) -> list[Event]:
     return events
 
 
+class Batch:
+    """One payload's events, shared by every connection a fan-out hands it to. When they are all
+    publications of one channel (`channel`), a connection with one operation on it receives the
+    same bytes as every other in the operation's group: built once, kept in `joined`."""
+
+    __slots__ = ("channel", "events", "joined")
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        channels = {event.channel for event in events if isinstance(event, Publication)}
+        single = len(channels) == 1 and all(isinstance(event, Publication) for event in events)
+        self.channel: str | None = channels.pop() if single else None
+        self.joined: dict[tuple[GroupKey, bytes], bytes] = {}  # (group, operation id) -> frames
+
+
 class EventCache:
     """The events of the last few payloads, by identity: a fan-out hands consecutive connections
     the same payload object, but a big one is flushed in slices between which newer payloads go
@@ -195,16 +210,19 @@ class EventCache:
     SIZE = 16
 
     def __init__(self) -> None:
-        self._recent: OrderedDict[int, tuple[bytes, list[Event]]] = OrderedDict()
+        self._recent: OrderedDict[int, tuple[bytes, Batch]] = OrderedDict()
         self._results = ResultCache()
 
-    def events_for(self, payload: bytes) -> list[Event]:
+    def batch_for(self, payload: bytes) -> Batch:
         key = id(payload)
         found = self._recent.get(key)
         if found is not None and found[0] is payload:  # the entry holds the payload: its id is not reused
             return found[1]
-        events = events_of(payload, self._results)
-        self._recent[key] = (payload, events)
+        batch = Batch(events_of(payload, self._results))
+        self._recent[key] = (payload, batch)
         if len(self._recent) > self.SIZE:
             self._recent.popitem(last=False)
-        return events
+        return batch
+
+    def events_for(self, payload: bytes) -> list[Event]:
+        return self.batch_for(payload).events

@@ -42,6 +42,7 @@ from hubbub.graphql.schema import import_graphql
 from hubbub.transports.admission import Admission
 from hubbub.transports.frames import text_frame
 from hubbub.transports.graphql_events import (
+    Batch,
     EventCache,
     GroupKey,
     Publication,
@@ -504,14 +505,7 @@ class GraphQLConnection:
         if operation.catching_up is not None:
             operation.catching_up.append(publication)
             return
-        key: GroupKey = (
-            operation.query,
-            operation.operation_name,
-            operation.variables_key,
-            self.session.user if operation.personal and self.session is not None else None,
-            operation.epoch,
-        )
-        shared = publication.result(key, lambda p: self._execute(operation, p))
+        shared = publication.result(self._group_key(operation), lambda p: self._execute(operation, p))
         if self._backlog or shared.payload is None:
             backlog = self._held()
             if out:
@@ -521,6 +515,12 @@ class GraphQLConnection:
             self._drain_later()
         else:
             out.append(shared.frame_for(operation.id_json))
+
+    def _group_key(self, operation: Operation) -> GroupKey:
+        """Who gets the same result: same document, operation, variables and epoch; and the same
+        user when the document selects a personal field."""
+        user = self.session.user if operation.personal and self.session is not None else None
+        return (operation.query, operation.operation_name, operation.variables_key, user, operation.epoch)
 
     def _execute(self, operation: Operation, publication: Publication) -> bytes | Any:
         channel = operation.channel
@@ -609,8 +609,11 @@ class GraphQLConnection:
     # ---- the session's sink -------------------------------------------------------------------
 
     def write(self, payload: bytes) -> None:
+        batch = self._service.events.batch_for(payload)
+        if batch.channel is not None and not self._backlog and self._write_shared(batch, batch.channel):
+            return
         out: list[bytes] = []
-        for event in self._service.events.events_for(payload):
+        for event in batch.events:
             if isinstance(event, Publication):
                 for operation in self._by_channel.get(event.channel, ()):
                     self._deliver(operation, event, out)
@@ -631,6 +634,28 @@ class GraphQLConnection:
                 out.append(text_frame(b'{"type":"ping","payload":{"refresh":true,"expires_in":%d}}' % event.ttl))
         if out:
             self._write(b"".join(out))
+
+    def _write_shared(self, batch: Batch, channel: str) -> bool:
+        """The fan-out's common case, one live operation on the batch's channel: the frames every
+        connection of its group gets, built by the first; False to go the general way."""
+        operations = self._by_channel.get(channel)
+        if operations is None or len(operations) != 1 or operations[0].catching_up is not None:
+            return operations is None  # nothing here follows the channel: nothing to write
+        operation = operations[0]
+        key = (self._group_key(operation), operation.id_json)
+        data = batch.joined.get(key)
+        if data is None:
+            out: list[bytes] = []
+            for event in batch.events:
+                assert isinstance(event, Publication)
+                self._deliver(operation, event, out)
+            data = b"".join(out)
+            if self._backlog:  # an async resolver: these bytes are this connection's alone
+                self._write(data)
+                return True
+            batch.joined[key] = data
+        self._write(data)
+        return True
 
     def _on_reply(self, reply: Reply) -> None:
         handler = self._reply_handlers.pop(reply.id, None)
