@@ -253,6 +253,9 @@ class Settings:
     graphql_init_timeout: float = _setting(
         10.0, "seconds a GraphQL client has to send connection_init after the upgrade (else close 4408)"
     )
+    graphql_resolve_timeout: float = _setting(
+        10.0, "seconds a GraphQL subscription's resolver may take to name its channel (else error RESOLVER_TIMEOUT)"
+    )
     graphql_max_operations: int = _setting(100, "GraphQL operations one connection may run at once")
     graphql_max_document_bytes: int = _setting(16384, "longest GraphQL document (query text) accepted")
     graphql_max_depth: int = _setting(12, "deepest field nesting a GraphQL document may have")

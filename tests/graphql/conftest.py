@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from hubbub.hooks import Hooks
 from hubbub.server import Server
 from tests.conftest import StartServer
 from tests.graphql.schema import NAMESPACES
@@ -17,10 +18,10 @@ SCHEMA = "tests.graphql.schema:schema"
 
 @pytest.fixture
 def start_graphql(start_server: StartServer) -> StartServer:
-    async def start(**overrides: Any) -> Server:
+    async def start(*, hooks: Hooks | None = None, **overrides: Any) -> Server:
         values: dict[str, Any] = {"graphql_schema": SCHEMA, "namespaces": NAMESPACES, "token_secret": SECRET}
         values.update(overrides)
-        return await start_server(**values)
+        return await start_server(hooks=hooks, **values)
 
     return start
 

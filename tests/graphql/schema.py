@@ -55,6 +55,11 @@ def follow(name: str) -> Any:
     return subscribe
 
 
+async def never_names_a_channel(_root: Any, _info: Any) -> AsyncIterator[Channel]:
+    await asyncio.Event().wait()  # a resolver stuck on something that never comes
+    yield channel("never")
+
+
 def resolve_ticker(event: Any, _info: Any, **_: Any) -> Any:
     EXECUTIONS["ticker"] += 1
     return event
@@ -133,6 +138,7 @@ schema = GraphQLSchema(
             "inbox": GraphQLField(
                 Note, subscribe=follow("notes:all"), resolve=resolve_note, extensions={"personal": True}
             ),
+            "stuck": GraphQLField(GraphQLString, subscribe=never_names_a_channel),
             "secret": GraphQLField(
                 GraphQLString,
                 args={"name": GraphQLArgument(GraphQLNonNull(GraphQLString))},

@@ -3,11 +3,13 @@ operation (or a close code), never a crash; a good subscriber on the same channe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
 from websockets.exceptions import ConnectionClosed
 
+from hubbub.core.auth import mint_token
 from hubbub.server import Server
 from tests.conftest import StartServer
 from tests.graphql.test_protocol import barrier
@@ -109,3 +111,26 @@ async def test_every_graphql_limit_has_a_default(graphql_server: Server) -> None
         "graphql_document_cache_size": 1000,
     }
     assert {name: getattr(settings, name) for name in limits} == limits
+
+
+async def test_a_resolver_that_names_no_channel_in_time_is_an_error(start_graphql: StartServer) -> None:
+    server = await start_graphql(graphql_resolve_timeout=0.2)
+    wire = await GqlWire.open(server)
+    assert await refused_with(wire, "stuck", "subscription { stuck }") == "RESOLVER_TIMEOUT"
+    await wire.subscribe("q", "{ hello }")  # and the connection goes on
+    assert (await wire.recv())["payload"] == {"data": {"hello": "world"}}
+
+
+async def test_a_refused_connection_leaves_nothing_behind(graphql_server: Server) -> None:
+    """The session's refusal discards its outbox: nothing the connection waits for may keep it."""
+    from tests.helpers import OTHER_SECRET
+
+    assert graphql_server._endpoint is not None and graphql_server._endpoint.server is not None
+    listening = graphql_server._endpoint.server
+    for _ in range(5):
+        wire = await GqlWire.open(graphql_server, init=False)
+        await wire.send({"type": "connection_init", "payload": {"token": mint_token(OTHER_SECRET, "x")}})
+        assert await wire.close_code() == 4403
+    async with asyncio.timeout(10):
+        while listening.connections:  # noqa: ASYNC110 - the registry has no event for it
+            await asyncio.sleep(0.01)  # polling the server's own registry, bounded

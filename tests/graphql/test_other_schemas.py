@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from hubbub.config import Settings
@@ -66,3 +69,15 @@ async def test_an_sdl_personal_directive_keeps_users_apart(start_server: StartSe
 async def test_a_bad_schema_setting_is_a_clear_config_error(start_server: StartServer, spec: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         await start_server(graphql_schema=spec)
+
+
+def test_without_graphql_core_the_error_says_what_to_install() -> None:
+    """hubbub runs without the extra; asking it for a schema then says which extra to install."""
+    script = (
+        "import sys; sys.modules['graphql'] = None\n"  # as if graphql-core were not installed
+        "import hubbub.server\n"
+        "from hubbub.graphql.schema import load_schema\n"
+        "load_schema('hubbub.graphql.example:schema')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "pip install 'hubbub[graphql]'" in done.stderr, done.stderr

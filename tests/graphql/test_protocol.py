@@ -10,6 +10,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from hubbub.core.auth import mint_token
+from hubbub.errors import Refuse
+from hubbub.hooks import ConnectDecision, ConnectEvent, Hooks
 from hubbub.server import Server
 from tests.conftest import StartServer
 from tests.graphql.wire import SUBPROTOCOL, GqlWire, graphql_url
@@ -221,3 +223,37 @@ async def test_completing_an_unknown_id_is_ignored(graphql_server: Server) -> No
     wire = await GqlWire.open(graphql_server)
     await wire.send({"id": "never", "type": "complete"})
     await barrier(wire)
+
+
+async def test_the_connect_hook_decides_a_graphql_connection(start_graphql: StartServer) -> None:
+    """Without a token, connection_init goes to the application's connect hook: transport
+    "graphql", the payload as `data`, the allow-listed headers; a refusal closes 4403."""
+    seen: list[ConnectEvent] = []
+
+    async def connect(event: ConnectEvent) -> ConnectDecision:
+        seen.append(event)
+        if event.data.get("ticket") != "ok":
+            raise Refuse(1001, "no ticket")
+        return ConnectDecision(user="hooked")
+
+    server = await start_graphql(hooks=Hooks(connect=connect), hook_forward_headers="user-agent")
+    wire = await GqlWire.open(server, payload={"ticket": "ok"})
+    await wire.subscribe("me", "{ me }")
+    assert (await wire.recv())["payload"] == {"data": {"me": "hooked"}}
+    assert seen[0].transport == "graphql" and seen[0].data == {"ticket": "ok"}
+    assert "user-agent" in seen[0].headers
+    refused = await GqlWire.open(server, init=False)
+    await refused.send({"type": "connection_init", "payload": {"ticket": "forged"}})
+    assert await refused.close_code() == 4403
+
+
+async def test_a_foreign_origin_is_refused_at_the_upgrade(graphql_server: Server) -> None:
+    """The WebSocket endpoint's checks hold here too: a page of another site gets 403."""
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(
+            graphql_url(graphql_server),
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            origin="http://evil.example",  # type: ignore[arg-type]
+            open_timeout=5,
+        )
+    assert refused.value.response.status_code == 403

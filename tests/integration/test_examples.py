@@ -164,13 +164,18 @@ def test_the_testing_recipe(hubbub_server: ServerThread) -> None:
     load_example("test_shipping").test_shipping_publishes(hubbub_server)
 
 
-def test_the_integration_page_shows_the_example_files_as_they_are() -> None:
-    page = (ROOT / "docs" / "integration.md").read_text()
-    shown = re.findall(r"```python\n# (examples/\w+\.py)\n(.*?)```", page, flags=re.S)
-    assert {name for name, _ in shown} == {f"examples/{p.name}" for p in EXAMPLES.glob("*.py")}
-    for name, code in shown:
+def test_the_docs_show_the_example_files_as_they_are() -> None:
+    """Each example file is shown whole in docs/integration.md (or docs/graphql.md), unchanged."""
+    shown = []
+    for page in ("integration.md", "graphql.md"):
+        text = (ROOT / "docs" / page).read_text()
+        shown += [
+            (page, *found) for found in re.findall(r"```python\n# (examples/\w+\.py)\n(.*?)```", text, flags=re.S)
+        ]
+    assert sorted(name for _, name, _ in shown) == sorted(f"examples/{p.name}" for p in EXAMPLES.glob("*.py"))
+    for page, name, code in shown:
         source = (ROOT / name).read_text()
-        assert code == source, f"docs/integration.md shows an outdated {name}"
+        assert code == source, f"docs/{page} shows an outdated {name}"
 
 
 async def test_the_graphql_ticker_example_prints_prices(

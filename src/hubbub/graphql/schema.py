@@ -27,6 +27,8 @@ def load_schema(spec: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if exc.name == "graphql":  # the schema's module needs graphql-core, which is missing
+            raise ConfigError(f"setting 'graphql_schema': {INSTALL_HINT}") from None
         raise ConfigError(f"setting 'graphql_schema': cannot import {module_name!r}: {exc}") from None
     value: Any = module
     for part in attribute.split("."):

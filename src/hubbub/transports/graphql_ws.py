@@ -28,9 +28,8 @@ import msgspec
 from websockets.protocol import State as WsState
 
 from hubbub import protocol
-from hubbub.core.application import Peer, application_for
+from hubbub.core.application import Application
 from hubbub.core.auth import TokenVerifier
-from hubbub.core.hooks import HookRunner
 from hubbub.core.hub import Hub
 from hubbub.core.session import Session
 from hubbub.core.session import State as SessionState
@@ -150,7 +149,7 @@ class GraphQLConnection:
         "_acknowledged",
         "_address",
         "_admission",
-        "_app_peer",
+        "_app",
         "_backlog",
         "_by_channel",
         "_channel_lock",
@@ -177,7 +176,7 @@ class GraphQLConnection:
         admission: Admission,
         address: str,
         verifier: TokenVerifier | None,
-        app_peer: tuple[HookRunner | None, frozenset[str], Any],
+        app: Application | None,
     ) -> None:
         self._service = service
         self._hub = hub
@@ -185,7 +184,7 @@ class GraphQLConnection:
         self._admission = admission
         self._address = address
         self._verifier = verifier
-        self._app_peer = app_peer
+        self._app = app  # the application's hooks, cut to this connection (None: it has none)
         self.session: Session | None = None
         self._acknowledged = False
         self._operations: dict[str, Operation] = {}
@@ -257,11 +256,9 @@ class GraphQLConnection:
         if self._init_timer is not None:
             self._init_timer.cancel()
             self._init_timer = None
-        hooks, forwarded, headers = self._app_peer
         connection = self._connection
-        app = application_for(hooks, self._hub, Peer("graphql", self._address, headers), forwarded)
         loop = asyncio.get_running_loop()
-        self.session = Session(self._hub, self, verifier=self._verifier, call_later=loop.call_later, app=app)
+        self.session = Session(self._hub, self, verifier=self._verifier, call_later=loop.call_later, app=self._app)
         connect: dict[str, Any] = {"name": "graphql", "data": params}
         if token:
             connect["token"] = token
@@ -413,15 +410,21 @@ class GraphQLConnection:
         session = self.session
         assert session is not None
         try:
-            channel = await resolve_channel(
-                self._service.schema,
-                operation.document.node,
-                self._context(None, True),
-                operation.variables,
-                operation.operation_name,
-            )
+            async with asyncio.timeout(self._hub.settings.graphql_resolve_timeout):
+                channel = await resolve_channel(
+                    self._service.schema,
+                    operation.document.node,
+                    self._context(None, True),
+                    operation.variables,
+                    operation.operation_name,
+                )
         except ChannelRefused as refused:
             self._fail(operation, refused.errors)
+            return
+        except TimeoutError:
+            limit = self._hub.settings.graphql_resolve_timeout
+            message = f"the subscription resolver named no channel within {limit:g} s"
+            self._fail(operation, [graphql_error(message, "RESOLVER_TIMEOUT")])
             return
         if operation.done:
             return
@@ -677,6 +680,7 @@ class GraphQLConnection:
 
     def close(self, code: int, reason: str) -> None:
         """The session ends the connection: credentials it no longer accepts are 4403 here."""
+        self._release_waiters()  # its outbox is discarded: replies still owed will never come
         if code in FORBIDDEN_CODES:
             self._close(Close.FORBIDDEN, f"Forbidden: {reason}")
         else:
@@ -744,6 +748,15 @@ class GraphQLConnection:
         if self._acknowledged and not self._closed:
             self._write(PING)
 
+    def _release_waiters(self) -> None:
+        """Wake every message waiting for a reply (None: there will be none), so the connection's
+        worker finishes and the connection can go."""
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+        self._reply_handlers.clear()
+
     def _close(self, code: int, reason: str) -> None:
         if self._closed:
             return
@@ -759,10 +772,7 @@ class GraphQLConnection:
             if operation.task is not None:
                 operation.task.cancel()
             operation.done = True
-        for waiter in self._waiters.values():
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
+        self._release_waiters()
         self._backlog = None
         if self._draining is not None:
             self._draining.cancel()

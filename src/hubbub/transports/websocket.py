@@ -201,10 +201,9 @@ class WebSocketEndpoint:
             return SubprotocolRefused(connection, self._admission, address)
         if is_graphql:
             assert self._graphql is not None
-            runner = (self.hooks, frozenset(self.forwarded_headers), request.headers)
-            return GraphQLConnection(
-                self._graphql, self.hub, connection, self._admission, address, self.verifier, runner
-            )
+            peer = Peer("graphql", address, request.headers)
+            app = application_for(self.hooks, self.hub, peer, self.forwarded_headers)
+            return GraphQLConnection(self._graphql, self.hub, connection, self._admission, address, self.verifier, app)
         wire_protocol = wire.for_subprotocol(connection.subprotocol)
         frames = self._frames[wire_protocol.subprotocol]
         sink = WebSocketSink(connection, frames, self.hub.settings.compression_threshold)
