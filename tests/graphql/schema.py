@@ -60,6 +60,11 @@ async def never_names_a_channel(_root: Any, _info: Any) -> AsyncIterator[Channel
     yield channel("never")
 
 
+async def refuse_to_follow(_root: Any, _info: Any) -> AsyncIterator[Channel]:
+    raise ValueError("this feed is closed")
+    yield channel("never")  # an async generator that raises before its first item
+
+
 def resolve_ticker(event: Any, _info: Any, **_: Any) -> Any:
     EXECUTIONS["ticker"] += 1
     return event
@@ -139,6 +144,7 @@ schema = GraphQLSchema(
                 Note, subscribe=follow("notes:all"), resolve=resolve_note, extensions={"personal": True}
             ),
             "stuck": GraphQLField(GraphQLString, subscribe=never_names_a_channel),
+            "broken": GraphQLField(GraphQLString, subscribe=refuse_to_follow),
             "secret": GraphQLField(
                 GraphQLString,
                 args={"name": GraphQLArgument(GraphQLNonNull(GraphQLString))},

@@ -257,3 +257,37 @@ async def test_a_foreign_origin_is_refused_at_the_upgrade(graphql_server: Server
             open_timeout=5,
         )
     assert refused.value.response.status_code == 403
+
+
+async def test_the_server_api_ending_a_subscription_ends_its_operations(graphql_server: Server) -> None:
+    wire = await GqlWire.open(graphql_server, payload={"token": mint_token(SECRET, "ula")})
+    await wire.subscribe("t", TICKER)
+    await barrier(wire)
+    assert await graphql_server.unsubscribe("ula", "ticker:AAPL") == 1
+    error = await wire.recv()
+    assert error["id"] == "t" and error["type"] == "error"
+    assert error["payload"][0]["extensions"] == {"code": "UNSUBSCRIBED", "channel": "ticker:AAPL"}
+    await wire.subscribe("t", TICKER)  # the id is free again, and the channel may be followed again
+    await barrier(wire)
+    await graphql_server.publish("ticker:AAPL", {"symbol": "AAPL", "price": 1.0})
+    assert (await wire.recv())["id"] == "t"
+
+
+async def test_a_failing_subscription_resolver_is_an_error(graphql_server: Server) -> None:
+    wire = await GqlWire.open(graphql_server)
+    await wire.subscribe("b", "subscription { broken }")
+    error = await wire.recv()
+    assert error["type"] == "error" and error["payload"][0]["message"] == "this feed is closed"
+
+
+async def test_a_connect_hook_that_does_not_answer_closes_3014(start_graphql: StartServer) -> None:
+    """A temporary refusal (the application is down) is a close the client retries later."""
+
+    async def connect(_: ConnectEvent) -> ConnectDecision:
+        await asyncio.Event().wait()  # never answers
+        return ConnectDecision()
+
+    server = await start_graphql(hooks=Hooks(connect=connect), hook_timeout=0.2)
+    wire = await GqlWire.open(server, init=False)
+    await wire.send({"type": "connection_init"})
+    assert await wire.close_code() == 3014

@@ -31,7 +31,7 @@ from hubbub import protocol
 from hubbub.core.application import Application
 from hubbub.core.auth import TokenVerifier
 from hubbub.core.hub import Hub
-from hubbub.core.session import Session
+from hubbub.core.session import UNSUBSCRIBED_BY_SERVER, Session
 from hubbub.core.session import State as SessionState
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode
 from hubbub.graphql import Channel, GraphQLContext, Publish
@@ -628,7 +628,8 @@ class GraphQLConnection:
             elif isinstance(event, Unsubscribed):
                 for operation in list(self._by_channel.get(event.channel, ())):
                     message = event.reason or "unsubscribed by the server"
-                    error = graphql_error(message, error_code_name(event.code), channel=event.channel)
+                    code = "UNSUBSCRIBED" if event.code == UNSUBSCRIBED_BY_SERVER else error_code_name(event.code)
+                    error = graphql_error(message, code, channel=event.channel)
                     if out:
                         self._write(b"".join(out))
                         out.clear()
