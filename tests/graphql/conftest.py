@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -46,3 +48,39 @@ async def subscribers(server: Server, channel: str, count: int, timeout: float =
 
 # The browser tests' Debian chromium (tests/e2e/conftest.py), for graphql-ws's browser bundle.
 from tests.e2e.conftest import browser, page  # noqa: E402, F401
+
+
+@dataclass
+class RestartableNode:
+    """A GraphQL node over the test's Redis, a publisher node beside it, and one channel of its
+    own: clients of `node` resume after `restart()` from what `publisher` put in history."""
+
+    publisher: Server
+    node: Server
+    symbol: str
+    settings: dict[str, Any]
+    start: StartServer
+
+    @property
+    def channel(self) -> str:
+        return f"ticker:{self.symbol}"
+
+    @property
+    def query(self) -> str:
+        return f'subscription {{ ticker(symbol: "{self.symbol}") {{ price }} }}'
+
+    async def publish(self, *prices: float) -> None:
+        for price in prices:
+            await self.publisher.publish(self.channel, {"symbol": self.symbol, "price": price})
+
+    async def restart(self) -> None:
+        """Start the node again on the same ports (after the caller closed it)."""
+        self.node = await self.start(**self.settings, port=self.node.port, api_port=self.node.api_port)
+
+
+@pytest.fixture
+async def restartable(redis_url: str, start_server: StartServer) -> RestartableNode:
+    settings: dict[str, Any] = {"broker": redis_url, "graphql_schema": SCHEMA, "namespaces": NAMESPACES}
+    publisher = await start_server(broker=redis_url, namespaces=NAMESPACES)
+    node = await start_server(**settings)
+    return RestartableNode(publisher, node, uuid.uuid4().hex[:8], settings, start_server)

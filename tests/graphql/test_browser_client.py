@@ -4,17 +4,14 @@ installed npm package, no CDN): subscriptions, queries, mutations, refusal, reco
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from playwright.async_api import Page
 
 from hubbub.core.auth import mint_token
 from hubbub.server import Server
-from tests.conftest import StartServer
-from tests.graphql.conftest import SCHEMA, subscribers
+from tests.graphql.conftest import RestartableNode, subscribers
 from tests.graphql.js import JS_DIR, UMD_BUNDLE, require_node_modules
-from tests.graphql.schema import NAMESPACES
 from tests.graphql.wire import graphql_url
 from tests.helpers import OTHER_SECRET, SECRET
 
@@ -63,22 +60,15 @@ async def test_a_refused_token_closes_4403_in_chromium(graphql_server: Server, p
     assert closed["code"] == 4403
 
 
-async def test_chromium_resumes_after_a_restart(redis_url: str, start_server: StartServer, page: Page) -> None:
-    symbol = uuid.uuid4().hex[:8]
-    channel = f"ticker:{symbol}"
-    node: dict[str, Any] = {"broker": redis_url, "graphql_schema": SCHEMA, "namespaces": NAMESPACES}
-    publisher = await start_server(broker=redis_url, namespaces=NAMESPACES)
-    server = await start_server(**node)
-    port, api_port = server.port, server.api_port
-    await open_app(page, server)
-    await page.evaluate(f"() => app.subscribe('t', 'subscription {{ ticker(symbol: \"{symbol}\") {{ price }} }}')")
-    await subscribers(server, channel, 1)
-    await publisher.publish(channel, {"symbol": symbol, "price": 1.0})
+async def test_chromium_resumes_after_a_restart(restartable: RestartableNode, page: Page) -> None:
+    await open_app(page, restartable.node)
+    await page.evaluate("(query) => app.subscribe('t', query)", restartable.query)
+    await subscribers(restartable.node, restartable.channel, 1)
+    await restartable.publish(1.0)
     await nexts(page, "t", 1)
-    await server.close()
+    await restartable.node.close()
     await event(page, "e.event === 'closed'")
-    for price in (2.0, 3.0):  # while the node is down
-        await publisher.publish(channel, {"symbol": symbol, "price": price})
-    await start_server(**node, port=port, api_port=api_port)
+    await restartable.publish(2.0, 3.0)  # while the node is down
+    await restartable.restart()
     got = await nexts(page, "t", 3)
     assert [e["next"]["data"]["ticker"]["price"] for e in got] == [1.0, 2.0, 3.0]

@@ -3,18 +3,14 @@ after a restart with hubbub's extension, and in-band refresh."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 
 from hubbub.core.auth import mint_token
 from hubbub.server import Server
-from tests.conftest import StartServer
-from tests.graphql.conftest import SCHEMA, subscribers
+from tests.graphql.conftest import RestartableNode, subscribers
 from tests.graphql.js import NodeClient, next_of
-from tests.graphql.schema import NAMESPACES
 from tests.graphql.wire import graphql_url
 from tests.helpers import OTHER_SECRET, SECRET
 
@@ -70,31 +66,20 @@ async def test_in_band_refresh(graphql_server: Server, node_client: StartNode) -
 
 
 async def test_resubscribes_after_a_restart_and_misses_nothing(
-    redis_url: str, start_server: StartServer, node_client: StartNode
+    restartable: RestartableNode, node_client: StartNode
 ) -> None:
     """graphql-ws reconnects and resubscribes by itself; the payload it resubscribes with carries
     the last position, so what was published while the node was down comes from history."""
-    symbol = uuid.uuid4().hex[:8]
-    channel = f"ticker:{symbol}"
-    node: dict[str, Any] = {"broker": redis_url, "graphql_schema": SCHEMA, "namespaces": NAMESPACES}
-    publisher = await start_server(broker=redis_url, namespaces=NAMESPACES)
-    server = await start_server(**node)
-    port, api_port = server.port, server.api_port
-    client = await node_client(graphql_url(server))
-    await client.send(op="subscribe", id="t", query=f'subscription {{ ticker(symbol: "{symbol}") {{ price }} }}')
-    await subscribers(server, channel, 1)
-    prices: list[float] = []
-    for price in (1.0, 2.0):
-        await publisher.publish(channel, {"symbol": symbol, "price": price})
-    for _ in range(2):
-        prices.append((await client.event(next_of("t")))["next"]["data"]["ticker"]["price"])
-    await server.close()
+    client = await node_client(graphql_url(restartable.node))
+    await client.send(op="subscribe", id="t", query=restartable.query)
+    await subscribers(restartable.node, restartable.channel, 1)
+    await restartable.publish(1.0, 2.0)
+    prices = [(await client.event(next_of("t")))["next"]["data"]["ticker"]["price"] for _ in range(2)]
+    await restartable.node.close()
     await client.event(lambda e: e.get("event") == "closed")
-    for price in (3.0, 4.0, 5.0):  # while the node is down
-        await publisher.publish(channel, {"symbol": symbol, "price": price})
-    await start_server(**node, port=port, api_port=api_port)
-    for _ in range(3):
-        prices.append((await client.event(next_of("t")))["next"]["data"]["ticker"]["price"])
-    await publisher.publish(channel, {"symbol": symbol, "price": 6.0})
+    await restartable.publish(3.0, 4.0, 5.0)  # while the node is down
+    await restartable.restart()
+    prices += [(await client.event(next_of("t")))["next"]["data"]["ticker"]["price"] for _ in range(3)]
+    await restartable.publish(6.0)
     prices.append((await client.event(next_of("t")))["next"]["data"]["ticker"]["price"])
     assert prices == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]

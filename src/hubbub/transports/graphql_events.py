@@ -19,6 +19,7 @@ import msgspec
 from msgspec import Raw
 
 from hubbub.transports.frames import text_frame
+from hubbub.transports.payloads import lines_of
 
 log = logging.getLogger("hubbub.graphql")
 
@@ -152,17 +153,12 @@ def events_of(payload: bytes, shared: ResultCache | None = None) -> list[Event]:
     """The lines of an outbox payload a GraphQL connection acts on (join, leave, direct
     messages and the rest have no GraphQL form and are dropped)."""
     events: list[Event] = []
-    for line in payload.split(b"\n"):
-        message = _decode_object(line)
-        push = message.get("push")
-        if push is None:
-            raw_id = message.get("id")
-            if raw_id is not None:
-                events.append(Reply(int(raw_id), line))
+    for line in lines_of(payload):
+        if line.reply_id is not None:
+            events.append(Reply(line.reply_id, line.raw))
             continue
-        fields = _decode_object(push)
-        channel_raw = fields.get("channel")
-        channel = msgspec.json.decode(channel_raw, type=str) if channel_raw is not None else ""
+        fields = line.fields or {}
+        channel = line.channel or ""
         pub = fields.get("pub")
         if pub is not None:
             body = _decode_object(pub)

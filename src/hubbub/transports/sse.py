@@ -38,6 +38,7 @@ from hubbub.transports.http_exchange import (
     error_body,
     whole_response,
 )
+from hubbub.transports.payloads import lines_of
 from hubbub.transports.wsconnection import WebSocketConnection
 
 SSE_PATH = "/connection/sse"
@@ -110,19 +111,12 @@ PUSH_EVENTS = {"join": "join", "leave": "leave", "read": "read", "unsubscribe": 
 def events_of(payload: bytes) -> list[Event]:
     """Every line of an outbox payload as SSE events (replies kept for the stream's commands)."""
     events: list[Event] = []
-    for line in payload.split(b"\n"):
-        message = _decode_object(line)
-        push = message.get("push")
-        if push is None:
-            raw_id = message.get("id")
-            if raw_id is not None:
-                events.append(Event(b"", reply_id=int(raw_id), reply=line))
+    for line in lines_of(payload):
+        if line.reply_id is not None:
+            events.append(Event(b"", reply_id=line.reply_id, reply=line.raw))
             continue
-        fields = _decode_object(push)
-        channel_raw = fields.pop("channel", None)
-        channel = msgspec.json.decode(channel_raw, type=str) if channel_raw is not None else None
-        for kind, body in fields.items():
-            events.extend(_push_events(kind, bytes(body), channel, bytes(channel_raw or b"null")))
+        for kind, body in (line.fields or {}).items():
+            events.extend(_push_events(kind, bytes(body), line.channel, line.channel_json))
     return events
 
 
