@@ -117,3 +117,18 @@ def test_suite_measures_sse_beside_websocket(tmp_path: Path) -> None:
     assert all(r["lost"] == 0 and r["kib_per_conn"] > 0 and r["handshakes_per_s"] > 0 for r in sse), sse
     assert all(r["delivered_per_s"] > 0 for r in sse if r["phase"] != "idle")
     assert any(row.startswith("| hubbub-sse |") for row in done.stdout.splitlines())
+
+
+def test_suite_measures_graphql_beside_the_native_protocol(tmp_path: Path) -> None:
+    """`hubbub-graphql` (one document) and `hubbub-graphql-100`: the same server, its subscribers
+    on graphql-transport-ws; every publication reaches every subscriber (docs/benchmarks.md)."""
+    servers = "hubbub,hubbub-graphql,hubbub-graphql-100"
+    done = smoke_suite(tmp_path, "--servers", servers, "--scenarios", "fanout,idle")
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    for name in ("hubbub-graphql", "hubbub-graphql-100"):
+        rows = [r for r in results if r["server"] == name]
+        assert {r["phase"] for r in rows} == {"closed loop", "open loop 2k/s", "idle"}, rows
+        assert all(r["lost"] == 0 and r["kib_per_conn"] > 0 and r["handshakes_per_s"] > 0 for r in rows), rows
+        assert all(r["delivered_per_s"] > 0 for r in rows if r["phase"] != "idle")
+        assert any(row.startswith(f"| {name} |") for row in done.stdout.splitlines())
+    assert "server CPU us/delivery" in done.stdout

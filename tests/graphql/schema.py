@@ -23,7 +23,7 @@ from hubbub.graphql import Channel, GraphQLContext, channel
 
 NAMESPACE_TABLES: dict[str, dict[str, Any]] = {  # as a config file or --namespaces would give them
     "default": {"allow_anonymous": True},
-    "ticker": {"history_size": 1000, "history_ttl": 3600, "allow_anonymous": True},
+    "ticker": {"history_size": 1000, "history_ttl": 3600, "allow_anonymous": True, "publish": "anyone"},
     "notes": {"history_size": 100, "history_ttl": 3600, "allow_anonymous": True},
     "secret": {"subscribe": "token"},
 }

@@ -4,6 +4,7 @@ installed npm package, no CDN): subscriptions, queries, mutations, refusal, reco
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from playwright.async_api import Page
@@ -52,6 +53,14 @@ async def test_graphql_ws_in_chromium(graphql_server: Server, page: Page) -> Non
     await page.evaluate("() => app.subscribe('s', 'subscription { secret(name: \"x\") }')")
     refused = await event(page, "e.id === 's' && e.error")
     assert refused["error"]["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED"
+
+
+async def test_in_band_refresh_in_chromium(graphql_server: Server, page: Page) -> None:
+    await open_app(page, graphql_server, mint_token(SECRET, "olga", ttl=60))
+    await event(page, "e.event === 'connected'")
+    await page.evaluate("(token) => app.refresh(token)", mint_token(SECRET, "olga", ttl=7200))
+    pong = await event(page, "e.event === 'pong'")
+    assert pong["payload"]["expires_at"] > time.time() + 7000
 
 
 async def test_a_refused_token_closes_4403_in_chromium(graphql_server: Server, page: Page) -> None:

@@ -12,11 +12,17 @@ window.startApp = function startApp(url, token) {
     retryWait: () => new Promise((resolve) => setTimeout(resolve, 100)),
     shouldRetry: () => true,
     on: {
+      opened: (opened) => { socket = opened; },
       connected: (_socket, payload) => emit({ event: "connected", payload }),
       closed: (event) => emit({ event: "closed", code: event.code, reason: event.reason }),
+      pong: (received, payload) => { if (received) emit({ event: "pong", payload }); },
     },
   });
+  let socket = null;
   window.app = {
+    refresh(newToken) {  // in-band: a ping carrying the new token (docs/graphql.md#refresh-and-expiry)
+      socket.send(JSON.stringify({ type: "ping", payload: { token: newToken } }));
+    },
     subscribe(id, query, variables) {
       const payload = { query, variables: variables || {} };
       client.subscribe(payload, {
