@@ -35,9 +35,15 @@ class Adapter:
 
 
 class HubbubAdapter(Adapter):
-    def steps(self, channels: list[str]) -> list[Step]:
+    def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
+        """`since`: where a reconnecting client left off, per channel (it recovers what it missed)."""
         lines = [b'{"id":1,"connect":{}}']
-        lines += [json.dumps({"id": 2 + i, "subscribe": {"channel": c}}).encode() for i, c in enumerate(channels)]
+        for i, channel in enumerate(channels):
+            subscribe: dict[str, object] = {"channel": channel}
+            if since and channel in since:
+                offset, epoch = since[channel]
+                subscribe["since"] = {"offset": offset, "epoch": epoch}
+            lines.append(json.dumps({"id": 2 + i, "subscribe": subscribe}).encode())
         return [(b"\n".join(lines), b'"id":%d,' % (len(channels) + 1))]
 
     def publish(self, channel: str, payload: str, sequence: int) -> bytes:
@@ -62,7 +68,7 @@ class HubbubGraphQLAdapter(HubbubAdapter):
 
     documents: int = 1
 
-    def steps(self, channels: list[str]) -> list[Step]:
+    def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
         steps: list[Step] = [(b'{"type":"connection_init"}', b"connection_ack")]
         for index, channel in enumerate(channels):
             name = f"D{next(SUBSCRIBERS) % self.documents}"

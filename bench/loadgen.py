@@ -18,11 +18,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench.adapters import HUBBUB, Adapter, HubbubGraphQLAdapter, HubbubSseAdapter, Step
+from bench.adapters import HUBBUB, Adapter, HubbubAdapter, HubbubGraphQLAdapter, HubbubSseAdapter, Step
 from bench.wsreader import Reader, masked_text_frame
 
 OFFER_DEFLATE = [False]  # set by the suite's --deflate: offer permessage-deflate
 MARKER = re.compile(rb"#B\d+:(\d+):")
+OFFSET = re.compile(rb'"offset":(\d+)')
+EPOCH = re.compile(rb'"epoch":"([^"]+)"')
 PAYLOAD_BYTES = 100
 
 
@@ -94,25 +96,41 @@ class Deliveries:
 class Link(Reader):
     """One connection: runs the adapter's setup steps, then counts what it is sent."""
 
-    def __init__(self, adapter: Adapter, deliveries: Deliveries) -> None:
+    def __init__(self, adapter: Adapter, deliveries: Deliveries, track: bool = False) -> None:
         super().__init__(self._on_text)
         self.adapter = adapter
         self.deliveries = deliveries
         self.expect: bytes | None = None
         self.step_done: asyncio.Future[None] | None = None
+        # With `track` (hubbub, one channel with history per link): the newest offset and the
+        # epoch seen, for a reconnect that recovers what it missed.
+        self.track = track
+        self.offset: int | None = None
+        self.epoch: str | None = None
 
     def _on_text(self, frame: bytes) -> None:
+        if self.track:
+            self._follow(frame)
         if self.expect is not None:
             if self.expect in frame:
                 self.expect = None
                 if self.step_done is not None and not self.step_done.done():
                     self.step_done.set_result(None)
+            self.deliveries.on_frame(frame)  # a subscribe reply may carry recovered publications
             return
         reply = self.adapter.answer(frame)
         if reply is not None:
             self.send(reply)
             return
         self.deliveries.on_frame(frame)
+
+    def _follow(self, frame: bytes) -> None:
+        offsets = OFFSET.findall(frame)
+        if offsets:
+            self.offset = int(offsets[-1])
+        epoch = EPOCH.search(frame)
+        if epoch is not None:
+            self.epoch = epoch.group(1).decode()
 
     def send(self, frame: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -224,6 +242,8 @@ async def open_link(
     deliveries: Deliveries,
     source: str = "127.0.0.1",
     fast_open: bool = False,
+    since: dict[str, tuple[int, str]] | None = None,
+    track: bool = False,
 ) -> Connection:
     """Upgrade, run the setup steps (subscribe to `channels`), return the counting connection.
     An SSE adapter's subscribers (those with channels) read Server-Sent Events instead."""
@@ -234,13 +254,13 @@ async def open_link(
     loop = asyncio.get_running_loop()
     if fast_open:
         sock = await _fast_open_socket(source, port)
-        _, link = await loop.create_connection(lambda: Link(adapter, deliveries), sock=sock)
+        _, link = await loop.create_connection(lambda: Link(adapter, deliveries, track), sock=sock)
     else:
         _, link = await loop.create_connection(
-            lambda: Link(adapter, deliveries), "127.0.0.1", port, local_addr=(source, 0)
+            lambda: Link(adapter, deliveries, track), "127.0.0.1", port, local_addr=(source, 0)
         )
     assert link.transport is not None
-    steps = adapter.steps(channels)
+    steps = adapter.steps(channels, since) if since and isinstance(adapter, HubbubAdapter) else adapter.steps(channels)
     if steps and steps[0][0] is None:  # the server speaks first (Socket.IO's open packet)
         link.arm(steps[0][1])
     key = base64.b64encode(os.urandom(16)).decode()
@@ -270,6 +290,7 @@ async def open_many(
     deliveries: Deliveries,
     concurrency: int = 50,
     fast_open: bool = False,
+    track: bool = False,
 ) -> tuple[list[Connection], float]:
     """Open one link per channel set, `concurrency` handshakes at a time; returns links and seconds."""
     gate = asyncio.Semaphore(concurrency)
@@ -277,7 +298,8 @@ async def open_many(
 
     async def one(index: int, channels: list[str]) -> Connection:
         async with gate:
-            return await open_link(adapter, port, channels, deliveries, sources[index % len(sources)], fast_open)
+            source = sources[index % len(sources)]
+            return await open_link(adapter, port, channels, deliveries, source, fast_open, track=track)
 
     started = time.perf_counter()
     links = await asyncio.gather(*(one(i, channels) for i, channels in enumerate(channel_sets)))

@@ -25,6 +25,8 @@ from bench.process import cpu_seconds, free_port
 HUBBUB_NAMESPACES = {
     "default": {"history_size": 100, "history_ttl": 3600, "presence": True, "publish": "anyone"},
     "typing": {"publish": "anyone"},  # chat typing signals: no history
+    # the rooms scenario: rooms of 10 with history, presence and join/leave
+    "rooms": {"history_size": 100, "history_ttl": 3600, "presence": True, "join_leave": True, "publish": "anyone"},
 }
 HUBBUB_FLAGS = [
     "--connect-rate-per-ip", "none", "--max-connections-per-ip", "none", "--max-connections-per-user", "none",

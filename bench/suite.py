@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import platform
+import random
 import resource
 import sys
 import tempfile
@@ -23,7 +24,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench import report
-from bench.loadgen import OFFER_DEFLATE, Connection, Deliveries, open_many, payload, percentile
+from bench.adapters import HubbubAdapter
+from bench.loadgen import OFFER_DEFLATE, Connection, Deliveries, Link, open_link, open_many, payload, percentile
 from bench.servers import SERVERS, RunningServer, own_cpu, pin_load_generator, running
 
 WINDOW = 64
@@ -64,6 +66,10 @@ class Scale:
     idle: int = 20000
     offered: tuple[float, ...] = (20_000.0, 100_000.0)
     chat_rate: float = 200.0  # chat messages/s in all; typing signals are 3x that
+    room_users: int = 10000  # the rooms scenario: users in rooms of room_size
+    room_size: int = 10
+    room_rate: float = 1000.0  # messages/s in all (typing signals 3x that, not counted)
+    reconnects: float = 0.01  # fraction of users reconnecting per second
     seconds: float = 3.0
     settle: float = 1.0  # seconds between connecting and reading the server's memory
 
@@ -71,6 +77,7 @@ class Scale:
 SMOKE = Scale(
     fanout=(50,), channels=20, per_channel=3, channel_links=20, publishers=5, users=40, rooms=4, idle=200,
     offered=(2_000.0,), chat_rate=20.0, seconds=0.5, settle=0.1,
+    room_users=200, room_rate=100.0, reconnects=0.2,
 )  # fmt: skip
 
 
@@ -235,6 +242,74 @@ async def chat(server: RunningServer, scale: Scale) -> list[Result]:
             link.close()
 
 
+async def rooms(server: RunningServer, scale: Scale) -> list[Result]:
+    """The chat a user would run first: 10,000 users in rooms of 10 (history, presence,
+    join/leave, typing) while 1% of them reconnect every second. hubbub's clients resubscribe
+    from where they left off (recovery); the peers' can only resubscribe. Messages are counted
+    and timed, typing signals (3 per message) are not; `lost` is messages a subscriber never got."""
+    count = scale.room_users // scale.room_size
+    name = f"rooms {scale.room_users:,} users / {count:,} rooms of {scale.room_size}"
+    # The room last: its subscribe reply is the step's end, and what it recovers comes in it.
+    sets = [[f"typing:{u % count}", f"rooms:{u % count}"] for u in range(scale.room_users)]
+    adapter = server.spec.adapter
+    track = type(adapter) is HubbubAdapter  # hubbub's own protocol: recovery by offset
+    deliveries = Deliveries()
+    before = server.rss_kib()
+    links, seconds = await open_many(adapter, server.port, sets, deliveries, fast_open=FAST_OPEN[0], track=track)
+    handshakes = len(links) / seconds
+    await asyncio.sleep(scale.settle)  # a measurement interval: let the server's memory settle, not synchronisation
+    kib = (server.rss_kib() - before) / len(links)
+    publishers, _ = await open_many(adapter, server.port, [[]] * scale.publishers, Deliveries())
+    rng = random.Random(7)
+    away: set[int] = set()
+    reconnecting: set[asyncio.Task[None]] = set()
+
+    async def reconnect(user: int) -> None:
+        old = links[user]
+        since = None
+        if isinstance(old, Link) and old.offset is not None and old.epoch is not None:
+            since = {f"rooms:{user % count}": (old.offset, old.epoch)}
+        old.close()
+        try:
+            links[user] = await open_link(adapter, server.port, sets[user], deliveries, since=since, track=track)
+        finally:
+            away.discard(user)
+
+    deliveries.reset(time_every_message=True)
+    meter = Meter(server)
+    started = time.monotonic_ns()
+    began = time.perf_counter()
+    sent = typed = left = 0
+    while (elapsed := time.perf_counter() - began) < scale.seconds:
+        for n in range(sent, int(elapsed * scale.room_rate)):
+            publisher = publishers[n % len(publishers)]
+            publisher.send(adapter.publish(f"rooms:{rng.randrange(count)}", payload(n), n + 10))
+            sent = n + 1
+        for n in range(typed, int(elapsed * scale.room_rate * 3)):
+            publisher = publishers[n % len(publishers)]
+            publisher.send(adapter.publish(f"typing:{rng.randrange(count)}", "typing", 10_000_000 + n))
+            typed = n + 1
+        for _ in range(left, int(elapsed * scale.room_users * scale.reconnects)):
+            user = rng.randrange(len(links))
+            left += 1
+            if user not in away:
+                away.add(user)
+                task = asyncio.ensure_future(reconnect(user))
+                reconnecting.add(task)
+                task.add_done_callback(reconnecting.discard)
+        await asyncio.sleep(0.002)  # the publishing clock's tick
+    await asyncio.gather(*reconnecting)
+    expected = sent * scale.room_size
+    await deliveries.drain(expected)
+    offered = scale.room_rate * scale.room_size
+    phase = f"{offered / 1000:g}k/s, {scale.reconnects:.0%}/s reconnect"
+    result = _finish(Result(name, server.spec.name, phase, offered), deliveries, started, meter, expected)
+    result.handshakes_per_s, result.kib_per_conn = handshakes, kib
+    for link in [*links, *publishers]:
+        link.close()
+    return [result]
+
+
 async def idle(server: RunningServer, scale: Scale) -> list[Result]:
     links, handshakes, kib = await _connect(server, [["idle"]] * scale.idle, Deliveries(), scale.settle)
     for link in links:
@@ -256,10 +331,11 @@ def jobs_for(scenario: str, scale: Scale) -> list[Job]:
     known: dict[str, Job] = {
         "channels": functools.partial(channels, scale=scale),
         "chat": functools.partial(chat, scale=scale),
+        "rooms": functools.partial(rooms, scale=scale),
         "idle": functools.partial(idle, scale=scale),
     }
     if scenario not in known:
-        raise SystemExit(f"unknown scenario {scenario!r}: fanout, channels, chat, idle")
+        raise SystemExit(f"unknown scenario {scenario!r}: fanout, channels, chat, rooms, idle")
     return [known[scenario]]
 
 
