@@ -77,7 +77,7 @@ class Scale:
 SMOKE = Scale(
     fanout=(50,), channels=20, per_channel=3, channel_links=20, publishers=5, users=40, rooms=4, idle=200,
     offered=(2_000.0,), chat_rate=20.0, seconds=0.5, settle=0.1,
-    room_users=200, room_rate=100.0, reconnects=0.2,
+    room_users=200, room_rate=400.0, reconnects=0.5,
 )  # fmt: skip
 
 

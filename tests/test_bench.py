@@ -132,3 +132,15 @@ def test_suite_measures_graphql_beside_the_native_protocol(tmp_path: Path) -> No
         assert all(r["delivered_per_s"] > 0 for r in rows if r["phase"] != "idle")
         assert any(row.startswith(f"| {name} |") for row in done.stdout.splitlines())
     assert "server CPU us/delivery" in done.stdout
+
+
+def test_suite_runs_the_rooms_scenario_with_reconnects(tmp_path: Path) -> None:
+    """Rooms of 10 with typing while users reconnect: hubbub's reconnecting clients recover
+    what they missed, so none of its subscribers lacks a message (docs/benchmarks.md)."""
+    done = smoke_suite(tmp_path, "--servers", "hubbub,aiohttp", "--scenarios", "rooms")
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert {r["server"] for r in results} == {"hubbub", "aiohttp"}
+    hubbub = next(r for r in results if r["server"] == "hubbub")
+    assert hubbub["scenario"].startswith("rooms 200 users / 20 rooms of 10") and "reconnect" in hubbub["phase"]
+    assert hubbub["lost"] == 0 and hubbub["delivered_per_s"] > 0, hubbub
+    assert any(row.startswith("| aiohttp |") for row in done.stdout.splitlines())
