@@ -123,3 +123,19 @@ def test_a_publication_in_two_payloads_shares_its_results() -> None:
     assert first.results is alone.results and second.results is not alone.results
     (reset,) = cache.events_for(line.replace(b"1700000000000", b"1800000000000"))  # same offset, new time
     assert isinstance(reset, Publication) and reset.results is not alone.results
+
+
+async def test_clients_recovering_the_same_publications_share_their_executions(graphql_server: Server) -> None:
+    """A reconnect storm after a restart: every client recovers the same missed publications,
+    and each is executed once for all of them, not once per client."""
+    for price in (1.0, 2.0, 3.0, 4.0, 5.0):
+        await graphql_server.publish("ticker:ACME", {"symbol": "ACME", "price": price})
+    epoch = (await graphql_server.history("ticker:ACME")).epoch
+    test_schema.EXECUTIONS["ticker"] = 0
+    wires = await asyncio.gather(*(GqlWire.open(graphql_server) for _ in range(20)))
+    for wire in wires:
+        await wire.subscribe("r", TICKER, extensions={"hubbub": {"offset": 0, "epoch": epoch}})
+    for wire in wires:
+        got = [(await wire.recv())["payload"]["data"]["ticker"]["price"] for _ in range(5)]
+        assert got == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert test_schema.EXECUTIONS["ticker"] == 5  # not 100

@@ -201,20 +201,20 @@ class EventCache:
     the same payload object, but a big one is flushed in slices between which newer payloads go
     out, so the last one alone would be parsed and executed again slice after slice."""
 
-    __slots__ = ("_recent", "_results")
+    __slots__ = ("_recent", "results")
 
     SIZE = 16
 
     def __init__(self) -> None:
         self._recent: OrderedDict[int, tuple[bytes, Batch]] = OrderedDict()
-        self._results = ResultCache()
+        self.results = ResultCache()  # also for publications recovered from history
 
     def batch_for(self, payload: bytes) -> Batch:
         key = id(payload)
         found = self._recent.get(key)
         if found is not None and found[0] is payload:  # the entry holds the payload: its id is not reused
             return found[1]
-        batch = Batch(events_of(payload, self._results))
+        batch = Batch(events_of(payload, self.results))
         self._recent[key] = (payload, batch)
         if len(self._recent) > self.SIZE:
             self._recent.popitem(last=False)

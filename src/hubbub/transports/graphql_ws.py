@@ -483,9 +483,13 @@ class GraphQLConnection:
         last = result.offset
         held = operation.catching_up or []
         operation.catching_up = None
+        shared = self._service.events.results
         for recovered in result.publications or ():
-            self._deliver(operation, Publication(channel, bytes(recovered.data), recovered.offset), out)
-            last = recovered.offset
+            at, accepted = recovered.offset, recovered.time
+            # Shared by every client recovering the same publications (a reconnect storm after a restart).
+            results = shared.results_for((channel, at, accepted)) if at is not None and accepted is not None else None
+            self._deliver(operation, Publication(channel, bytes(recovered.data), at, results), out)
+            last = at
         for live in held:
             if live.offset is None or last is None or live.offset > last:
                 self._deliver(operation, live, out)
