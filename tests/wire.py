@@ -40,7 +40,7 @@ class BareWebSocket:
         await self.writer.drain()
 
     @classmethod
-    async def open(cls, url: str, extra_headers: str = "") -> BareWebSocket:
+    async def open(cls, url: str, extra_headers: str = "", subprotocol: str = "hubbub.json.v1") -> BareWebSocket:
         parts = urlsplit(url)
         # A small limit makes the stream stop reading the socket when the test stops reading.
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port, limit=2**16)
@@ -49,7 +49,7 @@ class BareWebSocket:
             (
                 f"GET {parts.path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
                 f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hubbub.json.v1\r\n"
+                f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {subprotocol}\r\n"
                 f"{extra_headers}\r\n"
             ).encode()
         )

@@ -39,6 +39,8 @@ Ticker = GraphQLObjectType(
     },
 )
 
+News = GraphQLObjectType("News", {"n": GraphQLField(GraphQLInt), "pad": GraphQLField(GraphQLString)})
+
 Note = GraphQLObjectType(
     "Note",
     {
@@ -143,6 +145,7 @@ schema = GraphQLSchema(
             "inbox": GraphQLField(
                 Note, subscribe=follow("notes:all"), resolve=resolve_note, extensions={"personal": True}
             ),
+            "news": GraphQLField(News, subscribe=follow("news"), resolve=lambda event, _info: event),
             "stuck": GraphQLField(GraphQLString, subscribe=never_names_a_channel),
             "broken": GraphQLField(GraphQLString, subscribe=refuse_to_follow),
             "secret": GraphQLField(
