@@ -18,6 +18,7 @@ import logging
 import secrets
 import ssl
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
@@ -219,20 +220,22 @@ class Server:
                 log.warning("background work (hook notifications) still running at shutdown: dropped")
         if self._hook_client is not None:
             await self._hook_client.close()
+        # Each step bounded: a backend whose server vanished mid-reconnect must not hold the
+        # process past its drain (seen once in CI: a Redis gone for good during a resubscribe).
         if self.admin_feed is not None:
-            await self.admin_feed.stop()
+            await _within("the admin feed's stop", self.admin_feed.stop(), self._step_limit())
         if self._api_runner is not None:
-            await self._api_runner.cleanup()
+            await _within("the server API's shutdown", self._api_runner.cleanup(), self._step_limit())
         if self._delivery_watch is not None:
             self._delivery_watch.cancel()
-            await asyncio.gather(self._delivery_watch, return_exceptions=True)
+            await _within("the delivery check", asyncio.gather(self._delivery_watch, return_exceptions=True), 1.0)
         if self.hub is not None:
-            await self.hub.broker.close()
-            await self.hub.presence_store.close()
+            await _within("closing the broker", self.hub.broker.close(), self._step_limit())
+            await _within("closing the presence store", self.hub.presence_store.close(), self._step_limit())
         if self._history is not None:
-            await self._history.close()
+            await _within("closing history", self._history.close(), self._step_limit())
         if self._idempotency is not None:
-            await self._idempotency.close()
+            await _within("closing the idempotency store", self._idempotency.close(), self._step_limit())
 
     def _graphql_service(self) -> GraphQLService | None:
         """The GraphQL endpoint's schema and caches, when a schema is given (object or setting)."""
@@ -243,6 +246,10 @@ class Server:
             return None
         assert self.hub is not None, "made in start()"
         return service_for(as_graphql_schema(schema), self.hub, self.publish)
+
+    def _step_limit(self) -> float:
+        """How long one shutdown step may take (history's last writes included)."""
+        return max(5.0, self.settings.shutdown_timeout)
 
     def mount_context(self) -> MountContext | None:
         """What the ASGI and aiohttp mounts serve clients with; None until started, and once closed."""
@@ -313,6 +320,18 @@ class Server:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+async def _within(what: str, step: Awaitable[Any], seconds: float) -> None:
+    """Run one shutdown step for at most `seconds`; past that, cancel it and go on (logged).
+    `asyncio.wait`, not `wait_for`: a step that ignores its cancellation cannot hold us either."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.warning("%s did not finish within %.1f s at shutdown: left behind", what, seconds)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("%s failed at shutdown: %s", what, task.exception())
 
 
 def _json(value: Any) -> Raw:
