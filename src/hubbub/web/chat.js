@@ -86,7 +86,10 @@ function renderList() {
           badge.setAttribute("aria-label", `${c.unread} unread`);
           button.append(badge);
         }
-        button.addEventListener("click", () => open(c.channel));
+        button.addEventListener("click", () => {
+          userChose = true;
+          open(c.channel);
+        });
         item.append(button);
         return item;
       });
@@ -432,6 +435,7 @@ async function start() {
 }
 
 let lobbyByDefault = false; // setUp opened #lobby itself (the user had chosen nothing yet)
+let userChose = false; // the user picked, created or started a conversation: setUp leaves the view alone
 
 // What follows the sign-in: the room list, the DM inbox, the lobby, unread counts. Safe to run
 // again: subscriptions already made are kept, and a view the user chose is left alone.
@@ -441,7 +445,7 @@ async function setUp() {
   await client.subscribe(`user:${me}`, { onPublication: knownDm });
   for (const publication of (await client.history(`user:${me}`, { limit: 100 })).publications) knownDm(publication);
   if (!conversations.has(roomChannel("lobby"))) await client.publish("rooms:index", { room: "lobby" });
-  if (opening === 0 || (lobbyByDefault && current === null)) { // unless the user already chose one
+  if (!userChose && (opening === 0 || (lobbyByDefault && current === null))) { // unless the user chose one
     lobbyByDefault = true;
     await open(roomChannel("lobby"));
   }
@@ -557,11 +561,13 @@ $("room-form").addEventListener("submit", async (event) => {
     return; // what was typed stays in the box
   }
   showError("room-error", null);
+  userChose = true; // before the publish: a set-up finishing meanwhile must not open #lobby over it
   try {
     if (!conversations.has(roomChannel(name))) await client.publish("rooms:index", { room: name });
     await open(roomChannel(name));
     $("room-name").value = "";
   } catch (error) {
+    if (current === null) userChose = false; // nothing opened after all: the set-up may open #lobby
     showError("room-error", error);
   }
 });
@@ -574,6 +580,7 @@ $("dm-form").addEventListener("submit", async (event) => {
     return;
   }
   showError("dm-error", null);
+  userChose = true;
   try {
     const channel = dmChannel(me, other);
     await client.publish(`user:${other}`, { dm: channel });
@@ -581,6 +588,7 @@ $("dm-form").addEventListener("submit", async (event) => {
     await open(channel);
     $("dm-user").value = "";
   } catch (error) {
+    if (current === null) userChose = false;
     showError("dm-error", error);
   }
 });
