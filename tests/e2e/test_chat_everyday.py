@@ -300,6 +300,7 @@ async def test_a_dm_notification_is_titled_by_its_author(
     await alice.fill("#name", "alice")
     await alice.get_by_role("button", name="Sign in").click()
     await expect(alice.locator("#state")).to_have_text("connected")
+    await expect(alice.locator("#title")).to_have_text("#lobby")  # signed in and set up, as Users.sign_in
     await alice.fill("#room-name", "side")
     await alice.get_by_role("button", name="Create").click()
     await expect(alice.locator("#title")).to_have_text("#side")  # created (and announced) first
