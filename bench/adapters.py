@@ -22,8 +22,9 @@ class Adapter:
     path: str
     subprotocol: str | None = None
 
-    def steps(self, channels: list[str]) -> list[Step]:
-        """(frame or frames to send, or None; substring to wait for) after the upgrade, in order."""
+    def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
+        """(frame or frames to send, or None; substring to wait for) after the upgrade, in order.
+        `since`: where a reconnecting client left off per channel (only hubbub's protocol recovers)."""
         raise NotImplementedError
 
     def publish(self, channel: str, payload: str, sequence: int) -> bytes:
@@ -36,7 +37,6 @@ class Adapter:
 
 class HubbubAdapter(Adapter):
     def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
-        """`since`: where a reconnecting client left off, per channel (it recovers what it missed)."""
         lines = [b'{"id":1,"connect":{}}']
         for i, channel in enumerate(channels):
             subscribe: dict[str, object] = {"channel": channel}
@@ -82,7 +82,7 @@ class HubbubGraphQLAdapter(HubbubAdapter):
 
 
 class PlainAdapter(Adapter):
-    def steps(self, channels: list[str]) -> list[Step]:
+    def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
         return [(b"sub " + channel.encode(), b"ok " + channel.encode()) for channel in channels]
 
     def publish(self, channel: str, payload: str, sequence: int) -> bytes:
@@ -90,7 +90,7 @@ class PlainAdapter(Adapter):
 
 
 class SocketIOAdapter(Adapter):
-    def steps(self, channels: list[str]) -> list[Step]:
+    def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
         opening: list[Step] = [(None, b"0{"), (b"40", b"40")]
         return opening + [(b'42["sub","%s"]' % c.encode(), b'42["ok","%s"]' % c.encode()) for c in channels]
 

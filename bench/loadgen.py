@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench.adapters import HUBBUB, Adapter, HubbubAdapter, HubbubGraphQLAdapter, HubbubSseAdapter, Step
+from bench.adapters import HUBBUB, Adapter, HubbubGraphQLAdapter, HubbubSseAdapter, Step
 from bench.wsreader import Reader, masked_text_frame
 
 OFFER_DEFLATE = [False]  # set by the suite's --deflate: offer permessage-deflate
@@ -260,7 +260,7 @@ async def open_link(
             lambda: Link(adapter, deliveries, track), "127.0.0.1", port, local_addr=(source, 0)
         )
     assert link.transport is not None
-    steps = adapter.steps(channels, since) if since and isinstance(adapter, HubbubAdapter) else adapter.steps(channels)
+    steps = adapter.steps(channels, since)
     if steps and steps[0][0] is None:  # the server speaks first (Socket.IO's open packet)
         link.arm(steps[0][1])
     key = base64.b64encode(os.urandom(16)).decode()

@@ -21,16 +21,20 @@ async def test_a_step_that_never_ends_is_left_behind(caplog: pytest.LogCaptureFi
 
 async def test_a_step_that_ignores_its_cancellation_is_left_behind_too(caplog: pytest.LogCaptureFixture) -> None:
     release = asyncio.Event()
+    ended = asyncio.Event()
 
     async def stubborn() -> None:
-        while not release.is_set():
-            with contextlib.suppress(asyncio.CancelledError):
-                await release.wait()
+        try:
+            while not release.is_set():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await release.wait()
+        finally:
+            ended.set()
 
     await _within("a stubborn close", stubborn(), 0.1)
-    assert "did not finish" in caplog.text
+    assert "did not finish" in caplog.text and not ended.is_set()
     release.set()  # let it end, so the test leaves no task behind
-    await asyncio.sleep(0)
+    await asyncio.wait_for(ended.wait(), 5)
 
 
 async def test_a_failing_step_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:

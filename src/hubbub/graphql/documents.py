@@ -16,8 +16,6 @@ from typing import Any
 from hubbub.graphql import PERSONAL
 from hubbub.graphql.schema import import_graphql
 
-MAX_TOKENS_PER_BYTE = 1  # a token is at least one byte: parse never reads more than the text has
-
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -77,7 +75,7 @@ class DocumentCache:
     def _check(self, query: str) -> Document | DocumentRefused:
         graphql = self._graphql
         try:
-            node = graphql.parse(query, no_location=False, max_tokens=max(16, len(query) * MAX_TOKENS_PER_BYTE))
+            node = graphql.parse(query)  # its length is bounded already (max_document_bytes)
         except graphql.GraphQLError as error:
             return DocumentRefused("GRAPHQL_PARSE_FAILED", error.message, [error.formatted])
         try:

@@ -32,15 +32,14 @@ from hubbub.core.application import Application
 from hubbub.core.auth import TokenVerifier
 from hubbub.core.hub import Hub
 from hubbub.core.session import UNSUBSCRIBED_BY_SERVER, Session
-from hubbub.core.session import State as SessionState
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode
 from hubbub.graphql import Channel, GraphQLContext, Publish
 from hubbub.graphql.documents import Document, DocumentCache, DocumentRefused, Limits
-from hubbub.graphql.execution import ChannelRefused, encode_result, execute, resolve_channel
-from hubbub.graphql.schema import import_graphql
+from hubbub.graphql.execution import ChannelRefused, execute, resolve_channel
 from hubbub.transports.admission import Admission
 from hubbub.transports.frames import text_frame
 from hubbub.transports.graphql_events import (
+    FAILED,
     Batch,
     EventCache,
     GroupKey,
@@ -234,9 +233,8 @@ class GraphQLConnection:
                 raise Invalid(f"unknown message type {kind!r}" if isinstance(kind, str) else "a message needs a type")
         except Invalid as invalid:
             self._close(Close.BAD_REQUEST, str(invalid))
-        except CommandError as refused:  # the session's own limits (command rate)
-            if self.session is not None and self.session.state is not SessionState.CLOSED:
-                log.debug("graphql message refused: %s", refused.message)
+        except CommandError as refused:  # the session's own limits (command rate): dropped
+            log.debug("graphql message refused: %s", refused.message)
 
     async def _on_init(self, payload: Any) -> None:
         if self.session is not None:
@@ -400,7 +398,7 @@ class GraphQLConnection:
             raise
         except Exception:
             log.exception("GraphQL operation %s failed", operation.id)
-            payload = encode_result(_failed_result())
+            payload = FAILED
         if operation.done:
             return
         self._write(text_frame(b'{"id":%s,"type":"next","payload":%s}' % (operation.id_json, payload)))
@@ -804,11 +802,6 @@ def _position(extensions: dict[str, Any] | None) -> protocol.StreamPosition | No
     if not isinstance(offset, int) or isinstance(offset, bool) or not isinstance(epoch, str) or offset < 0:
         raise Invalid("extensions.hubbub needs an integer offset and a string epoch")
     return protocol.StreamPosition(offset, epoch)
-
-
-def _failed_result() -> Any:
-    graphql = import_graphql()
-    return graphql.ExecutionResult(None, [graphql.GraphQLError("internal error")])
 
 
 class SubprotocolRefused:
