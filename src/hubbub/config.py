@@ -250,6 +250,10 @@ class Settings:
         None, 'GraphQL schema to serve on graphql_path, as "package.module:attribute" (needs hubbub[graphql])'
     )
     graphql_path: str = _setting("/graphql", "public-port path of GraphQL over WebSocket (graphql-transport-ws)")
+    centrifugo_path: str = _setting(
+        "/connection/centrifugo",
+        "public-port path where Centrifugo's SDKs connect (its JSON and Protobuf protocol); empty: not served",
+    )
     graphql_init_timeout: float = _setting(
         10.0, "seconds a GraphQL client has to send connection_init after the upgrade (else close 4408)"
     )
@@ -510,6 +514,13 @@ def check_settings(settings: Settings) -> None:
         raise ConfigError("settings 'tls_cert' and 'tls_key' go together: set both or neither")
     if not settings.graphql_path.startswith("/") or "?" in settings.graphql_path:
         raise ConfigError(f"setting 'graphql_path': {settings.graphql_path!r} must be a path such as /graphql")
+    centrifugo_path = settings.centrifugo_path
+    if centrifugo_path and (not centrifugo_path.startswith("/") or "?" in centrifugo_path):
+        raise ConfigError(
+            f"setting 'centrifugo_path': {centrifugo_path!r} must be a path such as /connection/centrifugo (or empty)"
+        )
+    if centrifugo_path in (settings.graphql_path, "/connection/websocket"):
+        raise ConfigError(f"setting 'centrifugo_path': {centrifugo_path!r} is taken by another endpoint")
     if settings.dev and not settings.insecure and not _is_loopback_host(settings.host):
         raise ConfigError(
             f"setting 'dev' gives anyone a token for any user name; refusing it on host {settings.host!r}"

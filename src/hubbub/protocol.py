@@ -113,6 +113,7 @@ REQUEST_TYPES: dict[str, type[Request]] = {
     "publish": PublishRequest,
     "history": HistoryRequest,
     "presence": PresenceRequest,
+    "presence_stats": PresenceRequest,
     "send": SendRequest,
     "refresh": RefreshRequest,
     "sub_refresh": SubRefreshRequest,
@@ -175,6 +176,8 @@ class SubscribeResult(Reply):
     was_recovering: bool | None = None
     recovered: bool | None = None
     publications: list[Publication] | None = None
+    expires: bool = False  # subscribed with a subscription token that expires
+    ttl: int | None = None  # in this many seconds (a sub_refresh push asks ahead of it)
 
 
 class PublishResult(Reply):
@@ -190,6 +193,11 @@ class HistoryResult(Reply):
 
 class PresenceResult(Reply):
     clients: dict[str, ClientInfo]
+
+
+class PresenceStatsResult(Reply):
+    num_clients: int
+    num_users: int
 
 
 class RefreshResult(Reply):

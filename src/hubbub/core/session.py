@@ -14,6 +14,7 @@ from collections.abc import Set as AbstractSet
 from enum import Enum
 from typing import Any
 
+import msgspec
 from msgspec import Raw
 
 from hubbub import protocol
@@ -457,6 +458,10 @@ class Session:
             def reply(result: protocol.SubscribeResult) -> None:
                 nonlocal replied
                 replied = True
+                expires_at = self.grants.get(channel)
+                if expires_at is not None:  # the result may be shared: a copy with the token's expiry
+                    ttl = max(0, int(expires_at - self._clock()))
+                    result = msgspec.structs.replace(result, expires=True, ttl=ttl)
                 self._reply(command, result)
 
             await self.hub.subscribe(self, channel, request.since, reply)
@@ -544,6 +549,14 @@ class Session:
         self._check("read_presence", request.channel)
         return await self.hub.presence(request.channel)
 
+    async def _presence_stats(self, command: protocol.Command) -> protocol.Reply:
+        request = command.request
+        assert isinstance(request, protocol.PresenceRequest)
+        self._check("read_presence", request.channel)
+        clients = (await self.hub.presence(request.channel)).clients
+        users = {info.user for info in clients.values()}
+        return protocol.PresenceStatsResult(num_clients=len(clients), num_users=len(users))
+
     async def _send(self, command: protocol.Command) -> protocol.Reply:
         request = command.request
         assert isinstance(request, protocol.SendRequest)
@@ -589,6 +602,7 @@ class Session:
         "publish": _publish,
         "history": _history,
         "presence": _presence,
+        "presence_stats": _presence_stats,
         "send": _send,
         "ping": _ping,
         "mark_read": _mark_read,

@@ -21,6 +21,7 @@ from hubbub.config import Settings
 from hubbub.core.ratelimit import KeyedBuckets
 from hubbub.transports.handshake import UpgradeRequest
 from hubbub.transports.wsconnection import WebSocketConnection
+from hubbub.wire import centrifugo
 
 
 class Admission:
@@ -89,8 +90,15 @@ def select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Sub
     return Subprotocol(chosen)
 
 
-SPOKEN = (*wire.PROTOCOLS, protocol.SUBPROTOCOL_GRAPHQL)  # GraphQL only at its own path (websocket.py)
-UNSUPPORTED_SUBPROTOCOL = f"unsupported subprotocol; this server speaks {', '.join(SPOKEN)}"
+# GraphQL and Centrifugo's Protobuf only at their own paths (websocket.py).
+SPOKEN = (
+    *wire.PROTOCOLS,
+    protocol.SUBPROTOCOL_GRAPHQL,
+    *((centrifugo.SUBPROTOCOL_PROTOBUF,) if wire.PROTOBUF_AVAILABLE else ()),
+)
+UNSUPPORTED_SUBPROTOCOL = f"unsupported subprotocol; this server speaks {', '.join(SPOKEN)}" + (
+    "" if wire.PROTOBUF_AVAILABLE else f" ({centrifugo.SUBPROTOCOL_PROTOBUF} needs hubbub[protobuf])"
+)
 
 
 def first_spoken(offered: Sequence[str]) -> str | None:

@@ -28,6 +28,7 @@ from hubbub.core.session import Session
 from hubbub.errors import ConfigError
 from hubbub.transports import pages
 from hubbub.transports.admission import Admission, select_subprotocol
+from hubbub.transports.centrifugo import CentrifugoHandler, CentrifugoSink, ProtocolRefused
 from hubbub.transports.echo import ECHO_PATH, EchoHandler
 from hubbub.transports.frames import DEFLATE_MEM_LEVEL, OP_BINARY, OP_TEXT, FrameCache
 from hubbub.transports.graphql_ws import GraphQLConnection, GraphQLService, SubprotocolRefused
@@ -35,59 +36,23 @@ from hubbub.transports.handshake import UpgradeRequest
 from hubbub.transports.http_exchange import StreamContext
 from hubbub.transports.http_stream import SEND_PATH, STREAM_PATH, HttpStreamEndpoint
 from hubbub.transports.keepalive import Keepalive
-from hubbub.transports.messages import run_message
+from hubbub.transports.session_handler import SessionHandler
 from hubbub.transports.sink import WebSocketSink
 from hubbub.transports.sse import SSE_PATH, SseEndpoint
 from hubbub.transports.wsconnection import (
     ConnectionOptions,
     ConnectionRegistry,
     HttpExchange,
-    Message,
     MessageHandler,
     WebSocketConnection,
     WebSocketServer,
 )
+from hubbub.wire.centrifugo import SUBPROTOCOL_PROTOBUF
 
 log = logging.getLogger("hubbub.websocket")
 
 WEBSOCKET_PATH = "/connection/websocket"
 LISTEN_BACKLOG = 1024  # pending TCP connections the kernel queues during a reconnect storm
-
-
-class SessionHandler:
-    """Runs one connection's messages as commands of its Session, decoded by its wire protocol."""
-
-    __slots__ = ("_address", "_admission", "_connection", "_hub", "_wire", "session")
-
-    def __init__(
-        self,
-        hub: Hub,
-        session: Session,
-        wire_protocol: wire.WireProtocol,
-        admission: Admission,
-        address: str,
-        connection: WebSocketConnection,
-    ) -> None:
-        self._hub = hub
-        self._connection = connection
-        self.session = session
-        self._wire = wire_protocol
-        self._admission = admission
-        self._address = address
-
-    async def handle(self, message: Message) -> None:
-        await run_message(self.session, self._wire, message)
-
-    async def closed(self) -> None:
-        protocol = self._connection.protocol
-        if protocol is None:  # pragma: no cover - a handler exists only after the upgrade
-            self.session.closed()
-        else:
-            self.session.closed(protocol.close_code, protocol.close_reason or "")
-        try:
-            await self._hub.remove_session(self.session)
-        finally:
-            self._admission.release(self._address)
 
 
 class WebSocketEndpoint:
@@ -129,10 +94,11 @@ class WebSocketEndpoint:
             extensions=[deflate_factory()] if settings.compression else None,
             select_subprotocol=select_subprotocol,
         )
+        self._centrifugo = wire.centrifugo_protocols(settings.refresh_before) if settings.centrifugo_path else {}
         # One frame cache per wire protocol: a payload is converted and framed once for all of them.
         self._frames = {
-            name: FrameCache(OP_BINARY if protocol.binary else OP_TEXT, protocol.from_internal)
-            for name, protocol in wire.PROTOCOLS.items()
+            protocol.subprotocol: FrameCache(OP_BINARY if protocol.binary else OP_TEXT, protocol.from_internal)
+            for protocol in (*wire.PROTOCOLS.values(), *self._centrifugo.values())
         }
         streams = StreamContext(hub, verifier, hooks, self._admission, frozenset(self.forwarded_headers), is_draining)
         self._sse = SseEndpoint(streams)
@@ -185,7 +151,7 @@ class WebSocketEndpoint:
                 return connection.respond(
                     HTTPStatus.NOT_FOUND, "no GraphQL schema on this server (setting graphql_schema)\n"
                 )
-        elif path != WEBSOCKET_PATH and not is_echo:
+        elif path != WEBSOCKET_PATH and not is_echo and not (path == settings.centrifugo_path and path):
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found; the WebSocket endpoint is {WEBSOCKET_PATH}\n")
         if self.is_draining():
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "server is shutting down\n")
@@ -204,13 +170,37 @@ class WebSocketEndpoint:
             peer = Peer("graphql", address, request.headers)
             app = application_for(self.hooks, self.hub, peer, self.forwarded_headers)
             return GraphQLConnection(self._graphql, self.hub, connection, self._admission, address, self.verifier, app)
-        wire_protocol = wire.for_subprotocol(connection.subprotocol)
+        is_centrifugo = request.path.split("?", 1)[0] == self.hub.settings.centrifugo_path
+        subprotocol = connection.subprotocol
+        protobuf = subprotocol == SUBPROTOCOL_PROTOBUF
+        spoken_here = (subprotocol is None or protobuf) if is_centrifugo else not protobuf
+        if not spoken_here:
+            where = "this path speaks Centrifugo's protocol" if is_centrifugo else f"{subprotocol} is spoken"
+            path = self.hub.settings.centrifugo_path if not is_centrifugo else WEBSOCKET_PATH
+            return ProtocolRefused(connection, self._admission, address, f"{where}; use {path}")
+        if is_centrifugo:
+            return self._session(connection, request, address, self._centrifugo[subprotocol], centrifugo=True)
+        return self._session(connection, request, address, wire.for_subprotocol(subprotocol), centrifugo=False)
+
+    def _session(
+        self,
+        connection: WebSocketConnection,
+        request: UpgradeRequest,
+        address: str,
+        wire_protocol: wire.WireProtocol,
+        *,
+        centrifugo: bool,
+    ) -> SessionHandler:
         frames = self._frames[wire_protocol.subprotocol]
-        sink = WebSocketSink(connection, frames, self.hub.settings.compression_threshold)
+        threshold = self.hub.settings.compression_threshold
+        sink_type = CentrifugoSink if centrifugo else WebSocketSink
+        sink = sink_type(connection, frames, threshold)
         loop = asyncio.get_running_loop()
-        app = application_for(self.hooks, self.hub, Peer("websocket", address, request.headers), self.forwarded_headers)
+        kind = "centrifugo" if centrifugo else "websocket"
+        app = application_for(self.hooks, self.hub, Peer(kind, address, request.headers), self.forwarded_headers)
         session = Session(self.hub, sink, verifier=self.verifier, call_later=loop.call_later, app=app)
-        return SessionHandler(self.hub, session, wire_protocol, self._admission, address, connection)
+        handler = CentrifugoHandler if centrifugo else SessionHandler
+        return handler(self.hub, session, wire_protocol, self._admission, address, connection)
 
 
 def enable_fast_open(sockets: Iterable[socket.socket], queue: int) -> None:
