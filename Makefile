@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed  # third-party JS clients the tests run (tests/js/package.json)
 
-.PHONY: serve chat test bench lint clean
+.PHONY: serve chat test bench lint proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ test: $(STAMP) $(JS_STAMP)  ## system packages, lint and format check, types, th
 
 bench: $(STAMP)  ## benchmark scenarios against a real server (docs/benchmarks.md)
 	$(BIN)/python -m bench suite --out bench-results
+
+proto: $(STAMP)  ## regenerate src/hubbub/wire/centrifugo_pb2.py from centrifugo.proto (a test fails when it is stale)
+	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src src/hubbub/wire/centrifugo.proto
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check src tests bench examples

@@ -307,11 +307,10 @@ class Shaper:
         if isinstance(result, _Subscribed):
             return self._subscribed(result, with_publications=True)
         if isinstance(result, _History):
-            return {
-                "publications": [_publication(p) for p in result.publications],
-                "epoch": result.epoch,
-                "offset": result.offset,
-            }
+            history: Shaped = {"epoch": result.epoch, "offset": result.offset}
+            if result.publications:
+                history["publications"] = [_publication(p) for p in result.publications]
+            return history
         if isinstance(result, _Presence):
             return {"presence": {client: _info(info) for client, info in result.clients.items()}}
         if isinstance(result, _Expiry):
