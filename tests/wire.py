@@ -40,16 +40,18 @@ class BareWebSocket:
         await self.writer.drain()
 
     @classmethod
-    async def open(cls, url: str, extra_headers: str = "", subprotocol: str = "hubbub.json.v1") -> BareWebSocket:
+    async def open(cls, url: str, extra_headers: str = "", subprotocol: str | None = "hubbub.json.v1") -> BareWebSocket:
+        """Upgrade by hand; `subprotocol` None offers none (Centrifugo's JSON)."""
         parts = urlsplit(url)
         # A small limit makes the stream stop reading the socket when the test stops reading.
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port, limit=2**16)
         key = base64.b64encode(os.urandom(16)).decode()
+        offer = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol is not None else ""
         writer.write(
             (
                 f"GET {parts.path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
                 f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {subprotocol}\r\n"
+                f"Sec-WebSocket-Version: 13\r\n{offer}"
                 f"{extra_headers}\r\n"
             ).encode()
         )

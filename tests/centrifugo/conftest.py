@@ -43,6 +43,12 @@ def centrifugo_url(server: Server) -> str:
 
 @pytest.fixture
 def start_centrifugo(start_server: StartServer) -> StartServer:
+    return centrifugo_starter(start_server)
+
+
+def centrifugo_starter(start_server: StartServer) -> StartServer:
+    """`start_server` with this folder's namespaces, a token key and the rpc hook."""
+
     async def start(*, hooks: Hooks | None = None, **overrides: Any) -> Server:
         values: dict[str, Any] = {"namespaces": NAMESPACES, "token_secret": SECRET}
         values.update(overrides)

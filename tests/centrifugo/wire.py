@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from centrifuge.protocol import client_pb2
 from google.protobuf.json_format import MessageToDict, ParseDict
 
-from hubbub.server import Server
+
+class Listening(Protocol):
+    """A server in this process (hubbub.server.Server) or in its own (bench.process.ServerProcess)."""
+
+    @property
+    def port(self) -> int: ...
 
 
 def varint(value: int) -> bytes:
@@ -70,7 +75,7 @@ class CentrifugoWire:
 
     @classmethod
     async def open(
-        cls, http: aiohttp.ClientSession, server: Server, *, protobuf: bool, path: str = "/connection/centrifugo"
+        cls, http: aiohttp.ClientSession, server: Listening, *, protobuf: bool, path: str = "/connection/centrifugo"
     ) -> CentrifugoWire:
         protocols = ("centrifuge-protobuf",) if protobuf else ()
         ws = await http.ws_connect(f"ws://127.0.0.1:{server.port}{path}", protocols=protocols)

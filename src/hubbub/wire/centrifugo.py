@@ -56,8 +56,8 @@ def command_for(command_id: int, method: str, request: Any, data_of: DataOf) -> 
 
     `request` has Centrifugo's field names; `data_of` turns its `data` into JSON.
     """
-    if command_id > MAX_ID:
-        raise ProtocolError(f"command id must be at most {MAX_ID}")
+    if not 0 <= command_id <= MAX_ID:
+        raise ProtocolError(f"command id must be between 0 and {MAX_ID}")
     if not method:
         if command_id == 0:
             return None  # an empty command: the client's pong
