@@ -165,9 +165,9 @@ def test_the_testing_recipe(hubbub_server: ServerThread) -> None:
 
 
 def test_the_docs_show_the_example_files_as_they_are() -> None:
-    """Each example file is shown whole in docs/integration.md (or docs/graphql.md), unchanged."""
+    """Each example file is shown whole in docs/integration.md (or graphql.md, centrifugo-sdks.md), unchanged."""
     shown = []
-    for page in ("integration.md", "graphql.md"):
+    for page in ("integration.md", "graphql.md", "centrifugo-sdks.md"):
         text = (ROOT / "docs" / page).read_text()
         shown += [
             (page, *found) for found in re.findall(r"```python\n# (examples/\w+\.py)\n(.*?)```", text, flags=re.S)
@@ -190,6 +190,26 @@ async def test_the_graphql_ticker_example_prints_prices(
     feed = asyncio.create_task(run_ticker(server.api_url, symbols=3, rate=300, report=False))
     try:
         await asyncio.wait_for(example.watch(f"ws://127.0.0.1:{server.port}/graphql", "EMUB", count=3), 20)
+    finally:
+        feed.cancel()
+        await asyncio.gather(feed, return_exceptions=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(re.fullmatch(r"EMUB \d+\.\d\d \([+-]\d+\.\d{3}%\)", line) for line in lines), lines
+
+
+async def test_the_centrifuge_ticker_example_prints_prices(
+    start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/centrifugo-sdks.md's walk-through: the embedded defaults, `hubbub demo ticker`'s feed,
+    and examples/centrifuge_ticker.py (centrifuge-python, unchanged) printing one symbol's prices."""
+    from hubbub.demo import run_ticker
+
+    server = await start_server(namespaces=DEFAULT_NAMESPACES)
+    example = load_example("centrifuge_ticker")
+    feed = asyncio.create_task(run_ticker(server.api_url, symbols=3, rate=300, report=False))
+    try:
+        url = f"ws://127.0.0.1:{server.port}/connection/centrifugo"
+        await asyncio.wait_for(example.watch(url, "EMUB", count=3), 20)
     finally:
         feed.cancel()
         await asyncio.gather(feed, return_exceptions=True)
