@@ -158,7 +158,7 @@ async def test_a_protocol_at_the_wrong_path_is_closed_3501(
     ws = await http.ws_connect(f"ws://127.0.0.1:{centrifugo_server.port}{path}", protocols=(offered,))
     message = await ws.receive(timeout=5)
     assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 3501
-    assert "use /connection/" in message.extra
+    assert "use /connection/" in str(message.extra)
 
 
 async def test_the_wrong_frame_type_is_closed_1003(

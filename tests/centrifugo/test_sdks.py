@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from hubbub.core.auth import mint_token
+from hubbub.core.session import Session
 from hubbub.server import Server
 from tests.centrifugo.apps import App, Event
 from tests.centrifugo.conftest import OpenApp, RestartableNode
@@ -101,7 +102,7 @@ async def test_a_subscription_token_and_its_refresh(centrifugo_server: Server, o
     long = mint_token(SECRET, "alice", ttl=3600, channel="private:plans")
     await subscribed(app, "private:plans", tokens=[short, long])
     assert server.hub is not None
-    session = next(iter(server.hub.sessions.values()))
+    session = only_session(server)
     first_expiry = session.grants["private:plans"]
     assert first_expiry is not None and first_expiry < time.time() + 10
     # The SDK refreshes on its own timer, at the ttl hubbub gave (half of a short token's life).
@@ -119,12 +120,12 @@ async def test_token_refresh_keeps_the_connection(centrifugo_server: Server, ope
     app = await open_app(server, tokens=[mint_token(SECRET, "alice", ttl=4), mint_token(SECRET, "alice", ttl=3600)])
     await connected(app)
     assert server.hub is not None
-    session = next(iter(server.hub.sessions.values()))
+    session = only_session(server)
     assert (session.credentials.expires_at or 0) < time.time() + 10
     await app.event(event("token", kind="connection"))  # connecting
     await app.event(event("token", kind="connection"))  # refreshing, ahead of exp
     await until(lambda: (session.credentials.expires_at or 0) > time.time() + 3000)
-    assert next(iter(server.hub.sessions.values())) is session  # the same connection, refreshed in band
+    assert only_session(server) is session  # the same connection, refreshed in band
     assert not [e for e in app.log.seen if e["event"] == "disconnected"]
 
 
@@ -158,6 +159,13 @@ async def test_recovery_after_the_server_restarts(restartable: RestartableNode, 
     assert (await app.event(event("publication", channel=channel)))["data"] == {"n": 5}
     offsets = [e["offset"] for e in app.log.seen if e["event"] == "publication"]
     assert offsets == sorted(set(offsets))  # every one once, in order
+
+
+def only_session(server: Server) -> Session:
+    assert server.hub is not None
+    (session,) = server.hub.sessions.values()
+    assert isinstance(session, Session)
+    return session
 
 
 async def until(condition: Any, timeout: float = 15.0) -> None:

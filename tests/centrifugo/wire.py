@@ -17,7 +17,7 @@ class Listening(Protocol):
     """A server in this process (hubbub.server.Server) or in its own (bench.process.ServerProcess)."""
 
     @property
-    def port(self) -> int: ...
+    def port(self) -> int | None: ...
 
 
 def varint(value: int) -> bytes:

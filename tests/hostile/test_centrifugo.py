@@ -54,6 +54,12 @@ async def still_gets_everything(server: Server, good: CentrifugoWire, n: int) ->
             return
 
 
+def without_id() -> bytes:
+    frame = encode_commands([{"subscribe": {"channel": "chat:x"}}], True)
+    assert isinstance(frame, bytes)
+    return frame
+
+
 def protobuf_frames() -> dict[str, bytes]:
     """Binary frames that are not valid `centrifuge-protobuf` (each closes 3501)."""
     return {
@@ -62,7 +68,7 @@ def protobuf_frames() -> dict[str, bytes]:
         "a varint that never ends": b"\xff" * 11,
         "a message longer than its frame": varint(100) + b"\x08\x01",
         "a wrong wire type": varint(2) + b"\x0a\x00" + varint(3) + b"\x22\x05\x00",
-        "a command without an id": bytes(encode_commands([{"subscribe": {"channel": "chat:x"}}], True)),
+        "a command without an id": without_id(),
     }
 
 
