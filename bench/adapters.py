@@ -2,7 +2,8 @@
 
 hubbub speaks its own protocol (connect and subscribes pipelined in one frame, as a client
 may; `hubbub-sse`: its subscribers read Server-Sent Events instead; `hubbub-graphql`: they
-subscribe over graphql-transport-ws); the naive peers share one
+subscribe over graphql-transport-ws; `hubbub-centrifugo-*`: Centrifugo's client protocol, JSON or
+Protobuf); the naive peers share one
 text protocol (bench/peers); python-socketio uses Socket.IO
 packets over its WebSocket transport (Engine.IO v4).
 """
@@ -21,6 +22,7 @@ class Adapter:
     name: str
     path: str
     subprotocol: str | None = None
+    opcode: int = 0x1  # of the frames it sends: text (0x2: binary)
 
     def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
         """(frame or frames to send, or None; substring to wait for) after the upgrade, in order.
@@ -81,6 +83,63 @@ class HubbubGraphQLAdapter(HubbubAdapter):
         return b'{"type":"pong"}' if frame == b'{"type":"ping"}' else None
 
 
+class CentrifugoJsonAdapter(HubbubAdapter):
+    """Centrifugo's JSON protocol at /connection/centrifugo (no subprotocol): the same connect,
+    subscribe and publish lines as hubbub's; recovery by `recover` with offset and epoch."""
+
+    def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
+        lines = [b'{"id":1,"connect":{}}']
+        for i, channel in enumerate(channels):
+            subscribe: dict[str, object] = {"channel": channel}
+            if since and channel in since:
+                offset, epoch = since[channel]
+                subscribe.update(recover=True, offset=offset, epoch=epoch)
+            lines.append(json.dumps({"id": 2 + i, "subscribe": subscribe}).encode())
+        return [(b"\n".join(lines), b'"id":%d,' % (len(channels) + 1))]
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, body: bytes) -> bytes:
+    """A length-delimited Protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(body)) + body
+
+
+def _command(command_id: int, method_field: int, request: bytes) -> bytes:
+    """One length-prefixed Centrifugo `Command`: id (field 1) and one request (its field number)."""
+    body = b"\x08" + _varint(command_id) + _field(method_field, request)
+    return _varint(len(body)) + body
+
+
+class CentrifugoProtobufAdapter(Adapter):
+    """Centrifugo's Protobuf protocol (`centrifuge-protobuf`): binary frames of length-prefixed
+    Commands, encoded here by hand (field numbers of Centrifugo's client.proto); a reply is
+    recognised by its id field followed by its result field's tag."""
+
+    def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
+        frame = _command(1, 4, b"")  # connect (field 4)
+        for i, channel in enumerate(channels):
+            request = _field(1, channel.encode())
+            if since and channel in since:
+                offset, epoch = since[channel]
+                request += b"\x18\x01" + _field(6, epoch.encode()) + b"\x38" + _varint(offset)  # recover, epoch, offset
+            frame += _command(2 + i, 5, request)  # subscribe (field 5)
+        last = len(channels) + 1
+        result_tag = b"\x32" if channels else b"\x2a"  # SubscribeResult (6) or ConnectResult (5)
+        return [(frame, b"\x08" + _varint(last) + result_tag)]
+
+    def publish(self, channel: str, payload: str, sequence: int) -> bytes:
+        data = json.dumps(payload).encode()  # hubbub's data is JSON: a string
+        return _command(sequence, 7, _field(1, channel.encode()) + _field(2, data))  # publish (field 7)
+
+
 class PlainAdapter(Adapter):
     def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
         return [(b"sub " + channel.encode(), b"ok " + channel.encode()) for channel in channels]
@@ -105,5 +164,9 @@ HUBBUB = HubbubAdapter("hubbub", "/connection/websocket", "hubbub.json.v1")
 HUBBUB_SSE = HubbubSseAdapter("hubbub-sse", "/connection/websocket", "hubbub.json.v1")
 HUBBUB_GRAPHQL = HubbubGraphQLAdapter("hubbub-graphql", "/graphql", "graphql-transport-ws")
 HUBBUB_GRAPHQL_100 = HubbubGraphQLAdapter("hubbub-graphql-100", "/graphql", "graphql-transport-ws", documents=100)
+CENTRIFUGO_JSON = CentrifugoJsonAdapter("hubbub-centrifugo-json", "/connection/centrifugo")
+CENTRIFUGO_PROTOBUF = CentrifugoProtobufAdapter(
+    "hubbub-centrifugo-protobuf", "/connection/centrifugo", "centrifuge-protobuf", opcode=0x2
+)
 PLAIN = PlainAdapter("plain", "/")
 SOCKETIO = SocketIOAdapter("socketio", "/socket.io/?EIO=4&transport=websocket")

@@ -134,11 +134,12 @@ class Link(Reader):
 
     def send(self, frame: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(masked_text_frame(frame))
+            self.transport.write(masked_text_frame(frame, self.adapter.opcode))
 
     def send_many(self, frames: Sequence[bytes]) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(masked_text_frame(frame) for frame in frames))
+            opcode = self.adapter.opcode
+            self.transport.write(b"".join(masked_text_frame(frame, opcode) for frame in frames))
 
     def arm(self, expect: bytes) -> None:
         """Wait for a frame containing `expect` (armed before sending, so no reply slips by)."""

@@ -17,7 +17,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.adapters import HUBBUB, HUBBUB_GRAPHQL, HUBBUB_GRAPHQL_100, HUBBUB_SSE, PLAIN, SOCKETIO, Adapter
+from bench.adapters import (
+    CENTRIFUGO_JSON,
+    CENTRIFUGO_PROTOBUF,
+    HUBBUB,
+    HUBBUB_GRAPHQL,
+    HUBBUB_GRAPHQL_100,
+    HUBBUB_SSE,
+    PLAIN,
+    SOCKETIO,
+    Adapter,
+)
 from bench.process import cpu_seconds, free_port
 
 # hubbub as shipped (embedded defaults: SQLite history on the default namespace), with the
@@ -76,6 +86,9 @@ SERVERS = {
     # hubbub itself, its subscribers on GraphQL (graphql-transport-ws): one shared document, or 100
     "hubbub-graphql": ServerSpec("hubbub-graphql", HUBBUB_GRAPHQL, "hubbub", GRAPHQL_FLAGS),
     "hubbub-graphql-100": ServerSpec("hubbub-graphql-100", HUBBUB_GRAPHQL_100, "hubbub", GRAPHQL_FLAGS),
+    # hubbub itself, every client on Centrifugo's client protocol (docs/centrifugo-sdks.md)
+    "hubbub-centrifugo-json": ServerSpec("hubbub-centrifugo-json", CENTRIFUGO_JSON, "hubbub"),
+    "hubbub-centrifugo-protobuf": ServerSpec("hubbub-centrifugo-protobuf", CENTRIFUGO_PROTOBUF, "hubbub"),
 }
 READY = re.compile(r"listening on|WebSocket on ws://")
 

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def masked_text_frame(payload: bytes) -> bytes:
-    head = bytearray([0x81])
+def masked_text_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A masked client frame: text, or another opcode (0x2: binary)."""
+    head = bytearray([0x80 | opcode])
     length = len(payload)
     if length < 126:
         head.append(0x80 | length)

@@ -134,6 +134,20 @@ def test_suite_measures_graphql_beside_the_native_protocol(tmp_path: Path) -> No
     assert "server CPU us/delivery" in done.stdout
 
 
+def test_suite_measures_centrifugo_clients_beside_the_native_protocol(tmp_path: Path) -> None:
+    """`hubbub-centrifugo-json` and `-protobuf`: the same server, every client on Centrifugo's
+    client protocol; every publication reaches every subscriber (docs/benchmarks.md)."""
+    servers = "hubbub,hubbub-centrifugo-json,hubbub-centrifugo-protobuf"
+    done = smoke_suite(tmp_path, "--servers", servers, "--scenarios", "fanout,idle")
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    for name in ("hubbub-centrifugo-json", "hubbub-centrifugo-protobuf"):
+        rows = [r for r in results if r["server"] == name]
+        assert {r["phase"] for r in rows} == {"closed loop", "open loop 2k/s", "idle"}, rows
+        assert all(r["lost"] == 0 and r["kib_per_conn"] > 0 and r["handshakes_per_s"] > 0 for r in rows), rows
+        assert all(r["delivered_per_s"] > 0 for r in rows if r["phase"] != "idle")
+        assert any(row.startswith(f"| {name} |") for row in done.stdout.splitlines())
+
+
 def test_suite_runs_the_rooms_scenario_with_reconnects(tmp_path: Path) -> None:
     """Rooms of 10 with typing while users reconnect: hubbub's reconnecting clients recover
     what they missed, so none of its subscribers lacks a message (docs/benchmarks.md)."""
