@@ -3,9 +3,9 @@
 Each connection is an ordinary hubbub Session (tokens, namespaces, permissions, limits, history,
 recovery) whose wire protocol is Centrifugo's, JSON or Protobuf (wire/centrifugo*.py). What the
 protocol needs beyond decoding and encoding lives here: the server's pings (an empty reply every
-`ping_interval`, which the SDKs time out on), close codes as the SDKs read them, frames with
-nothing for the client left out, and an unsubscribe of a channel already ended answered as done
-(the SDKs reconnect on an unsubscribe error).
+`ping_interval`, which the SDKs time out on), close codes as the SDKs read them, and an
+unsubscribe of a channel already ended answered as done (the SDKs reconnect on an unsubscribe
+error).
 """
 
 from __future__ import annotations
@@ -21,14 +21,10 @@ from hubbub.wire import centrifugo
 
 
 class CentrifugoSink(WebSocketSink):
-    """A WebSocket sink that writes nothing for a payload with nothing for a Centrifugo client
-    (hubbub's own refresh asks and read pushes), and closes with codes the SDKs read right."""
+    """A WebSocket sink that closes with codes the SDKs read right. (A payload with nothing for
+    a Centrifugo client, such as hubbub's own refresh asks, converts to no frame at all.)"""
 
     __slots__ = ()
-
-    def write(self, payload: bytes) -> None:
-        if self._frames.data_for(payload):
-            super().write(payload)
 
     def close(self, code: int, reason: str) -> None:
         self._connection.close(centrifugo.close_code(code), close_reason(reason))

@@ -70,7 +70,9 @@ class FrameCache:
     def _load(self, payload: bytes) -> None:
         self.payload = payload
         self.data = self._convert(payload) if self._convert is not None else payload
-        self.frame = data_frame(self._opcode, self.data)
+        # A conversion may leave nothing for the client (Centrifugo drops hubbub-only pushes):
+        # then no frame at all, and writing b"" sends nothing.
+        self.frame = data_frame(self._opcode, self.data) if self.data else b""
 
     def frame_for(self, payload: bytes) -> bytes:
         if payload is not self.payload:
@@ -85,6 +87,7 @@ class FrameCache:
     def deflated_frame_for(self, payload: bytes, window_bits: int) -> bytes:
         payload_seen, bits_seen = self._deflated_key
         if payload is not payload_seen or window_bits != bits_seen:
-            self._deflated = deflated_frame(self._opcode, self.data_for(payload), window_bits)
+            data = self.data_for(payload)
+            self._deflated = deflated_frame(self._opcode, data, window_bits) if data else b""
             self._deflated_key = (payload, window_bits)
         return self._deflated

@@ -66,6 +66,8 @@ class WebSocketSink:
                 transport.write(self._frames.deflated_frame_for(payload, self._deflate_bits))
             else:
                 data = self._frames.data_for(payload)
+                if not data:  # nothing for this protocol's client in it
+                    return
                 if self._frames.binary:
                     protocol.send_binary(data)
                 else:
