@@ -167,6 +167,7 @@ class ConnectResult(Reply):
     expires: bool = False
     ttl: int | None = None
     subs: list[str] | None = None  # server-side subscriptions: a `subscribe` push follows for each
+    refreshed_by_server: bool = False  # the expiry came from the connect hook: its refresh hook extends it
 
 
 class SubscribeResult(Reply):

@@ -184,6 +184,17 @@ class _ClientEvents(centrifuge.ClientEventHandler):
     async def on_error(self, ctx: centrifuge.ErrorContext) -> None:
         self.log.append({"event": "error", "code": ctx.code})
 
+    async def on_subscribed(self, ctx: centrifuge.ServerSubscribedContext) -> None:
+        self.log.append({"event": "server_subscribed", "channel": ctx.channel, "recovered": ctx.recovered})
+
+    async def on_unsubscribed(self, ctx: centrifuge.ServerUnsubscribedContext) -> None:
+        self.log.append({"event": "server_unsubscribed", "channel": ctx.channel})
+
+    async def on_publication(self, ctx: centrifuge.ServerPublicationContext) -> None:
+        pub = ctx.pub
+        received = {"channel": ctx.channel, "data": decoded(pub.data), "offset": pub.offset}
+        self.log.append({"event": "server_publication", **received})
+
 
 class _SubscriptionEvents(centrifuge.SubscriptionEventHandler):
     def __init__(self, log: EventLog, channel: str) -> None:

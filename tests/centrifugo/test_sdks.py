@@ -4,15 +4,20 @@ kind of client (conftest.KINDS); docs/centrifugo-sdks.md's feature table is thes
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
+import jwt
+import pytest
+
 from hubbub.core.auth import mint_token
 from hubbub.core.session import Session
+from hubbub.hooks import ConnectDecision, ConnectEvent, Hooks, RefreshDecision, RefreshEvent
 from hubbub.server import Server
 from tests.centrifugo.apps import App, Event
-from tests.centrifugo.conftest import OpenApp, RestartableNode
-from tests.conftest import OpenRaw
+from tests.centrifugo.conftest import OpenApp, RestartableNode, answer
+from tests.conftest import OpenRaw, StartServer
 from tests.graphql.conftest import subscribers
 from tests.helpers import SECRET
 
@@ -138,6 +143,26 @@ async def test_an_expired_token_is_replaced(centrifugo_server: Server, open_app:
     assert len(tokens_asked) == 2  # the SDK took 109 (token expired) as "get a new token"
 
 
+async def test_server_side_subscriptions(centrifugo_server: Server, open_app: OpenApp) -> None:
+    """A token's `channels`, and the server API's subscribe and unsubscribe, reach the SDK as its
+    server-side subscriptions."""
+    server = centrifugo_server
+    claims = {"sub": "alice", "channels": ["chat:news"], "exp": int(time.time()) + 3600}
+    app = await open_app(server, tokens=[jwt.encode(claims, SECRET, algorithm="HS256")])
+    await connected(app)
+    await app.event(event("server_subscribed", channel="chat:news"))
+    await subscribers(server, "chat:news", 1)
+    await server.publish("chat:news", {"n": 1})
+    assert (await app.event(event("server_publication", channel="chat:news")))["data"] == {"n": 1}
+    await server.subscribe("alice", "chat:later")
+    await app.event(event("server_subscribed", channel="chat:later"))
+    await subscribers(server, "chat:later", 1)
+    await server.publish("chat:later", {"n": 2})
+    assert (await app.event(event("server_publication", channel="chat:later")))["data"] == {"n": 2}
+    await server.unsubscribe("alice", "chat:later")
+    await app.event(event("server_unsubscribed", channel="chat:later"))
+
+
 async def test_recovery_after_the_server_restarts(restartable: RestartableNode, open_app: OpenApp) -> None:
     channel = restartable.channel
     app = await open_app(restartable.node, tokens=[mint_token(SECRET, "alice")])
@@ -177,3 +202,65 @@ async def until(condition: Any, timeout: float = 15.0) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(reached(), timeout)
+
+
+async def test_server_side_subscriptions_recover_after_a_restart(
+    restartable: RestartableNode, open_app: OpenApp
+) -> None:
+    """The SDK sends its server-side subscriptions' positions in its connect command: what they
+    missed comes back, once each, in order, after the server's subscribe."""
+    channel = restartable.channel
+    claims = {"sub": "alice", "channels": [channel], "exp": int(time.time()) + 3600}
+    app = await open_app(restartable.node, tokens=[jwt.encode(claims, SECRET, algorithm="HS256")])
+    await connected(app)
+    await app.event(event("server_subscribed", channel=channel))
+    await subscribers(restartable.node, channel, 1)
+    await restartable.publisher.publish(channel, {"n": 1})
+    first = await app.event(event("server_publication", channel=channel))
+    await restartable.node.close()
+    await app.event(event("connecting"))
+    for n in (2, 3):  # while the node is down
+        await restartable.publisher.publish(channel, {"n": n})
+    await restartable.restart()
+    missed = [await app.event(event("server_publication", channel=channel)) for _ in range(2)]
+    assert [(p["data"]["n"], p["offset"]) for p in missed] == [(2, first["offset"] + 1), (3, first["offset"] + 2)]
+
+
+async def test_a_connection_the_connect_hook_decides_is_refreshed_by_the_server(
+    start_centrifugo: StartServer, open_app: OpenApp
+) -> None:
+    """No token, no getToken: the connect hook admits the SDK for 2 seconds and the refresh hook
+    extends it. The SDK is not told to refresh (it could not) and stays connected."""
+    refreshed = asyncio.Event()
+
+    async def connect(_: ConnectEvent) -> ConnectDecision:
+        return ConnectDecision(user="alice", expires_at=time.time() + 2)
+
+    async def refresh(_: RefreshEvent) -> RefreshDecision:
+        refreshed.set()
+        return RefreshDecision(expires_at=time.time() + 3600)
+
+    server = await start_centrifugo(hooks=Hooks(connect=connect, refresh=refresh, rpc=answer))
+    app = await open_app(server)
+    await connected(app)
+    await asyncio.wait_for(refreshed.wait(), 10)
+    session = only_session(server)
+    await until(lambda: (session.credentials.expires_at or 0) > time.time() + 3000)
+    answered = result(await app.call("rpc", method="who", data=None))
+    assert answered["data"]["user"] == "alice"
+    assert only_session(server) is session
+    assert not [e for e in app.log.seen if e["event"] in ("disconnected", "error", "token")]
+
+
+async def test_a_message_to_the_user_reaches_the_sdk(
+    centrifugo_server: Server, open_app: OpenApp, request: pytest.FixtureRequest
+) -> None:
+    """The server API's `send` to a user is a `message` push: centrifuge-js emits it;
+    centrifuge-python has no handler for it and goes on unharmed."""
+    app = await open_app(centrifugo_server, tokens=[mint_token(SECRET, "alice")])
+    await connected(app)
+    await centrifugo_server.send("alice", {"note": "hello"})
+    if "python" in request.node.callspec.id:
+        assert result(await app.call("rpc", method="still", data=None))["data"]["user"] == "alice"
+    else:
+        assert (await app.event(event("message")))["data"] == {"note": "hello"}

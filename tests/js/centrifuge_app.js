@@ -26,13 +26,18 @@ globalThis.startCentrifugeApp = function startCentrifugeApp(Centrifuge, options,
   client.on("error", (ctx) => emit({ event: "error", type: ctx.type, code: ctx.error ? ctx.error.code : null }));
 
   const subs = {};
-  const publication = (channel, ctx) => ({
-    event: "publication",
+  const publication = (channel, ctx, event = "publication") => ({
+    event,
     channel,
     data: decode(ctx.data),
     offset: ctx.offset,
     user: ctx.info ? ctx.info.user : null,
   });
+  // Server-side subscriptions (a token's `channels`, the server API) surface on the client.
+  client.on("subscribed", (ctx) => emit({ event: "server_subscribed", channel: ctx.channel, recovered: ctx.recovered }));
+  client.on("unsubscribed", (ctx) => emit({ event: "server_unsubscribed", channel: ctx.channel }));
+  client.on("publication", (ctx) => emit(publication(ctx.channel, ctx, "server_publication")));
+  client.on("message", (ctx) => emit({ event: "message", data: decode(ctx.data) }));
 
   function subscribe(command) {
     const channel = command.channel;

@@ -369,6 +369,7 @@ class Session:
             expires=expiry.expires,
             ttl=expiry.ttl,
             subs=channels or None,
+            refreshed_by_server=by_hook and expiry.expires,
         )
 
     def _set_credentials(self, credentials: Credentials) -> None:

@@ -218,6 +218,7 @@ class _Connected(Struct):
     ping: float | None = None
     expires: bool = False
     ttl: int = 0
+    refreshed_by_server: bool = False
 
 
 class _History(Struct):
@@ -299,7 +300,9 @@ class Shaper:
     def _result(self, method: str, result: Any) -> Shaped:
         if isinstance(result, _Connected):
             connected: Shaped = {"client": result.client, "version": result.version}
-            if result.expires:
+            # An expiry the connect hook set is the refresh hook's to extend: the SDK, which would
+            # ask its getToken (absent, as it connected without a token), must not try.
+            if result.expires and not result.refreshed_by_server:
                 connected.update(expires=True, ttl=self.ttl(result.ttl))
             if result.ping:
                 connected.update(ping=max(1, round(result.ping)), pong=False)  # the WebSocket pong does
