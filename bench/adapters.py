@@ -43,10 +43,13 @@ class HubbubAdapter(Adapter):
         for i, channel in enumerate(channels):
             subscribe: dict[str, object] = {"channel": channel}
             if since and channel in since:
-                offset, epoch = since[channel]
-                subscribe["since"] = {"offset": offset, "epoch": epoch}
+                subscribe.update(self.position(*since[channel]))
             lines.append(json.dumps({"id": 2 + i, "subscribe": subscribe}).encode())
         return [(b"\n".join(lines), b'"id":%d,' % (len(channels) + 1))]
+
+    def position(self, offset: int, epoch: str) -> dict[str, object]:
+        """The subscribe fields that recover from a position."""
+        return {"since": {"offset": offset, "epoch": epoch}}
 
     def publish(self, channel: str, payload: str, sequence: int) -> bytes:
         return b'{"id":%d,"publish":{"channel":"%s","data":"%s"}}' % (sequence, channel.encode(), payload.encode())
@@ -87,15 +90,8 @@ class CentrifugoJsonAdapter(HubbubAdapter):
     """Centrifugo's JSON protocol at /connection/centrifugo (no subprotocol): the same connect,
     subscribe and publish lines as hubbub's; recovery by `recover` with offset and epoch."""
 
-    def steps(self, channels: list[str], since: dict[str, tuple[int, str]] | None = None) -> list[Step]:
-        lines = [b'{"id":1,"connect":{}}']
-        for i, channel in enumerate(channels):
-            subscribe: dict[str, object] = {"channel": channel}
-            if since and channel in since:
-                offset, epoch = since[channel]
-                subscribe.update(recover=True, offset=offset, epoch=epoch)
-            lines.append(json.dumps({"id": 2 + i, "subscribe": subscribe}).encode())
-        return [(b"\n".join(lines), b'"id":%d,' % (len(channels) + 1))]
+    def position(self, offset: int, epoch: str) -> dict[str, object]:
+        return {"recover": True, "offset": offset, "epoch": epoch}
 
 
 def _varint(value: int) -> bytes:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.redis_server import require_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,33 +121,24 @@ def test_suite_measures_sse_beside_websocket(tmp_path: Path) -> None:
     assert any(row.startswith("| hubbub-sse |") for row in done.stdout.splitlines())
 
 
-def test_suite_measures_graphql_beside_the_native_protocol(tmp_path: Path) -> None:
-    """`hubbub-graphql` (one document) and `hubbub-graphql-100`: the same server, its subscribers
-    on graphql-transport-ws; every publication reaches every subscriber (docs/benchmarks.md)."""
-    servers = "hubbub,hubbub-graphql,hubbub-graphql-100"
-    done = smoke_suite(tmp_path, "--servers", servers, "--scenarios", "fanout,idle")
+@pytest.mark.parametrize(
+    "variants",
+    [("hubbub-graphql", "hubbub-graphql-100"), ("hubbub-centrifugo-json", "hubbub-centrifugo-protobuf")],
+    ids=["graphql", "centrifugo"],
+)
+def test_suite_measures_protocols_beside_the_native_one(tmp_path: Path, variants: tuple[str, str]) -> None:
+    """The same server, its clients on GraphQL (`hubbub-graphql`: one document, `-100`: 100 of
+    them) or on Centrifugo's client protocol (JSON, Protobuf); every publication reaches every
+    subscriber (docs/benchmarks.md)."""
+    done = smoke_suite(tmp_path, "--servers", ",".join(("hubbub", *variants)), "--scenarios", "fanout,idle")
     results = json.loads((tmp_path / "results.json").read_text())["results"]
-    for name in ("hubbub-graphql", "hubbub-graphql-100"):
+    for name in variants:
         rows = [r for r in results if r["server"] == name]
         assert {r["phase"] for r in rows} == {"closed loop", "open loop 2k/s", "idle"}, rows
         assert all(r["lost"] == 0 and r["kib_per_conn"] > 0 and r["handshakes_per_s"] > 0 for r in rows), rows
         assert all(r["delivered_per_s"] > 0 for r in rows if r["phase"] != "idle")
         assert any(row.startswith(f"| {name} |") for row in done.stdout.splitlines())
     assert "server CPU us/delivery" in done.stdout
-
-
-def test_suite_measures_centrifugo_clients_beside_the_native_protocol(tmp_path: Path) -> None:
-    """`hubbub-centrifugo-json` and `-protobuf`: the same server, every client on Centrifugo's
-    client protocol; every publication reaches every subscriber (docs/benchmarks.md)."""
-    servers = "hubbub,hubbub-centrifugo-json,hubbub-centrifugo-protobuf"
-    done = smoke_suite(tmp_path, "--servers", servers, "--scenarios", "fanout,idle")
-    results = json.loads((tmp_path / "results.json").read_text())["results"]
-    for name in ("hubbub-centrifugo-json", "hubbub-centrifugo-protobuf"):
-        rows = [r for r in results if r["server"] == name]
-        assert {r["phase"] for r in rows} == {"closed loop", "open loop 2k/s", "idle"}, rows
-        assert all(r["lost"] == 0 and r["kib_per_conn"] > 0 and r["handshakes_per_s"] > 0 for r in rows), rows
-        assert all(r["delivered_per_s"] > 0 for r in rows if r["phase"] != "idle")
-        assert any(row.startswith(f"| {name} |") for row in done.stdout.splitlines())
 
 
 def test_suite_runs_the_rooms_scenario_with_reconnects(tmp_path: Path) -> None:

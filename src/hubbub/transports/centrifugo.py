@@ -10,10 +10,11 @@ error).
 
 from __future__ import annotations
 
-from hubbub import protocol, wire
+from hubbub import protocol
 from hubbub.core.session import State as SessionState
-from hubbub.errors import CommandError, DisconnectCode, ProtocolError
+from hubbub.errors import CommandError, DisconnectCode
 from hubbub.transports.admission import Admission
+from hubbub.transports.messages import decode_message
 from hubbub.transports.session_handler import SessionHandler
 from hubbub.transports.sink import WebSocketSink, close_reason
 from hubbub.transports.wsconnection import Message, WebSocketConnection
@@ -37,17 +38,7 @@ class CentrifugoHandler(SessionHandler):
 
     async def handle(self, message: Message) -> None:
         session = self.session
-        if session.state is SessionState.CLOSED:
-            return
-        try:
-            commands = self._wire.decode(message)
-        except wire.UnsupportedFrame as exc:
-            session.disconnect(DisconnectCode.UNSUPPORTED_DATA, str(exc), notify=False)
-            return
-        except ProtocolError as exc:
-            session.disconnect(DisconnectCode.BAD_REQUEST, f"bad request: {exc}", notify=False)
-            return
-        for command in commands:
+        for command in decode_message(session, self._wire, message):
             request = command.request
             if (
                 command.method == "unsubscribe"
