@@ -69,6 +69,7 @@ def protobuf_frames() -> dict[str, bytes]:
         "a message longer than its frame": varint(100) + b"\x08\x01",
         "a wrong wire type": varint(2) + b"\x0a\x00" + varint(3) + b"\x22\x05\x00",
         "a command without an id": without_id(),
+        "groups nested 30,000 deep": varint(60_000) + b"\x5b" * 30_000 + b"\x5c" * 30_000,  # field 11
     }
 
 
