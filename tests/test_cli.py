@@ -132,6 +132,37 @@ async def test_publish_and_subscribe_commands(spawn, tmp_path: Path) -> None:  #
     assert code == 1 and json.loads(output)["error"]["code"] == 102
 
 
+async def test_a_client_command_started_with_sigint_ignored_still_stops_on_it(tmp_path: Path) -> None:
+    """A shell's background job inherits SIGINT ignored; `hubbub subscribe` stops on it anyway."""
+    server = await asyncio.create_subprocess_exec(
+        *hubbub_command("serve", "--port", "0", "--api-port", "0", "--history-path", "none"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    subscriber = None
+    try:
+        output = Process(server)
+        ws_url = (await output.wait_for_line(r"WebSocket on (ws://\S+)")).group(1)
+        api_url = (await output.wait_for_line(r"server API on (http://\S+)/api/")).group(1)
+        code, _ = await asyncio.to_thread(run, "publish", "news", '{"n": 1}', "--url", api_url)
+        assert code == 0
+        base = ws_url.removesuffix("/connection/websocket")
+        subscriber = await asyncio.create_subprocess_exec(
+            *hubbub_command("subscribe", "news", "--url", base, "--since", "0"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` does
+        )
+        await Process(subscriber).wait_for_line(r'^\{"n":1\}$')  # subscribed: the replay is out
+        subscriber.send_signal(signal.SIGINT)  # the process this test started, by its handle
+        assert await asyncio.wait_for(subscriber.wait(), 10) == 130
+    finally:
+        for process in (subscriber, server):
+            if process is not None and process.returncode is None:
+                process.kill()  # the processes this test started, by their handles
+                await process.wait()
+
+
 def test_token_mints_a_jwt_with_the_configured_secret() -> None:
     code, output = run("token", "alice", "--ttl", "60", env={"HUBBUB_TOKEN_SECRET": SECRET})
     assert code == 0

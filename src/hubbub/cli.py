@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("publish", "subscribe", "top", "demo"):
+        # Ctrl-C stops a client command even when started where SIGINT is ignored (a shell's
+        # background job): Python then leaves it ignored instead of raising KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.command == "serve":
             return _serve(args)
