@@ -8,8 +8,6 @@ Centrifugo's client protocol (JSON and Protobuf) is spoken at its own path inste
 
 from __future__ import annotations
 
-import importlib.util
-
 from hubbub.wire import centrifugo
 from hubbub.wire.base import UnsupportedFrame, WireProtocol
 from hubbub.wire.centrifugo_json import CentrifugoJson
@@ -29,7 +27,12 @@ __all__ = [
 # In order of preference when a client offers several it does not rank.
 PROTOCOLS: dict[str, WireProtocol] = {wire.subprotocol: wire for wire in (JSON_V1, MSGPACK_V1)}
 DEFAULT: WireProtocol = JSON_V1  # a client that offers no subprotocol
-PROTOBUF_AVAILABLE = importlib.util.find_spec("google.protobuf") is not None  # hubbub[protobuf]
+try:  # hubbub[protobuf]: Centrifugo's Protobuf encoding
+    from hubbub.wire.centrifugo_protobuf import CentrifugoProtobuf
+except ImportError:
+    PROTOBUF_AVAILABLE = False
+else:
+    PROTOBUF_AVAILABLE = True
 
 
 def for_subprotocol(name: str | None) -> WireProtocol:
@@ -43,7 +46,5 @@ def centrifugo_protocols(refresh_before: float) -> dict[str | None, WireProtocol
     shaper = centrifugo.Shaper(refresh_before)
     protocols: dict[str | None, WireProtocol] = {None: CentrifugoJson(shaper)}
     if PROTOBUF_AVAILABLE:
-        from hubbub.wire.centrifugo_protobuf import CentrifugoProtobuf
-
         protocols[centrifugo.SUBPROTOCOL_PROTOBUF] = CentrifugoProtobuf(shaper)
     return protocols
