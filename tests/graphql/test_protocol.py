@@ -291,3 +291,26 @@ async def test_a_connect_hook_that_does_not_answer_closes_3014(start_graphql: St
     wire = await GqlWire.open(server, init=False)
     await wire.send({"type": "connection_init"})
     assert await wire.close_code() == 3014
+
+
+async def test_server_side_subscriptions_leave_graphql_connections_alone(graphql_server: Server) -> None:
+    """A GraphQL client receives only what its own operations name: a token's `channels` and the
+    server API's subscribe do not subscribe its connection (the publications would have nowhere
+    to go), so an operation on such a channel works as on any other."""
+    import jwt
+
+    assert graphql_server.hub is not None
+    hub = graphql_server.hub
+    claims = {"sub": "alice", "channels": ["ticker:AAPL"]}
+    wire = await GqlWire.open(graphql_server, payload={"token": jwt.encode(claims, SECRET, algorithm="HS256")})
+    await barrier(wire)
+    await hub.wait_spawned()  # every subscription the server itself would have started is done
+    assert hub.subscriber_counts().get("ticker:AAPL", 0) == 0
+    await graphql_server.subscribe("alice", "ticker:MSFT")
+    await hub.wait_spawned()
+    assert hub.subscriber_counts().get("ticker:MSFT", 0) == 0
+    await wire.subscribe("t1", TICKER)
+    await barrier(wire)
+    await graphql_server.publish("ticker:AAPL", {"symbol": "AAPL", "price": 2.5})
+    message = await wire.recv()
+    assert message["id"] == "t1" and message["payload"]["data"] == {"ticker": {"symbol": "AAPL", "price": 2.5}}

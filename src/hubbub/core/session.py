@@ -53,8 +53,12 @@ class Session:
         call_later: CallLater,
         clock: Callable[[], float] = time.time,
         app: Application | None = None,
+        server_subscriptions: bool = True,
     ) -> None:
+        """`server_subscriptions` False: the server never subscribes this connection itself (a
+        GraphQL connection receives only what its own operations name)."""
         self.hub = hub
+        self._server_subscriptions = server_subscriptions
         self._app = app  # the application's hooks, if it has any
         # Development mode: no token key and no connect hook (anonymous clients may do anything).
         self._development_mode = verifier is None and (app is None or not app.decides_connect)
@@ -359,7 +363,7 @@ class Session:
         channels = list(dict.fromkeys(credentials.channels))
         if self.hub.settings.personal_channel and credentials.user:
             channels.append(f"{permissions.PERSONAL_NAMESPACE}:{credentials.user}")
-        channels = list(dict.fromkeys(channels))
+        channels = list(dict.fromkeys(channels)) if self._server_subscriptions else []
         if channels:  # after this reply: each gets a subscribe push, then its publications
             self.hub.spawn(self._subscribe_server_side(channels, request.subs or {}), f"subscribing {self.client_id}")
         return protocol.ConnectResult(
@@ -398,7 +402,7 @@ class Session:
             self.outbox.push(protocol.encode_unsubscribe_push(channel, int(error.code), error.message))
 
     def subscribe_by_server(self, channel: str) -> None:
-        if self.state is State.CONNECTED:
+        if self.state is State.CONNECTED and self._server_subscriptions:
             self.hub.spawn(self._server_subscribe(channel, None), f"subscribing {self.client_id} to {channel}")
 
     def unsubscribe_by_server(self, channel: str) -> None:

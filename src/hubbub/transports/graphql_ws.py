@@ -256,7 +256,14 @@ class GraphQLConnection:
             self._init_timer = None
         connection = self._connection
         loop = asyncio.get_running_loop()
-        self.session = Session(self._hub, self, verifier=self._verifier, call_later=loop.call_later, app=self._app)
+        self.session = Session(
+            self._hub,
+            self,
+            verifier=self._verifier,
+            call_later=loop.call_later,
+            app=self._app,
+            server_subscriptions=False,  # a publication with no operation of the client's has nowhere to go
+        )
         connect: dict[str, Any] = {"name": "graphql", "data": params}
         if token:
             connect["token"] = token
