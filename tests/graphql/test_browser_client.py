@@ -21,8 +21,14 @@ async def open_app(page: Page, server: Server, token: str | None = None) -> None
     require_node_modules()
     await page.goto(f"http://127.0.0.1:{server.port}/health")  # same origin as the endpoint
     await page.add_script_tag(path=str(UMD_BUNDLE))
-    await page.add_script_tag(path=str(JS_DIR / "graphql_ws_page.js"))
-    await page.evaluate("([url, token]) => startApp(url, token)", [graphql_url(server), token])
+    await page.add_script_tag(path=str(JS_DIR / "graphql_ws_app.js"))
+    await page.evaluate(
+        """([url, token]) => {
+            window.events = [];
+            window.app = startGraphqlApp(graphqlWs.createClient, { url, token }, (e) => window.events.push(e));
+        }""",
+        [graphql_url(server), token],
+    )
 
 
 async def event(page: Page, condition: str, timeout: float = 15_000) -> Any:
