@@ -19,6 +19,8 @@ from typing import Any
 import centrifuge
 from playwright.async_api import Page
 
+from tests.node import NodeProcess
+
 Event = dict[str, Any]
 Matches = Callable[[Event], object]
 
@@ -243,6 +245,7 @@ class NodeApp(App):
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         super().__init__()
         self.process = process
+        self._node = NodeProcess(process)
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
@@ -268,18 +271,10 @@ class NodeApp(App):
         self.log.append({"event": "exited"})
 
     async def send(self, **command: Any) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(command).encode() + b"\n")
-        await self.process.stdin.drain()
+        await self._node.send(**command)
 
     async def close(self) -> None:
-        if self.process.returncode is None:
-            try:
-                await self.send(op="exit")
-                await asyncio.wait_for(self.process.wait(), 5)
-            except (TimeoutError, ConnectionError):
-                self.process.kill()  # the process this helper started, by its handle
-                await self.process.wait()
+        await self._node.stop()
         await self._reader
 
 

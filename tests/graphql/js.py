@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.node import NodeProcess
+
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 NODE_CLIENT = JS_DIR / "graphql_ws_client.mjs"
 UMD_BUNDLE = JS_DIR / "node_modules" / "graphql-ws" / "umd" / "graphql-ws.min.js"
@@ -19,11 +21,11 @@ def require_node_modules() -> None:
     assert (JS_DIR / "node_modules" / "graphql-ws").is_dir(), "run `make test` (it runs npm ci in tests/js)"
 
 
-class NodeClient:
+class NodeClient(NodeProcess):
     """One graphql-ws client in its own Node.js process: commands in, events out (JSON lines)."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
+        super().__init__(process)
         self.seen: list[Event] = []
         self.waiting: list[Event] = []  # read, not yet asked for
 
@@ -40,11 +42,6 @@ class NodeClient:
             cwd=JS_DIR,
         )
         return cls(process)
-
-    async def send(self, **command: Any) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(command).encode() + b"\n")
-        await self.process.stdin.drain()
 
     async def event(self, matches: Callable[[Event], object], timeout: float = 15.0) -> Event:
         """The first event not taken yet that matches (in arrival order; `seen` has them all)."""
@@ -65,15 +62,6 @@ class NodeClient:
                     self.waiting.append(event)
         except TimeoutError:
             raise AssertionError(f"no such event within {timeout}s; the Node.js client said {self.seen}") from None
-
-    async def stop(self) -> None:
-        if self.process.returncode is None:
-            try:
-                await self.send(op="exit")
-                await asyncio.wait_for(self.process.wait(), 5)
-            except (TimeoutError, ConnectionError):
-                self.process.kill()  # the process this helper started, by its handle
-                await self.process.wait()
 
 
 def next_of(operation_id: str) -> Callable[[Event], bool]:
