@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -26,6 +27,28 @@ async def broadcast(http: aiohttp.ClientSession, server: ServerProcess, count: i
             body = {"channel": "news", "data": {"n": start + offset, "pad": "x" * size}}
             async with http.post(f"{server.api_url}/api/publish", json=body) as response:
                 assert response.status == 200, await response.text()
+
+
+async def flood_past_deaf_subscribers(
+    http: aiohttp.ClientSession,
+    server: ServerProcess,
+    deaf: list[BareWebSocket],
+    next_number: Callable[[], Awaitable[int]],
+) -> None:
+    """2000 publications of 10 KiB to `news` past subscribers that never read: the one that reads
+    (its next publication's number from `next_number`) gets every one, in order; each deaf one is
+    cut with 3008 at its outbox limit; the server's memory stays bounded."""
+    before = server.memory_kib()
+    for round_start in range(0, 2000, 200):
+        await broadcast(http, server, 200, 10_000, round_start)
+        for expected in range(round_start, round_start + 200):
+            assert await next_number() == expected
+    growth = server.memory_kib("VmHWM") - before
+    assert growth < 100 * MIB, f"server grew by {growth} KiB"  # unbounded: len(deaf) x 20 MiB
+    codes = [await asyncio.wait_for(client.close_code(), 20) for client in deaf]
+    assert codes == [3008] * len(deaf), codes
+    for client in deaf:
+        client.close()
 
 
 async def expect_numbers(client: RawClient, first: int, count: int) -> None:
