@@ -41,9 +41,9 @@ class CentrifugoHandler(SessionHandler):
         for command in decode_message(session, self._wire, message):
             request = command.request
             if (
-                command.method == "unsubscribe"
+                isinstance(request, protocol.UnsubscribeRequest)
                 and session.state is SessionState.CONNECTED
-                and getattr(request, "channel", None) not in session.channels
+                and request.channel not in session.channels
             ):
                 try:
                     session.charge_command()
