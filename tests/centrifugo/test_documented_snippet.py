@@ -11,8 +11,8 @@ from playwright.async_api import ConsoleMessage, Page
 
 from tests.centrifugo.apps import BUNDLES, require_node_modules
 from tests.conftest import StartServer
-from tests.e2e.conftest import page  # noqa: F401 (a fixture: a chromium page)
-from tests.graphql.conftest import browser, subscribers  # noqa: F401 (browser: a fixture)
+from tests.e2e.conftest import browser, page  # noqa: F401 (fixtures: Debian's chromium, a page)
+from tests.graphql.conftest import subscribers
 from tests.integration.test_examples import DEFAULT_NAMESPACES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "centrifugo-sdks.md"

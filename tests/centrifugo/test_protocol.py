@@ -4,7 +4,6 @@ server's pings, `send`, codes as the SDKs read them, and frames that belong else
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -24,12 +23,6 @@ from tests.helpers import SECRET
 @pytest.fixture(params=["json", "protobuf"])
 def protobuf(request: pytest.FixtureRequest) -> bool:
     return bool(request.param == "protobuf")
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def connected(wire: CentrifugoWire, user: str = "alice", **claims: Any) -> dict[str, Any]:

@@ -195,7 +195,6 @@ def only_session(server: Server) -> Session:
 
 async def until(condition: Any, timeout: float = 15.0) -> None:
     """Until `condition()` holds on server state we own (bounded)."""
-    import asyncio
 
     async def reached() -> None:
         while not condition():  # noqa: ASYNC110 - the session has no event for it
