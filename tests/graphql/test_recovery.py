@@ -7,7 +7,10 @@ import json
 import uuid
 from typing import Any
 
+from msgspec import Raw
+
 from bench.process import ServerProcess
+from hubbub import protocol
 from tests.conftest import StartServer
 from tests.graphql.conftest import SCHEMA
 from tests.graphql.schema import NAMESPACE_TABLES, NAMESPACES
@@ -112,3 +115,41 @@ async def test_a_second_operation_on_a_followed_channel_recovers_on_its_own(star
         message = await wire.recv()
         seen[message["id"]].append(message["payload"]["data"]["ticker"]["price"])
     assert seen == {"live": [6.0], "resumed": [3.0, 4.0, 5.0, 6.0]}
+
+
+async def test_a_second_operation_positioned_between_a_publishers_two_steps_gets_that_publication_once(
+    redis_url: str, start_server: StartServer
+) -> None:
+    """The connection follows the channel already; a second operation's position comes from a
+    history read that lands after a publisher's append and before its broadcast: the live copy
+    reaches the first operation and not, a second time, the second."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    node = await start_server(broker=redis_url, redis_prefix=prefix, graphql_schema=SCHEMA, namespaces=NAMESPACES)
+    publisher = await start_server(broker=redis_url, redis_prefix=prefix, namespaces=NAMESPACES)
+    hub = publisher.hub
+    assert hub is not None
+    symbol = uuid.uuid4().hex[:8]
+    channel = f"ticker:{symbol}"
+    query = f'subscription {{ ticker(symbol: "{symbol}") {{ price }} }}'
+    first = await publisher.publish(channel, {"symbol": symbol, "price": 1.0})
+    wire = await GqlWire.open(node)
+    await wire.subscribe("a", query)
+    await barrier(wire)
+    data = json.dumps({"symbol": symbol, "price": 2.0}).encode()
+    options = hub.namespace(channel)
+    await hub.history_store.append(channel, data, None, size=options.history_size, ttl=options.history_ttl)
+    await wire.subscribe("b", query, extensions={"hubbub": {"offset": first.offset, "epoch": first.epoch}})
+    prices: dict[str, list[float]] = {"a": [], "b": []}
+
+    async def read_until(wanted: dict[str, int]) -> None:
+        while any(len(prices[op]) < count for op, count in wanted.items()):
+            message = await wire.recv(timeout=10)
+            assert message["type"] == "next", message
+            prices[message["id"]].append(message["payload"]["data"]["ticker"]["price"])
+
+    await read_until({"b": 1})  # recovered from history
+    late = protocol.encode_publication_push(channel, protocol.Publication(data=Raw(data), offset=2))
+    await hub.broker.publish(channel, 2, late)  # the publisher's second step
+    await publisher.publish(channel, {"symbol": symbol, "price": 3.0})
+    await read_until({"a": 2, "b": 2})
+    assert prices == {"a": [2.0, 3.0], "b": [2.0, 3.0]}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import aiohttp
 import pytest
 from msgspec import Raw
 
-from hubbub import Client
+from hubbub import Client, protocol
 from tests.conftest import OpenRaw, StartServer
 
 
@@ -51,3 +52,35 @@ async def test_publications_presence_and_recovery_cross_nodes(
         resumed = await again.subscribe("news", since=position)
         assert [(await asyncio.wait_for(anext(resumed), 5)).data for _ in range(2)] == [2, 3]
         assert resumed.recovered is True
+
+
+@pytest.mark.parametrize("recovering", [False, True])
+async def test_a_subscriber_positioned_between_a_publishers_two_steps_gets_that_publication_once(
+    start_server: StartServer, open_raw: OpenRaw, redis_url: str, recovering: bool
+) -> None:
+    """A publisher appends to history, then publishes on the broker. A subscriber whose history
+    read lands in between (history and pub/sub are separate connections) is positioned past
+    that publication, or recovers it from history: its live copy, arriving after the subscribe
+    reply, must not reach it a second time. (CI saw a GraphQL subscription resumed after a
+    killed server get one publication twice.)"""
+    prefix = f"test-{uuid.uuid4().hex}"
+    node = await start_server(broker=redis_url, redis_prefix=prefix)
+    publisher = await start_server(broker=redis_url, redis_prefix=prefix)
+    hub = publisher.hub
+    assert hub is not None
+    await hub.publish("news", Raw(b"1"))
+    options = hub.namespace("news")
+    top = await hub.history_store.append("news", b"2", None, size=options.history_size, ttl=options.history_ttl)
+    client = await open_raw(node)
+    params: dict[str, Any] = {"channel": "news"}
+    if recovering:
+        params["since"] = {"offset": 1, "epoch": top.epoch}
+    reply = await client.ok("subscribe", params)
+    assert reply["offset"] == 2
+    if recovering:
+        assert [p["data"] for p in reply["publications"]] == [2]
+    late = protocol.encode_publication_push("news", protocol.Publication(data=Raw(b"2"), offset=2))
+    await hub.broker.publish("news", 2, late)  # the publisher's second step, after the reply
+    await hub.publish("news", Raw(b"3"))
+    publication = await client.next_publication()
+    assert (publication["data"], publication["offset"]) == (3, 3)

@@ -54,6 +54,10 @@ class ChannelSubscribers:
     live: dict[str, Outbox] = field(default_factory=dict)
     # While a subscriber reads history, live messages wait here as (offset, frame).
     catching_up: dict[str, list[tuple[int | None, bytes]]] = field(default_factory=dict)
+    # Subscribers positioned at an offset (outbox, offset) whose live copy may still be on its way:
+    # history and pub/sub are separate connections, and a publisher appends before it broadcasts.
+    # Live messages up to that offset are not theirs; the first newer one makes them live.
+    settling: dict[str, tuple[Outbox, int]] = field(default_factory=dict)
     # Set once the broker subscription for this channel is in place.
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     # This loop turn's messages, queued by reference in every live outbox (see outbox.py).
@@ -65,7 +69,10 @@ class ChannelSubscribers:
     skip_through: int | None = None
 
     def __len__(self) -> int:
-        return len(self.live) + len(self.catching_up)
+        return len(self.live) + len(self.catching_up) + len(self.settling)
+
+    def client_ids(self) -> list[str]:
+        return [*self.live, *self.catching_up, *self.settling]
 
     def add_live(self, client_id: str, outbox: Outbox) -> None:
         self.live[client_id] = outbox
@@ -74,6 +81,7 @@ class ChannelSubscribers:
     def remove(self, client_id: str) -> None:
         self.live.pop(client_id, None)
         self.catching_up.pop(client_id, None)
+        self.settling.pop(client_id, None)
         self.batch = None  # the next message opens a batch for those who stay
 
 
@@ -250,6 +258,8 @@ class Hub:
             subscribers.delivered = offset
         for waiting in subscribers.catching_up.values():
             waiting.append((offset, frame))
+        if subscribers.settling:
+            self._settle(subscribers, channel, offset, frame)
         live = subscribers.live
         stats = self.stats
         stats.messages_out[subscribers.namespace] += len(live)
@@ -266,6 +276,20 @@ class Hub:
             batch = subscribers.batch = self.flusher.open_batch(frame)
             for outbox in live.values():
                 outbox.push_batch(batch)
+
+    @staticmethod
+    def _settle(subscribers: ChannelSubscribers, channel: str, offset: int | None, frame: bytes) -> None:
+        """Settling subscribers skip the live copies of what their position covers; the first
+        newer publication makes them live (it then reaches them with the others)."""
+        for client_id, (outbox, through) in list(subscribers.settling.items()):
+            if offset is None:  # no position: nothing it could repeat
+                if subscribers.conflate:
+                    outbox.push_latest(channel, frame)
+                else:
+                    outbox.push(frame)
+            elif offset > through:
+                del subscribers.settling[client_id]
+                subscribers.add_live(client_id, outbox)
 
     def on_control(self, message: bytes) -> None:
         control = msgspec.json.decode(message, type=Control)
@@ -346,7 +370,7 @@ class Hub:
             filled = page.top.offset - delivered == len(publications) and publications[0].offset == delivered + 1
             if not filled:
                 self.stats.broker_gaps_unfilled += 1
-                for client_id in list(subscribers.live):
+                for client_id in subscribers.client_ids():
                     member = self.sessions.get(client_id)
                     if member is not None:
                         member.disconnect(DisconnectCode.FORCE_RECONNECT, "missed publications: reconnect")
@@ -374,7 +398,8 @@ class Hub:
         """Subscribe, replying with the stream position (and missed publications for `since`).
 
         Live messages that arrive while history is read wait in `catching_up`; after the
-        reply, those newer than the history read go out. No gap, no duplicate.
+        reply, those newer than the history read go out, and until one has, the subscriber is
+        `settling` (live copies of what history gave it are dropped). No gap, no duplicate.
         """
         options = self.rules.resolve(channel)
         subscribers = await self._channel_for(channel, options)
@@ -395,10 +420,20 @@ class Hub:
             subscribers.delivered = last_offset
         reply(result)
         outbox = member.outbox
-        for offset, frame in waiting:
-            if offset is None or last_offset is None or offset > last_offset:
+        if last_offset is None:  # no history: everything live is new
+            for _, frame in waiting:
                 outbox.push(frame)
-        subscribers.add_live(member.client_id, outbox)
+            subscribers.add_live(member.client_id, outbox)
+            return
+        heard = False  # whether the live copy of `last_offset` (or a newer one) reached this node
+        for offset, frame in waiting:
+            if offset is None or offset > last_offset:
+                outbox.push(frame)
+            heard = heard or (offset is not None and offset >= last_offset)
+        if heard:
+            subscribers.add_live(member.client_id, outbox)
+        else:
+            subscribers.settling[member.client_id] = (outbox, last_offset)
 
     async def _channel_for(self, channel: str, options: NamespaceOptions) -> ChannelSubscribers:
         """The channel's local subscribers, subscribing this node to it on the broker first."""

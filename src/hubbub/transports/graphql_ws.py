@@ -125,6 +125,9 @@ class Operation:
     channel: Channel | None = None
     epoch: str | None = None
     catching_up: list[Publication] | None = None  # live publications held while history is read
+    # Positioned by its own history read at this offset, whose live copy may still be on its way
+    # (a publisher appends, then broadcasts): live copies up to it are dropped until a newer one.
+    settling_through: int | None = None
     task: asyncio.Task[None] | None = None
     done: bool = False
 
@@ -512,11 +515,17 @@ class GraphQLConnection:
             return
         if not operation.done:
             self._position_known(operation, channel, result)
+            operation.settling_through = result.offset
 
     def _deliver(self, operation: Operation, publication: Publication, out: list[bytes]) -> None:
         if operation.catching_up is not None:
             operation.catching_up.append(publication)
             return
+        through = operation.settling_through
+        if through is not None and publication.offset is not None:
+            if publication.offset <= through:
+                return
+            operation.settling_through = None
         shared = publication.result(self._group_key(operation), lambda p: self._execute(operation, p))
         if self._backlog or shared.payload is None:
             backlog = self._held()
@@ -652,9 +661,13 @@ class GraphQLConnection:
         """The fan-out's common case, one live operation on the batch's channel: the frames every
         connection of its group gets, built by the first; False to go the general way."""
         operations = self._by_channel.get(channel)
-        if operations is None or len(operations) != 1 or operations[0].catching_up is not None:
-            return operations is None  # nothing here follows the channel: nothing to write
+        if operations is None:
+            return True  # nothing here follows the channel: nothing to write
+        if len(operations) != 1:
+            return False
         operation = operations[0]
+        if operation.catching_up is not None or operation.settling_through is not None:
+            return False
         key = (self._group_key(operation), operation.id_json)
         data = batch.joined.get(key)
         if data is None:
