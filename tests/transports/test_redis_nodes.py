@@ -11,6 +11,7 @@ import pytest
 from msgspec import Raw
 
 from hubbub import Client, protocol
+from hubbub.config import NamespaceOptions
 from tests.conftest import OpenRaw, StartServer
 
 
@@ -64,8 +65,10 @@ async def test_a_subscriber_positioned_between_a_publishers_two_steps_gets_that_
     reply, must not reach it a second time. (CI saw a GraphQL subscription resumed after a
     killed server get one publication twice.)"""
     prefix = f"test-{uuid.uuid4().hex}"
-    node = await start_server(broker=redis_url, redis_prefix=prefix)
-    publisher = await start_server(broker=redis_url, redis_prefix=prefix)
+    news = NamespaceOptions(history_size=100, history_ttl=3600.0, presence=True, join_leave=True, publish="anyone")
+    namespaces = {"default": news}
+    node = await start_server(broker=redis_url, redis_prefix=prefix, namespaces=namespaces)
+    publisher = await start_server(broker=redis_url, redis_prefix=prefix, namespaces=namespaces)
     hub = publisher.hub
     assert hub is not None
     await hub.publish("news", Raw(b"1"))
@@ -79,8 +82,13 @@ async def test_a_subscriber_positioned_between_a_publishers_two_steps_gets_that_
     assert reply["offset"] == 2
     if recovering:
         assert [p["data"] for p in reply["publications"]] == [2]
+    joining = await open_raw(node)  # a message without an offset meanwhile still arrives
+    await joining.ok("subscribe", {"channel": "news"})
+    join = await client.next_message()
+    assert join["push"]["channel"] == "news" and "join" in join["push"], join
     late = protocol.encode_publication_push("news", protocol.Publication(data=Raw(b"2"), offset=2))
     await hub.broker.publish("news", 2, late)  # the publisher's second step, after the reply
     await hub.publish("news", Raw(b"3"))
-    publication = await client.next_publication()
-    assert (publication["data"], publication["offset"]) == (3, 3)
+    for subscriber in (client, joining):  # both were positioned at 2
+        publication = await subscriber.next_publication()
+        assert (publication["data"], publication["offset"]) == (3, 3)

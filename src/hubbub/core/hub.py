@@ -258,12 +258,11 @@ class Hub:
             subscribers.delivered = offset
         for waiting in subscribers.catching_up.values():
             waiting.append((offset, frame))
-        if subscribers.settling:
-            self._settle(subscribers, channel, offset, frame)
+        pushed = self._settle(subscribers, channel, offset, frame) if subscribers.settling else 0
         live = subscribers.live
         stats = self.stats
-        stats.messages_out[subscribers.namespace] += len(live)
-        stats.bytes_out[subscribers.namespace] += len(live) * (len(frame) + 1)
+        stats.messages_out[subscribers.namespace] += len(live) + pushed
+        stats.bytes_out[subscribers.namespace] += (len(live) + pushed) * (len(frame) + 1)
         if subscribers.conflate:
             for outbox in live.values():
                 outbox.push_latest(channel, frame)
@@ -278,18 +277,22 @@ class Hub:
                 outbox.push_batch(batch)
 
     @staticmethod
-    def _settle(subscribers: ChannelSubscribers, channel: str, offset: int | None, frame: bytes) -> None:
+    def _settle(subscribers: ChannelSubscribers, channel: str, offset: int | None, frame: bytes) -> int:
         """Settling subscribers skip the live copies of what their position covers; the first
-        newer publication makes them live (it then reaches them with the others)."""
-        for client_id, (outbox, through) in list(subscribers.settling.items()):
-            if offset is None:  # no position: nothing it could repeat
+        newer publication makes them live (it then reaches them with the others). Returns how
+        many got `frame` here (a message without an offset, a join or leave)."""
+        if offset is None:  # no position: nothing it could repeat
+            for outbox, _ in subscribers.settling.values():
                 if subscribers.conflate:
                     outbox.push_latest(channel, frame)
                 else:
                     outbox.push(frame)
-            elif offset > through:
+            return len(subscribers.settling)
+        for client_id, (outbox, through) in list(subscribers.settling.items()):
+            if offset > through:
                 del subscribers.settling[client_id]
                 subscribers.add_live(client_id, outbox)
+        return 0
 
     def on_control(self, message: bytes) -> None:
         control = msgspec.json.decode(message, type=Control)
@@ -425,7 +428,7 @@ class Hub:
                 outbox.push(frame)
             subscribers.add_live(member.client_id, outbox)
             return
-        heard = False  # whether the live copy of `last_offset` (or a newer one) reached this node
+        heard = last_offset == 0  # whether the live copy of `last_offset` (or a newer one) reached this node
         for offset, frame in waiting:
             if offset is None or offset > last_offset:
                 outbox.push(frame)
