@@ -159,6 +159,12 @@ class Settings:
     api_key: str | None = _secret("key for the HTTP API; unset = loopback clients only")
     admin_key: str | None = _secret("key for admin actions (/api/disconnect); unset = api_key rules")
     history_path: str | None = _setting("hubbub-history.db", "SQLite history file; none = in memory")
+    history_commit_interval: float = _setting(
+        0.05,
+        "seconds the SQLite writer gathers appended publications before it commits them together "
+        "(reads, sync and close commit at once; a killed process loses at most this much, and its "
+        "epochs change); 0 = every loop turn, several times the CPU per publication",
+    )
     broker: str = _setting(
         "memory",
         "memory (one process), redis://HOST:PORT/DB, or redis-cluster://HOST:PORT[,HOST:PORT...] (seed nodes); "

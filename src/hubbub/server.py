@@ -98,7 +98,11 @@ class Server:
         idempotency: IdempotencyStore
         if settings.broker == "memory":
             broker, presence = MemoryBroker(), MemoryPresence()
-            history = MemoryHistory() if settings.history_path is None else SqliteHistory(settings.history_path)
+            history = (
+                MemoryHistory()
+                if settings.history_path is None
+                else SqliteHistory(settings.history_path, commit_interval=settings.history_commit_interval)
+            )
             idempotency = MemoryIdempotency(settings.idempotency_max_keys)
         else:
             from hubbub.backends.redis import (

@@ -2,9 +2,10 @@
 
 Offsets are assigned in memory (each channel's top is cached once loaded), so `append` costs
 no disk round trip and a burst of publications fans out in one loop turn, where the outbox
-can coalesce it. Appended rows are written by one dedicated thread, many per transaction.
-Every read first hands pending rows to that thread, whose queue is FIFO, so a read always
-sees every publication appended before it. `sync()` waits until they are on disk.
+can coalesce it. Appended rows gather for up to `commit_interval` seconds, then one dedicated
+thread writes them in one transaction. Every read first hands pending rows to that thread,
+whose queue is FIFO, so a read always sees every publication appended before it. `sync()`
+waits until they are on disk.
 
 A crash can lose the last unwritten rows, whose offsets subscribers may have seen. So the file
 records a clean close; when it opens after an unclean one, every stream gets a new epoch and
@@ -60,14 +61,22 @@ Row = tuple[str, int, float, float, bytes, bytes | None]
 
 
 ABSENT_CACHE_SIZE = 10_000  # ~150 bytes each: about 1.5 MB at most
+# Pending rows past either bound go to the writer at once, whatever the commit interval.
+MAX_PENDING_ROWS = 5_000
+MAX_PENDING_BYTES = 4 * 1024 * 1024
 
 
 class SqliteHistory:
     """History in a SQLite file; survives clean restarts with the same epochs."""
 
-    def __init__(self, path: str, clock: Clock = time.time) -> None:
+    def __init__(self, path: str, clock: Clock = time.time, commit_interval: float = 0.0) -> None:
         self._path = path
         self._clock = clock
+        # A transaction costs about what a hundred rows cost: one per loop turn made the writer
+        # thread a third of the server's CPU at 2,000 publications/s (docs/benchmarks.md).
+        self._commit_interval = commit_interval
+        self._submit_timer: asyncio.TimerHandle | None = None
+        self._pending_bytes = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubbub-sqlite")
         self._db: sqlite3.Connection | None = None
         self._salt = ""
@@ -159,9 +168,16 @@ class SqliteHistory:
         self._tops[channel] = top
         self._rows.append((channel, top.offset, now, now + ttl, data, info))
         self._trims[channel] = (top.epoch, top.offset, size)
-        if not self._submit_scheduled:
+        self._pending_bytes += len(data) + (len(info) if info else 0)
+        if len(self._rows) >= MAX_PENDING_ROWS or self._pending_bytes >= MAX_PENDING_BYTES:
+            self._submit()
+        elif not self._submit_scheduled:
             self._submit_scheduled = True
-            asyncio.get_running_loop().call_soon(self._submit)
+            loop = asyncio.get_running_loop()
+            if self._commit_interval > 0:
+                self._submit_timer = loop.call_later(self._commit_interval, self._submit)
+            else:
+                loop.call_soon(self._submit)
         return top
 
     async def append_many(self, items: list[Append]) -> list[StreamTop]:
@@ -171,10 +187,14 @@ class SqliteHistory:
     def _submit(self) -> None:
         """Hand pending rows to the writer thread (FIFO: before any read submitted later)."""
         self._submit_scheduled = False
+        if self._submit_timer is not None:
+            self._submit_timer.cancel()
+            self._submit_timer = None
         if not self._rows or self._closed:
             return
         rows, trims = self._rows, self._trims
         self._rows, self._trims = [], {}
+        self._pending_bytes = 0
         self._executor.submit(self._write, rows, trims)
 
     def _write(self, rows: list[Row], trims: dict[str, tuple[str, int, int]]) -> None:
