@@ -30,6 +30,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from hubbub.errors import DisconnectCode
+from hubbub.transports.frame_reader import FrameReader
 from hubbub.transports.handshake import (
     HEAD_END,
     HandshakeError,
@@ -159,6 +160,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_head",
         "_inbox",
         "_read_holds",
+        "_reader",
         "_registry",
         "_text_decoder",
         "_timer",
@@ -194,6 +196,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._read_holds = 0
+        self._reader: FrameReader | None = None
         self.exchange: HttpExchange | None = None
         self.phase = Phase.HANDSHAKE
 
@@ -345,10 +348,13 @@ class WebSocketConnection(asyncio.Protocol):
             protocol = self.protocol
             if protocol is None or not data:
                 return
-        protocol.receive_data(data)
-        for event in protocol.events_received():
-            if isinstance(event, Frame):
-                self._frame_received(event)
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = FrameReader()
+        try:
+            reader.feed(data, protocol.max_message_size, self._takes_simple_frames, self._deliver, self._parse)
+        except UnicodeDecodeError as exc:  # a text frame read by the reader (the parser's are below)
+            self.fail(1007, f"{exc.reason} at position {exc.start}")
         self.flush()
         transport = self.transport
         if (
@@ -358,6 +364,25 @@ class WebSocketConnection(asyncio.Protocol):
             and transport.get_write_buffer_size() > self.options.max_unread_bytes
         ):
             self._hold_reading(HOLD_UNREAD)
+
+    def _takes_simple_frames(self) -> bool:
+        """Whether a whole unfragmented data frame may skip the parser now (frame_reader.py)."""
+        protocol = self.protocol
+        return (
+            protocol is not None
+            and protocol.state is State.OPEN
+            and protocol.current_size is None
+            and not protocol.extensions
+            and self._handler is not None
+        )
+
+    def _parse(self, data: bytes) -> None:
+        protocol = self.protocol
+        assert protocol is not None
+        protocol.receive_data(data)
+        for event in protocol.events_received():
+            if isinstance(event, Frame):
+                self._frame_received(event)
 
     def eof_received(self) -> bool | None:
         if self.protocol is not None:

@@ -1,0 +1,105 @@
+"""Client frames split at their boundaries, and the common ones read without the parser.
+
+Most of what clients send is one small, masked, unfragmented text frame: a publish, a typing
+signal. websockets' sans-I/O parser reads each through generators, a stream reader and a Frame
+object, which cost a chat or channels server more than the command itself (docs/benchmarks.md).
+`FrameReader` reads those frames' headers here and unmasks them with websockets' own C speedup;
+every other frame (control frames, fragments, RSV bits, an unmasked or oversized frame, any frame
+on a connection with an extension) goes to the parser, and only ever whole, so the parser is
+always at a frame boundary when it gets one. The first frame it gets partially (one declared too
+big, a control frame cut by TCP) hands it the stream for good: then nothing is split here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from websockets.frames import apply_mask
+
+FIN_TEXT = 0x81  # FIN, no RSV bits, opcode 1
+FIN_BINARY = 0x82  # FIN, no RSV bits, opcode 2
+MASKED = 0x80
+
+
+def frame_bounds(buffer: bytes | bytearray, start: int) -> tuple[int, int]:
+    """(payload start, frame end) of the frame that starts at `start`; (-1, -1) while its
+    header is incomplete. RFC 6455 section 5.2."""
+    available = len(buffer) - start
+    if available < 2:
+        return -1, -1
+    second = buffer[start + 1]
+    length = second & 0x7F
+    header = 2
+    if length == 126:
+        if available < 4:
+            return -1, -1
+        length = int.from_bytes(buffer[start + 2 : start + 4], "big")
+        header = 4
+    elif length == 127:
+        if available < 10:
+            return -1, -1
+        length = int.from_bytes(buffer[start + 2 : start + 10], "big")
+        header = 10
+    if second & MASKED:
+        header += 4
+    return start + header, start + header + length
+
+
+class FrameReader:
+    """One connection's inbound bytes: whole simple frames to `message`, the rest to `parse`.
+
+    `simple()` says whether the connection may take a frame the fast way now (open, no
+    fragmented message in progress, no extension). `message` gets the payload, str for text
+    (invalid UTF-8 raises UnicodeDecodeError, as decoding a parsed frame does).
+    """
+
+    __slots__ = ("_end", "_partial", "parser_owns_stream")
+
+    def __init__(self) -> None:
+        self._partial: bytearray | None = None  # the start of a simple frame, the rest to come
+        self._end = 0  # that frame's length once its header is complete
+        self.parser_owns_stream = False
+
+    def feed(
+        self,
+        data: bytes,
+        max_size: int | None,
+        simple: Callable[[], bool],
+        message: Callable[[str | bytes], None],
+        parse: Callable[[bytes], None],
+    ) -> None:
+        if self.parser_owns_stream:
+            parse(data)
+            return
+        buffer: bytes
+        partial = self._partial
+        if partial is not None:
+            partial += data  # amortised: a frame sent byte by byte is not copied per byte
+            if len(partial) < self._end:
+                return
+            buffer = bytes(partial)
+            self._partial = None
+        else:
+            buffer = data
+        start, size = 0, len(buffer)
+        while start < size:
+            first = buffer[start]
+            payload_start, end = frame_bounds(buffer, start)
+            candidate = (first == FIN_TEXT or first == FIN_BINARY) and (size - start < 2 or buffer[start + 1] & MASKED)
+            within = end < 0 or max_size is None or end - payload_start <= max_size
+            if end < 0 or end > size:  # the rest of this frame is still to come
+                if candidate and within and simple():
+                    self._partial = bytearray(buffer[start:])
+                    self._end = end - start if end >= 0 else 0
+                    return
+                self.parser_owns_stream = True  # a partial frame: the parser keeps its state now
+                parse(buffer[start:])
+                return
+            if candidate and within and simple():
+                mask = buffer[payload_start - 4 : payload_start]
+                payload = apply_mask(buffer[payload_start:end], mask)
+                start = end
+                message(payload.decode() if first == FIN_TEXT else payload)
+            else:
+                parse(buffer[start:end])  # whole: the parser ends at a frame boundary again
+                start = end

@@ -1,0 +1,146 @@
+"""The frame reader in front of websockets' parser: whatever way TCP cuts the stream, the same
+messages come out in the same order, the parser only ever sees whole frames until it owns the
+stream, and what the parser refuses (oversized, unmasked, RSV bits) still reaches it."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+from websockets.frames import Frame, Opcode, apply_mask
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from hubbub.transports.frame_reader import FrameReader
+
+MAX_SIZE = 1000
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = True) -> bytes:
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    length = len(payload)
+    bit = 0x80 if mask else 0
+    if length < 126:
+        head += bytes([bit | length])
+    elif length < 2**16:
+        head += bytes([bit | 126]) + struct.pack("!H", length)
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", length)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + apply_mask(payload, key)
+
+
+class Harness:
+    """A FrameReader feeding the real sans-I/O parser, as WebSocketConnection does; both paths'
+    output as one list of logical messages."""
+
+    def __init__(self) -> None:
+        self.reader = FrameReader()
+        self.protocol = ServerProtocol(state=State.OPEN, max_size=MAX_SIZE)
+        self.out: list[tuple[str, str | bytes]] = []
+        self.fast = 0
+        self._fragments: list[bytes] | None = None
+        self._text = False
+
+    def simple(self) -> bool:
+        return self.protocol.state is State.OPEN and self.protocol.current_size is None
+
+    def message(self, payload: str | bytes) -> None:
+        self.fast += 1
+        self.out.append(("message", payload))
+
+    def parse(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            assert isinstance(event, Frame)
+            if event.opcode is Opcode.PING:
+                self.out.append(("ping", bytes(event.data)))
+            elif event.opcode in (Opcode.TEXT, Opcode.BINARY):
+                self._text = event.opcode is Opcode.TEXT
+                self._fragments = [bytes(event.data)]
+            elif event.opcode is Opcode.CONT:
+                assert self._fragments is not None
+                self._fragments.append(bytes(event.data))
+            if event.fin and event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                assert self._fragments is not None
+                joined = b"".join(self._fragments)
+                self.out.append(("message", joined.decode() if self._text else joined))
+                self._fragments = None
+
+    def feed(self, data: bytes) -> None:
+        self.reader.feed(data, MAX_SIZE, self.simple, self.message, self.parse)
+
+
+STREAM = [
+    (client_frame(0x1, b'{"id":1,"publish":{}}'), [("message", '{"id":1,"publish":{}}')]),
+    (client_frame(0x9, b"ping!"), [("ping", b"ping!")]),
+    (client_frame(0x2, b"\x00\x01binary"), [("message", b"\x00\x01binary")]),
+    (client_frame(0x1, "h\u00e9llo".encode() * 40), [("message", "h\u00e9llo" * 40)]),  # 16-bit length
+    (
+        client_frame(0x1, b"frag", fin=False) + client_frame(0x9, b"mid") + client_frame(0x0, b"mented"),
+        [("ping", b"mid"), ("message", "fragmented")],
+    ),
+    (client_frame(0x1, b"after"), [("message", "after")]),
+]
+WIRE = b"".join(data for data, _ in STREAM)
+EXPECTED = [message for _, messages in STREAM for message in messages]
+
+
+@pytest.mark.parametrize("cut", range(len(WIRE) + 1))
+def test_every_cut_of_the_stream_gives_the_same_messages(cut: int) -> None:
+    harness = Harness()
+    harness.feed(WIRE[:cut])
+    harness.feed(WIRE[cut:])
+    assert harness.out == EXPECTED
+    assert harness.protocol.parser_exc is None and harness.protocol.state is State.OPEN
+
+
+def test_simple_frames_sent_byte_by_byte_never_reach_the_parser() -> None:
+    frames = [client_frame(0x1, b"x" * n) for n in (1, 125, 126, 700)]
+    harness = Harness()
+    for byte in b"".join(frames):
+        harness.feed(bytes([byte]))
+    assert harness.out == [("message", "x" * n) for n in (1, 125, 126, 700)]
+    assert harness.fast == 4 and not harness.reader.parser_owns_stream
+
+
+def test_a_control_frame_cut_by_tcp_hands_the_parser_the_stream_for_good() -> None:
+    ping = client_frame(0x9, b"ping!")
+    harness = Harness()
+    harness.feed(ping[:3])
+    assert harness.reader.parser_owns_stream
+    harness.feed(ping[3:] + client_frame(0x1, b"later"))
+    assert harness.out == [("ping", b"ping!"), ("message", "later")]
+    assert harness.fast == 0
+
+
+def test_a_frame_declared_past_max_size_is_refused_by_the_parser_at_its_header() -> None:
+    harness = Harness()
+    harness.feed(client_frame(0x1, b"x" * (MAX_SIZE + 1))[:20])  # the payload never needs to arrive
+    assert harness.protocol.close_sent is not None and harness.protocol.close_sent.code == 1009
+    assert harness.out == []
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (client_frame(0x1, b"unmasked", mask=False), 1002),  # a client must mask
+        (client_frame(0x1, b"rsv", rsv=0x40), 1002),  # no extension negotiated
+        (client_frame(0x3, b"reserved opcode"), 1002),
+        (client_frame(0x0, b"continuation of nothing"), 1002),
+    ],
+)
+def test_what_the_parser_refuses_still_reaches_it(frame: bytes, code: int) -> None:
+    harness = Harness()
+    harness.feed(client_frame(0x1, b"before") + frame + client_frame(0x1, b"dropped"))
+    assert harness.protocol.close_sent is not None and harness.protocol.close_sent.code == code
+    assert harness.out == [("message", "before")]
+
+
+def test_invalid_utf8_in_a_text_frame_raises_as_decoding_does() -> None:
+    harness = Harness()
+    with pytest.raises(UnicodeDecodeError):
+        harness.feed(client_frame(0x1, b"\xff\xfe"))
