@@ -15,6 +15,7 @@ from websockets.server import ServerProtocol
 from hubbub.transports.frame_reader import FrameReader
 
 MAX_SIZE = 1000
+Logical = tuple[str, str | bytes]  # ("message", payload) or ("ping", data)
 
 
 def client_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = True) -> bytes:
@@ -40,7 +41,7 @@ class Harness:
     def __init__(self) -> None:
         self.reader = FrameReader()
         self.protocol = ServerProtocol(state=State.OPEN, max_size=MAX_SIZE)
-        self.out: list[tuple[str, str | bytes]] = []
+        self.out: list[Logical] = []
         self.fast = 0
         self._fragments: list[bytes] | None = None
         self._text = False
@@ -74,7 +75,7 @@ class Harness:
         self.reader.feed(data, MAX_SIZE, self.simple, self.message, self.parse)
 
 
-STREAM = [
+STREAM: list[tuple[bytes, list[Logical]]] = [
     (client_frame(0x1, b'{"id":1,"publish":{}}'), [("message", '{"id":1,"publish":{}}')]),
     (client_frame(0x9, b"ping!"), [("ping", b"ping!")]),
     (client_frame(0x2, b"\x00\x01binary"), [("message", b"\x00\x01binary")]),
