@@ -25,7 +25,19 @@ async def sqlite_store(tmp_path: Path, clock: FakeClock) -> HistoryStore:
     return store
 
 
+async def sqlite_gathering_store(tmp_path: Path, clock: FakeClock) -> HistoryStore:
+    """Rows gather for longer than any test: every read merges them with the file's."""
+    store = SqliteHistory(str(tmp_path / "history.db"), clock=clock, commit_interval=3600.0)
+    await store.open()
+    return store
+
+
 Factory = Callable[[Path, FakeClock], Awaitable[HistoryStore]]
+FACTORIES: dict[str, Factory] = {
+    "memory": memory_store,
+    "sqlite": sqlite_store,
+    "sqlite-gathering": sqlite_gathering_store,
+}
 
 
 @pytest.fixture
@@ -33,7 +45,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-gathering", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> AsyncIterator[HistoryStore]:
     if request.param.startswith("redis"):
         from hubbub.backends.redis import RedisHistory
@@ -42,8 +54,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
         history: HistoryStore = RedisHistory(url, prefix=f"test-{uuid.uuid4().hex}", clock=clock)
         await history.open()
     else:
-        factory: Factory = memory_store if request.param == "memory" else sqlite_store
-        history = await factory(tmp_path, clock)
+        history = await FACTORIES[request.param](tmp_path, clock)
     yield history
     await history.close()
 

@@ -1,6 +1,7 @@
 """SQLite history commits appended publications together, every `history_commit_interval`:
-a transaction costs about what a hundred rows cost (docs/benchmarks.md). What reads, sync and
-recovery see must not change, and the wait is bounded in time, rows and bytes."""
+a transaction costs about what a hundred rows cost (docs/benchmarks.md). Reads merge the rows
+still gathering (the contract suite runs a gathering store too); sync and close commit; the wait
+is bounded in time, rows and bytes."""
 
 from __future__ import annotations
 
@@ -58,11 +59,15 @@ async def test_appends_wait_for_the_interval_but_every_read_sees_them(
     await slow_store._run(lambda: None)  # and, the writer's queue being FIFO, written by now
     assert committed(path) == 0 and slow_store.commits.empty()  # gathering: nothing written yet
     page = await slow_store.read("news", after=0)
-    assert [p.offset for p in page.publications] == [1, 2, 3]
-    assert committed(path) == 3  # the read handed them to the writer first
-    await append(slow_store, 1)
+    assert [p.offset for p in page.publications] == [1, 2, 3] and page.top.offset == 3
+    assert committed(path) == 0  # merged from memory: a read forces no commit
     await slow_store.sync()
-    assert committed(path) == 4
+    assert committed(path) == 3
+    await append(slow_store, 2)  # two in the file's rows, two gathering: one ordered page
+    assert [p.offset for p in (await slow_store.read("news", after=1)).publications] == [2, 3, 4, 5]
+    assert [p.offset for p in (await slow_store.read("news", after=5, reverse=True, limit=3)).publications] == [4, 3, 2]
+    assert [p.offset for p in (await slow_store.read("news", after=2, limit=2)).publications] == [3, 4]
+    assert committed(path) == 3
 
 
 async def test_the_interval_commits_on_its_own(tmp_path: Path) -> None:
@@ -118,3 +123,14 @@ async def test_the_setting_reaches_the_store(start_server: StartServer) -> None:
     assert server.settings.history_path is not None
     await server.publish("news", 1)  # the API's publish is durable: it does not wait for the interval
     assert committed(Path(server.settings.history_path)) == 1
+
+
+async def test_a_read_applies_the_trim_still_gathering(slow_store: WatchedHistory) -> None:
+    for _ in range(5):
+        await slow_store.append("news", b"1", None, size=3, ttl=3600.0)
+    await slow_store.sync()  # the file keeps 3, 4, 5
+    for _ in range(2):
+        await slow_store.append("news", b"1", None, size=3, ttl=3600.0)
+    page = await slow_store.read("news")
+    assert [p.offset for p in page.publications] == [5, 6, 7] and page.top.offset == 7
+    assert [p.offset for p in (await slow_store.read("news", reverse=True, limit=2)).publications] == [7, 6]

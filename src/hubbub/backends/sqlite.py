@@ -3,9 +3,10 @@
 Offsets are assigned in memory (each channel's top is cached once loaded), so `append` costs
 no disk round trip and a burst of publications fans out in one loop turn, where the outbox
 can coalesce it. Appended rows gather for up to `commit_interval` seconds, then one dedicated
-thread writes them in one transaction. Every read first hands pending rows to that thread,
-whose queue is FIFO, so a read always sees every publication appended before it. `sync()`
-waits until they are on disk.
+thread writes them in one transaction. A read merges the file's rows with those still
+gathering, so it sees every publication appended before it without forcing a commit (the
+writer's queue is FIFO: what was handed over before the read is in the file when it runs).
+`sync()` waits until they are on disk.
 
 A crash can lose the last unwritten rows, whose offsets subscribers may have seen. So the file
 records a clean close; when it opens after an unclean one, every stream gets a new epoch and
@@ -237,7 +238,9 @@ class SqliteHistory:
             return StreamTop(row[0], row[1])
         return StreamTop(0, epoch_for(self._salt, channel))
 
-    def _read(self, channel: str, after: int | None, limit: int | None, reverse: bool) -> HistoryPage:
+    def _read(
+        self, channel: str, after: int | None, limit: int | None, reverse: bool, floor: int | None = None
+    ) -> HistoryPage:
         db = self._connection()
         with db:
             db.execute("BEGIN")
@@ -247,6 +250,9 @@ class SqliteHistory:
             if after is not None:
                 query += " AND offset < ?" if reverse else " AND offset > ?"
                 params.append(after)
+            if floor is not None:  # a trim still pending: what it will delete is gone already
+                query += " AND offset > ?"
+                params.append(floor)
             query += " ORDER BY offset DESC" if reverse else " ORDER BY offset ASC"
             if limit is not None:
                 query += " LIMIT ?"
@@ -257,8 +263,30 @@ class SqliteHistory:
     async def read(
         self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False
     ) -> HistoryPage:
-        self._submit()
-        return await self._run(self._read, channel, after, limit, reverse)
+        """The file's rows and this channel's rows still gathering, merged; no commit is forced.
+
+        A reconnect storm reads history once per subscriber: committing before each read cost a
+        transaction per read, which the commit interval is there to avoid. Rows handed to the
+        writer before this read are in the file when the read runs (its queue is FIFO); rows
+        gathering now are newer than all of them.
+        """
+        pending = [row for row in self._rows if row[0] == channel]
+        trim = self._trims.get(channel)
+        floor = trim[1] - trim[2] if trim is not None else None
+        page = await self._run(self._read, channel, after, limit, reverse, floor)
+        top = self._tops.get(channel, page.top)  # the file's top lags what is gathering
+        if not pending:
+            return HistoryPage(page.publications, top)
+        now = self._clock()
+        newer = [
+            StoredPublication(offset, data, info, created)
+            for _, offset, created, expires, data, info in pending
+            if expires > now
+            and (floor is None or offset > floor)
+            and (after is None or (offset < after if reverse else offset > after))
+        ]
+        publications = newer[::-1] + page.publications if reverse else page.publications + newer
+        return HistoryPage(publications[:limit] if limit is not None else publications, top)
 
     async def top(self, channel: str) -> StreamTop:
         top = self._tops.get(channel) or self._absent.get(channel)
