@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from websockets.frames import apply_mask
+try:  # websockets' C speedup, as its own parser uses it
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a websockets build without its C extension
+    from websockets.utils import apply_mask
 
 FIN_TEXT = 0x81  # FIN, no RSV bits, opcode 1
 FIN_BINARY = 0x82  # FIN, no RSV bits, opcode 2
