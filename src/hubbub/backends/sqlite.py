@@ -270,11 +270,15 @@ class SqliteHistory:
         writer before this read are in the file when the read runs (its queue is FIFO); rows
         gathering now are newer than all of them.
         """
+        # One moment's view: the rows gathering now and the top they lead to. Appends made while
+        # the file is read are not in this page, so its top must not count them either (a top
+        # ahead of the page's rows made the hub drop those publications as already recovered).
         pending = [row for row in self._rows if row[0] == channel]
+        known_top = self._tops.get(channel)
         trim = self._trims.get(channel)
         floor = trim[1] - trim[2] if trim is not None else None
         page = await self._run(self._read, channel, after, limit, reverse, floor)
-        top = self._tops.get(channel, page.top)  # the file's top lags what is gathering
+        top = known_top if known_top is not None else page.top  # the file's top lags what is gathering
         if not pending:
             return HistoryPage(page.publications, top)
         now = self._clock()
