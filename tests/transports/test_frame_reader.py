@@ -4,34 +4,22 @@ stream, and what the parser refuses (oversized, unmasked, RSV bits) still reache
 
 from __future__ import annotations
 
-import os
-import struct
-
 import pytest
-from websockets.frames import Frame, Opcode, apply_mask
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from hubbub.transports.frame_reader import FrameReader
+from tests.wire import client_frame
 
 MAX_SIZE = 1000
 Logical = tuple[str, str | bytes]  # ("message", payload) or ("ping", data)
 
 
-def client_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = True) -> bytes:
-    head = bytes([(0x80 if fin else 0) | rsv | opcode])
-    length = len(payload)
-    bit = 0x80 if mask else 0
-    if length < 126:
-        head += bytes([bit | length])
-    elif length < 2**16:
-        head += bytes([bit | 126]) + struct.pack("!H", length)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", length)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + apply_mask(payload, key)
+def frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = True) -> bytes:
+    """A client frame (tests/wire.py builds it), with RSV bits set when asked."""
+    built = client_frame(payload, opcode, fin=fin, mask=mask)
+    return bytes([built[0] | rsv]) + built[1:]
 
 
 class Harness:
@@ -76,15 +64,15 @@ class Harness:
 
 
 STREAM: list[tuple[bytes, list[Logical]]] = [
-    (client_frame(0x1, b'{"id":1,"publish":{}}'), [("message", '{"id":1,"publish":{}}')]),
-    (client_frame(0x9, b"ping!"), [("ping", b"ping!")]),
-    (client_frame(0x2, b"\x00\x01binary"), [("message", b"\x00\x01binary")]),
-    (client_frame(0x1, "h\u00e9llo".encode() * 40), [("message", "h\u00e9llo" * 40)]),  # 16-bit length
+    (frame(0x1, b'{"id":1,"publish":{}}'), [("message", '{"id":1,"publish":{}}')]),
+    (frame(0x9, b"ping!"), [("ping", b"ping!")]),
+    (frame(0x2, b"\x00\x01binary"), [("message", b"\x00\x01binary")]),
+    (frame(0x1, "h\u00e9llo".encode() * 40), [("message", "h\u00e9llo" * 40)]),  # 16-bit length
     (
-        client_frame(0x1, b"frag", fin=False) + client_frame(0x9, b"mid") + client_frame(0x0, b"mented"),
+        frame(0x1, b"frag", fin=False) + frame(0x9, b"mid") + frame(0x0, b"mented"),
         [("ping", b"mid"), ("message", "fragmented")],
     ),
-    (client_frame(0x1, b"after"), [("message", "after")]),
+    (frame(0x1, b"after"), [("message", "after")]),
 ]
 WIRE = b"".join(data for data, _ in STREAM)
 EXPECTED = [message for _, messages in STREAM for message in messages]
@@ -100,7 +88,7 @@ def test_every_cut_of_the_stream_gives_the_same_messages() -> None:
 
 
 def test_simple_frames_sent_byte_by_byte_never_reach_the_parser() -> None:
-    frames = [client_frame(0x1, b"x" * n) for n in (1, 125, 126, 700)]
+    frames = [frame(0x1, b"x" * n) for n in (1, 125, 126, 700)]
     harness = Harness()
     for byte in b"".join(frames):
         harness.feed(bytes([byte]))
@@ -109,34 +97,34 @@ def test_simple_frames_sent_byte_by_byte_never_reach_the_parser() -> None:
 
 
 def test_a_control_frame_cut_by_tcp_hands_the_parser_the_stream_for_good() -> None:
-    ping = client_frame(0x9, b"ping!")
+    ping = frame(0x9, b"ping!")
     harness = Harness()
     harness.feed(ping[:3])
     assert harness.reader.parser_owns_stream
-    harness.feed(ping[3:] + client_frame(0x1, b"later"))
+    harness.feed(ping[3:] + frame(0x1, b"later"))
     assert harness.out == [("ping", b"ping!"), ("message", "later")]
     assert harness.fast == 0
 
 
 def test_a_frame_declared_past_max_size_is_refused_by_the_parser_at_its_header() -> None:
     harness = Harness()
-    harness.feed(client_frame(0x1, b"x" * (MAX_SIZE + 1))[:20])  # the payload never needs to arrive
+    harness.feed(frame(0x1, b"x" * (MAX_SIZE + 1))[:20])  # the payload never needs to arrive
     assert harness.protocol.close_sent is not None and harness.protocol.close_sent.code == 1009
     assert harness.out == []
 
 
 @pytest.mark.parametrize(
-    ("frame", "code"),
+    ("refused", "code"),
     [
-        (client_frame(0x1, b"unmasked", mask=False), 1002),  # a client must mask
-        (client_frame(0x1, b"rsv", rsv=0x40), 1002),  # no extension negotiated
-        (client_frame(0x3, b"reserved opcode"), 1002),
-        (client_frame(0x0, b"continuation of nothing"), 1002),
+        (frame(0x1, b"unmasked", mask=False), 1002),  # a client must mask
+        (frame(0x1, b"rsv", rsv=0x40), 1002),  # no extension negotiated
+        (frame(0x3, b"reserved opcode"), 1002),
+        (frame(0x0, b"continuation of nothing"), 1002),
     ],
 )
-def test_what_the_parser_refuses_still_reaches_it(frame: bytes, code: int) -> None:
+def test_what_the_parser_refuses_still_reaches_it(refused: bytes, code: int) -> None:
     harness = Harness()
-    harness.feed(client_frame(0x1, b"before") + frame + client_frame(0x1, b"dropped"))
+    harness.feed(frame(0x1, b"before") + refused + frame(0x1, b"dropped"))
     assert harness.protocol.close_sent is not None and harness.protocol.close_sent.code == code
     assert harness.out == [("message", "before")]
 
@@ -144,4 +132,4 @@ def test_what_the_parser_refuses_still_reaches_it(frame: bytes, code: int) -> No
 def test_invalid_utf8_in_a_text_frame_raises_as_decoding_does() -> None:
     harness = Harness()
     with pytest.raises(UnicodeDecodeError):
-        harness.feed(client_frame(0x1, b"\xff\xfe"))
+        harness.feed(frame(0x1, b"\xff\xfe"))
