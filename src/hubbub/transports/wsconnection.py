@@ -353,7 +353,7 @@ class WebSocketConnection(asyncio.Protocol):
             reader = self._reader = FrameReader()
         try:
             reader.feed(data, protocol.max_message_size, self._takes_simple_frames, self._deliver, self._parse)
-        except UnicodeDecodeError as exc:  # a text frame read by the reader (the parser's are below)
+        except UnicodeDecodeError as exc:  # a text frame the reader read (parsed ones fail in _data_frame)
             self.fail(1007, f"{exc.reason} at position {exc.start}")
         self.flush()
         transport = self.transport
