@@ -71,8 +71,12 @@ async def test_chat_on_a_phone(start_server: StartServer, tmp_path: Path, phone:
     await bob.goto(f"http://127.0.0.1:{server.port}/chat")
     await bob.fill("#name", "bob")
     await bob.get_by_role("button", name="Sign in").click()
+    # Bob starts the DM once his set-up has opened #lobby, as a person would. Filled in during the
+    # set-up on a loaded machine, the box was sometimes found empty at the click (about 1 run in
+    # 5 with both cores busy; not understood yet, noted for the chat page).
+    await expect(bob.locator("#title")).to_have_text("#lobby")
     await bob.fill("#dm-user", "alice")
-    await bob.get_by_role("button", name="Message").click()
+    await bob.get_by_role("button", name="Message", exact=True).click()
     await expect(bob.locator("#title")).to_have_text("alice")  # the DM is open: "psst" goes there, not to #lobby
     await say(bob, "psst")
     await expect(page.locator("#unread-total")).to_have_text("1")
