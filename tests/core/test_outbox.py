@@ -196,3 +196,95 @@ def test_large_batches_are_split_at_max_batch_bytes() -> None:
     loop.run_ready()
     assert len(sink.frames) > 1 and all(len(frame) <= 100 for frame in sink.frames)
     assert b"\n".join(sink.frames).split(b"\n") == messages
+
+
+def test_idle_outboxes_get_the_batch_written_without_queueing_it() -> None:
+    """An outbox with nothing queued holds no copy: the flusher writes it the batch's shared payload."""
+    flusher, loop, pairs = batch_pair()
+    batch = flusher.open_batch(b"1")
+    for outbox, _, _ in pairs:
+        outbox.push_batch(batch)
+        assert outbox.queued_bytes == 0
+    assert batch.direct == [pairs[0][0], pairs[1][0]]
+    batch.add(b"2")
+    loop.run_ready()
+    first, second = pairs[0][1].frames, pairs[1][1].frames
+    assert first == [b"1\n2"] and first[0] is second[0]
+    assert batch.direct == []  # nothing held past the write
+
+
+def test_what_is_queued_after_an_idle_batch_leaves_after_it() -> None:
+    """A reply or another channel's batch queued after an idle outbox got a batch follows that batch."""
+    flusher, loop, pairs = batch_pair()
+    outbox, sink, _ = pairs[0]
+    news = flusher.open_batch(b"n1")
+    outbox.push_batch(news)
+    outbox.push(b"reply")
+    news.add(b"n2")
+    scores = flusher.open_batch(b"s1")
+    outbox.push_batch(scores)
+    loop.run_ready()
+    assert sink.frames == [b"n1\nn2\nreply\ns1"]
+    other = pairs[1]
+    sport = flusher.open_batch(b"x1")
+    other[0].push_batch(sport)
+    weather = flusher.open_batch(b"w1")
+    other[0].push_batch(weather)
+    loop.run_ready()
+    assert other[1].frames == [b"x1\nw1"]
+
+
+def test_an_idle_batch_waits_for_a_paused_transport_in_order() -> None:
+    """A transport that paused before the flush gets the batch queued, ahead of what follows."""
+    flusher, loop, pairs = batch_pair()
+    outbox, sink, _ = pairs[0]
+    batch = flusher.open_batch(b"p1")
+    outbox.push_batch(batch)
+    sink.paused = True
+    loop.run_ready()
+    assert sink.frames == [] and outbox.queued_bytes == len(b"p1") + 1
+    outbox.push(b"later")
+    sink.resume()
+    loop.run_ready()
+    assert sink.frames == [b"p1\nlater"]
+
+
+def test_an_idle_batch_too_big_for_one_frame_is_split() -> None:
+    """A batch that grew past max_batch_bytes after it reached an idle outbox leaves in pieces."""
+    loop = ManualLoop()
+    flusher = Flusher(loop.call_soon)
+    outbox, sink, _, _ = make_outbox(max_batch_bytes=10, flusher=flusher, loop=loop)
+    batch = flusher.open_batch(b"aaaa")
+    outbox.push_batch(batch)
+    batch.add(b"bbbb")
+    batch.add(b"cccc")
+    loop.run_ready()
+    assert sink.frames == [b"aaaa\nbbbb", b"cccc"]
+
+
+def test_a_discarded_outbox_gets_nothing_of_its_idle_batch() -> None:
+    """Closing a connection between the fan-out and the flush drops its copy."""
+    flusher, loop, pairs = batch_pair()
+    batch = flusher.open_batch(b"1")
+    for outbox, _, _ in pairs:
+        outbox.push_batch(batch)
+    pairs[0][0].discard()
+    loop.run_ready()
+    assert pairs[0][1].frames == [] and pairs[1][1].frames == [b"1"]
+
+
+def test_idle_batches_are_written_in_slices_and_keep_order_between_them() -> None:
+    """At most slice_size connections per callback; one not yet written that gets a message
+    meanwhile sends the batch first."""
+    loop = ManualLoop()
+    flusher = Flusher(loop.call_soon, slice_size=2)
+    sinks = [RecordingSink() for _ in range(5)]
+    outboxes = [Outbox(s, flusher, max_bytes=1000, max_batch_bytes=1000, on_overflow=lambda: None) for s in sinks]
+    batch = flusher.open_batch(b"m")
+    for outbox in outboxes:
+        outbox.push_batch(batch)
+    loop.ready.pop()()
+    assert [len(s.frames) for s in sinks] == [1, 1, 0, 0, 0]
+    outboxes[3].push(b"reply")
+    loop.run_ready()
+    assert [s.frames for s in sinks] == [[b"m"], [b"m"], [b"m"], [b"m\nreply"], [b"m"]]

@@ -9,12 +9,18 @@ Within one loop turn, messages of one channel go into a shared `TurnBatch`: the 
 of the turn costs one append per subscriber, every further one a single append to the batch.
 The batch is closed (frozen) when the flusher runs, and joined once for all its subscribers, so
 their transports can share one prebuilt frame. Order is kept per channel, not across channels.
+
+Most fan-outs reach outboxes with nothing else queued (nothing queues when traffic is light).
+Such an idle outbox does not queue the batch: it joins the batch's `direct` list, and the
+flusher writes the batch to that list's outboxes in one pass (one call per connection instead of
+a queue, a dirty mark and a flush). Anything queued to it before that write takes the batch back
+into its queue first, so its order is the order things were queued (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import sys
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -43,13 +49,15 @@ class Sink(Protocol):
 class TurnBatch:
     """The messages one channel published during one loop turn, shared by its subscribers."""
 
-    __slots__ = ("_joined", "closed", "messages", "size")
+    __slots__ = ("_joined", "closed", "direct", "messages", "size", "written")
 
     def __init__(self, first: bytes) -> None:
         self.messages = [first]
         self.size = len(first) + 1
         self.closed = False
         self._joined: bytes | None = None
+        self.direct: list[Outbox] = []  # idle outboxes the flusher writes this batch to
+        self.written = 0  # how many of them it did (a long list takes several slices)
 
     def add(self, data: bytes) -> None:
         self.messages.append(data)
@@ -67,7 +75,8 @@ Entry = bytes | TurnBatch
 
 
 class Flusher:
-    """Runs dirty outboxes' flushes once per loop turn, at most `slice_size` per callback.
+    """Writes the turn's batches to idle outboxes, then flushes dirty outboxes, once per loop
+    turn, at most `slice_size` connections per callback.
 
     Slicing lets reads, pings and handshakes run between slices of a flush to thousands of
     connections instead of blocking the loop for the whole fan-out.
@@ -81,6 +90,7 @@ class Flusher:
         self._last_pending: list[Entry] = []
         self._last_joined = b""
         self._open_batches: list[TurnBatch] = []
+        self._direct: deque[TurnBatch] = deque()  # closed batches with idle outboxes to write
 
     def mark(self, outbox: Outbox) -> None:
         self._dirty.append(outbox)
@@ -102,11 +112,14 @@ class Flusher:
         if self._open_batches:
             for open_batch in self._open_batches:
                 open_batch.closed = True
+                if open_batch.direct:
+                    self._direct.append(open_batch)
             self._open_batches = []
+        room = self._write_direct(self._slice_size) if self._direct else self._slice_size
         dirty = self._dirty
-        if len(dirty) > self._slice_size:
-            now = dirty[: self._slice_size]
-            del dirty[: self._slice_size]
+        if len(dirty) > room or self._direct:
+            now = dirty[:room]
+            del dirty[:room]
             self._scheduled = True
             self._call_soon(self.run)
         else:
@@ -116,6 +129,26 @@ class Flusher:
             outbox.flush()
         self._last_pending = []  # hold no messages past the turn
         self._last_joined = b""
+
+    def _write_direct(self, room: int) -> int:
+        """Write closed batches to their idle outboxes, oldest batch first, at most `room`
+        outboxes; returns the room left."""
+        direct = self._direct
+        while direct and room > 0:
+            batch = direct[0]
+            payload = batch.joined()
+            outboxes = batch.direct
+            start = batch.written
+            end = min(len(outboxes), start + room)
+            for outbox in outboxes if start == 0 and end == len(outboxes) else outboxes[start:end]:
+                outbox.write_direct(batch, payload)
+            room -= end - start
+            if end == len(outboxes):
+                direct.popleft()
+                batch.direct = []
+            else:
+                batch.written = end
+        return room
 
     def joined(self, pending: list[Entry]) -> bytes:
         """The pending entries as one newline-separated payload, shared when possible.
@@ -157,6 +190,7 @@ class Outbox:
     __slots__ = (
         "_budget",
         "_counted",
+        "_direct",
         "_drops",
         "_flusher",
         "_latest",
@@ -193,6 +227,7 @@ class Outbox:
         self._max_batch_bytes = max_batch_bytes
         self._scheduled = False
         self._waiting = False
+        self._direct: TurnBatch | None = None  # a batch the flusher writes without queueing it
         self._on_overflow = on_overflow
         self.closed = False
 
@@ -205,6 +240,8 @@ class Outbox:
         if self.closed:
             self._drops["closed"] += 1
             return
+        if self._direct is not None:
+            self._queue_direct()
         self._pending.append(data)
         self._pending_bytes += len(data) + 1
         if not self._scheduled:
@@ -218,6 +255,13 @@ class Outbox:
         if self.closed:
             self._drops["closed"] += 1
             return
+        if self._direct is None:
+            if not self._pending and not self._waiting and not self._latest and batch.size <= self._budget:
+                self._direct = batch  # idle: the flusher writes it with the batch's other outboxes
+                batch.direct.append(self)
+                return
+        else:
+            self._queue_direct()
         self._pending.append(batch)
         self._pending_bytes += batch.size
         if not self._scheduled:
@@ -243,6 +287,31 @@ class Outbox:
         if self._pending_bytes > self._budget:
             self._overflow()
 
+    def write_direct(self, batch: TurnBatch, payload: bytes) -> None:
+        """The flusher's write of a batch this outbox got while idle (`payload` is its joined
+        bytes), unless something queued since took the batch into the queue."""
+        if self._direct is not batch:  # queued meanwhile, or discarded
+            return
+        sink = self._sink
+        if batch.size <= self._budget and batch.size <= self._max_batch_bytes and sink.writable():
+            self._direct = None
+            sink.write(payload)
+            self._budget = self._max_bytes - sink.buffered_bytes()
+            return
+        self._queue_direct()  # backed up, over budget or too big for one frame: the queue's rules
+
+    def _queue_direct(self) -> None:
+        """Put the batch waiting for a direct write at the head of the queue, counted as if it
+        were queued when it opened (its later messages are counted at the next flush)."""
+        batch = self._direct
+        assert batch is not None
+        self._direct = None
+        self._pending.append(batch)
+        self._pending_bytes += len(batch.messages[0]) + 1
+        if not self._scheduled:
+            self._scheduled = True
+            self._flusher.mark(self)
+
     def _overflow(self) -> None:
         self._drops["slow_consumer"] += len(flatten(self._pending)) + len(self._latest)
         self.discard()
@@ -251,6 +320,7 @@ class Outbox:
     def discard(self) -> None:
         """Drop everything queued and refuse new messages (the connection is going away)."""
         self.closed = True
+        self._direct = None
         self._pending = []
         self._latest = {}
         self._pending_bytes = 0

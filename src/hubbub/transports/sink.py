@@ -36,12 +36,14 @@ class WebSocketSink:
     takes over context); a window zlib cannot make (8 bits) goes through the protocol instead.
     """
 
-    __slots__ = ("_connection", "_deflate_bits", "_frames", "_protocol", "_threshold")
+    __slots__ = ("_connection", "_deflate_bits", "_frames", "_protocol", "_threshold", "_transport")
 
     def __init__(self, connection: WebSocketConnection, frames: FrameCache, compression_threshold: int = 0) -> None:
         assert connection.protocol is not None, "a sink is made for an open connection"
+        assert connection.transport is not None
         self._connection = connection
         self._protocol = connection.protocol
+        self._transport = connection.transport  # one per connection, for its whole life
         self._frames = frames
         extensions = self._protocol.extensions
         # Frames shorter than this go out raw and uncompressed: all of them without an extension.
@@ -53,12 +55,10 @@ class WebSocketSink:
                 self._deflate_bits = deflate.local_max_window_bits
 
     def write(self, payload: bytes) -> None:
-        connection = self._connection
         protocol = self._protocol
         if protocol.state is not WsState.OPEN:
             return
-        transport = connection.transport
-        assert transport is not None
+        transport = self._transport
         try:
             if len(payload) < self._threshold:
                 transport.write(self._frames.frame_for(payload))
@@ -72,16 +72,15 @@ class WebSocketSink:
                     protocol.send_binary(data)
                 else:
                     protocol.send_text(data)
-                connection.flush()
+                self._connection.flush()
         except Exception as exc:  # a dead transport must not abort the fan-out
-            log.debug("write to %s failed: %s", connection.remote_address, exc)
+            log.debug("write to %s failed: %s", self._connection.remote_address, exc)
 
     def writable(self) -> bool:
         return not self._connection.paused
 
     def buffered_bytes(self) -> int:
-        transport = self._connection.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        return self._transport.get_write_buffer_size()
 
     def when_writable(self, callback: Callable[[], None]) -> None:
         self._connection.when_writable(callback)
