@@ -122,3 +122,24 @@ async def test_a_connection_walks_its_named_phases_and_leaves_the_registry_once(
     socket_.writer.close()
     await asyncio.wait_for(listening.wait_idle(), 5)
     assert opened.phase is Phase.GONE and not listening.connections
+
+
+async def test_a_fan_out_after_our_close_frame_writes_no_data_frame(start_server: StartServer) -> None:
+    """Between the server's close frame and the end of the connection the session still follows
+    its channels; a publication then must not go out after the close frame (RFC 6455 5.5.1)."""
+    server = await start_server()
+    socket_ = await BareWebSocket.open(server.url)
+    await socket_.send_json({"id": 1, "connect": {}})
+    await socket_.send_json({"id": 2, "subscribe": {"channel": "news"}})
+    replies: list[dict[str, object]] = []
+    while len(replies) < 2:
+        replies += await asyncio.wait_for(socket_.read_messages(), 5)
+    assert server._endpoint is not None and server._endpoint.server is not None and server.hub is not None
+    [connection] = server._endpoint.server.connections
+    connection.close(1001, "going away")
+    server.hub.on_channel_message("news", None, b'{"push":{"channel":"news","pub":{"data":"late"}}}')
+    opcode, payload = await asyncio.wait_for(socket_.read_frame(), 5)
+    assert opcode == 0x8 and payload[:2] == b"\x03\xe9"
+    await socket_.send_bytes(client_frame(payload[:2], opcode=0x8))
+    assert await asyncio.wait_for(socket_.reader.read(), 5) == b""  # nothing after the close frame
+    socket_.close()

@@ -115,13 +115,14 @@ class Flusher:
                 if open_batch.direct:
                     self._direct.append(open_batch)
             self._open_batches = []
-        room = self._write_direct(self._slice_size) if self._direct else self._slice_size
+        # Queued outboxes first: under load they hold the oldest messages, and an outbox waiting
+        # for a direct write that gets another batch joins them, so the direct lists cannot
+        # starve them; nothing idle waits long either, as each callback takes at most a slice.
         dirty = self._dirty
-        if len(dirty) > room or self._direct:
+        room = self._slice_size
+        if len(dirty) > room:
             now = dirty[:room]
             del dirty[:room]
-            self._scheduled = True
-            self._call_soon(self.run)
         else:
             now = dirty
             self._dirty = []
@@ -129,10 +130,14 @@ class Flusher:
             outbox.flush()
         self._last_pending = []  # hold no messages past the turn
         self._last_joined = b""
+        if self._direct and room > len(now):
+            self._write_direct(room - len(now))
+        if (self._dirty or self._direct) and not self._scheduled:  # a write may have marked one
+            self._scheduled = True
+            self._call_soon(self.run)
 
-    def _write_direct(self, room: int) -> int:
-        """Write closed batches to their idle outboxes, oldest batch first, at most `room`
-        outboxes; returns the room left."""
+    def _write_direct(self, room: int) -> None:
+        """Write closed batches to their idle outboxes, oldest batch first, at most `room`."""
         direct = self._direct
         while direct and room > 0:
             batch = direct[0]
@@ -148,7 +153,6 @@ class Flusher:
                 batch.direct = []
             else:
                 batch.written = end
-        return room
 
     def joined(self, pending: list[Entry]) -> bytes:
         """The pending entries as one newline-separated payload, shared when possible.

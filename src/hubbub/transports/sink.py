@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable
 
 from websockets.extensions.permessage_deflate import PerMessageDeflate
-from websockets.protocol import State as WsState
 
 from hubbub.transports.frames import FrameCache
 from hubbub.transports.wsconnection import WebSocketConnection
@@ -55,9 +54,9 @@ class WebSocketSink:
                 self._deflate_bits = deflate.local_max_window_bits
 
     def write(self, payload: bytes) -> None:
-        protocol = self._protocol
-        if protocol.state is not WsState.OPEN:
+        if not self._connection.writes_frames:  # closing: no data frame after the close frame
             return
+        protocol = self._protocol
         transport = self._transport
         try:
             if len(payload) < self._threshold:

@@ -175,6 +175,7 @@ class WebSocketConnection(asyncio.Protocol):
         "protocol",
         "remote_address",
         "transport",
+        "writes_frames",
     )
 
     def __init__(self, registry: ConnectionRegistry, events: ConnectionEvents, options: ConnectionOptions) -> None:
@@ -186,6 +187,9 @@ class WebSocketConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.remote_address: Any = None
         self.paused = False  # the transport asked us to stop writing
+        # The protocol is OPEN, so data frames may be written raw (the sinks' check per write:
+        # an attribute here instead of the protocol's property). Set where the state can change.
+        self.writes_frames = False
         self.pings: dict[bytes, asyncio.Future[None]] | None = None
         self._handler: MessageHandler | None = None
         self._inbox: deque[Message] | None = None
@@ -283,6 +287,7 @@ class WebSocketConnection(asyncio.Protocol):
             self.abort()
         elif protocol.state is State.OPEN:
             protocol.send_close(code, reason)
+            self.writes_frames = False
             self.flush()
 
     def fail(self, code: int, reason: str) -> None:
@@ -291,6 +296,7 @@ class WebSocketConnection(asyncio.Protocol):
             self.abort()
             return
         self.protocol.fail(code, reason)
+        self.writes_frames = False
         self.flush()
 
     def abort(self) -> None:
@@ -380,6 +386,7 @@ class WebSocketConnection(asyncio.Protocol):
         protocol = self.protocol
         assert protocol is not None
         protocol.receive_data(data)
+        self.writes_frames = protocol.state is State.OPEN  # a close frame, or a protocol error
         for event in protocol.events_received():
             if isinstance(event, Frame):
                 self._frame_received(event)
@@ -387,6 +394,7 @@ class WebSocketConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.protocol is not None:
             self.protocol.receive_eof()
+            self.writes_frames = False
             self.flush()
         return None  # let the transport close: a WebSocket never writes after the peer's EOF
 
@@ -403,6 +411,7 @@ class WebSocketConnection(asyncio.Protocol):
         had_exchange = self.phase is Phase.EXCHANGE
         self.phase = Phase.CLOSING
         self._head = None
+        self.writes_frames = False
         if self.protocol is not None:
             self.protocol.receive_eof()  # idempotent; the protocol is CLOSED after it
         for timer in (self._timer, self._close_timer):
@@ -483,6 +492,7 @@ class WebSocketConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(answer)
         self.protocol = protocol
+        self.writes_frames = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
