@@ -54,6 +54,7 @@ class ServerSpec:
     adapter: Adapter
     module: str
     extra: tuple[str, ...] = field(default=())
+    source: str | None = None  # another checkout's src/ (hubbub@PATH): a before/after in one run
 
     def command(self, port: int, folder: Path, uvloop: bool) -> list[str]:
         if self.module == "hubbub":
@@ -69,7 +70,9 @@ class ServerSpec:
                 *HUBBUB_FLAGS,
                 *self.extra,
             ]
-            return [sys.executable, "-m", "hubbub", *args, "--event-loop", "uvloop" if uvloop else "asyncio"]
+            command = [sys.executable, "-m", "hubbub", *args, "--event-loop", "uvloop" if uvloop else "asyncio"]
+            # `env` execs the server, so the measured PID is still the server's own
+            return ["env", f"PYTHONPATH={self.source}", *command] if self.source else command
         return [sys.executable, "-m", self.module, str(port), *(["--uvloop"] if uvloop else [])]
 
 
@@ -164,3 +167,16 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 def own_cpu() -> float:
     return cpu_seconds()
+
+
+def server_spec(name: str) -> ServerSpec:
+    """A suite server by name; `hubbub@PATH` is hubbub run from the source folder PATH (for
+    example a `git worktree` of an older commit's `src`), measured beside today's in one run."""
+    if name.startswith("hubbub@"):
+        source = str(Path(name.removeprefix("hubbub@")).resolve())
+        if not (Path(source) / "hubbub" / "__init__.py").is_file():
+            raise SystemExit(f"{name}: no hubbub package in {source}")
+        return ServerSpec(name, HUBBUB, "hubbub", source=source)
+    if name not in SERVERS:
+        raise SystemExit(f"unknown server {name!r}: one of {', '.join(SERVERS)} or hubbub@PATH")
+    return SERVERS[name]

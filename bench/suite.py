@@ -26,7 +26,7 @@ from pathlib import Path
 from bench import report
 from bench.adapters import HubbubAdapter
 from bench.loadgen import OFFER_DEFLATE, Connection, Deliveries, Link, open_link, open_many, payload, percentile
-from bench.servers import SERVERS, RunningServer, own_cpu, pin_load_generator, running
+from bench.servers import RunningServer, own_cpu, pin_load_generator, running, server_spec
 
 WINDOW = 64
 FAST_OPEN = [False]  # set by --fast-open: the load generator's sockets use TCP Fast Open
@@ -370,9 +370,9 @@ async def run(args: Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="hubbub-bench-") as folder:
         for scenario in scenarios:
             for name in names:
-                spec = SERVERS[name]
+                spec = server_spec(name)
                 for job in jobs_for(scenario, scale):
-                    extra = args.hubbub_flags.split() if name == "hubbub" else []
+                    extra = args.hubbub_flags.split() if name == "hubbub" or name.startswith("hubbub@") else []
                     async with running(spec, Path(folder), args.uvloop, pinned, extra) as server:
                         try:
                             found = await job(server)

@@ -31,8 +31,10 @@ class WatchedHistory(SqliteHistory):
         self.commits: asyncio.Queue[int] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
 
-    def _write(self, rows: list[sqlite_module.Row], trims: dict[str, tuple[str, int, int]]) -> None:
-        super()._write(rows, trims)
+    def _write(
+        self, rows: list[sqlite_module.Row], touched: dict[str, sqlite_module.StreamTop], trims: dict[str, int]
+    ) -> None:
+        super()._write(rows, touched, trims)
         self._loop.call_soon_threadsafe(self.commits.put_nowait, len(rows))
 
 

@@ -65,6 +65,15 @@ ABSENT_CACHE_SIZE = 10_000  # ~150 bytes each: about 1.5 MB at most
 # Pending rows past either bound go to the writer at once, whatever the commit interval.
 MAX_PENDING_ROWS = 5_000
 MAX_PENDING_BYTES = 4 * 1024 * 1024
+# A channel's rows past its history size are deleted once this many more have gathered (at least
+# TRIM_EVERY, or an eighth of the size): a trim per channel per transaction was a third of the
+# writer's time. Reads never return them (they stop at the newest `size`); the file holds at most
+# that many more per channel, and a clean close trims every channel to its size.
+TRIM_EVERY = 16
+
+
+def trim_step(size: int) -> int:
+    return max(TRIM_EVERY, size // 8)
 
 
 class SqliteHistory:
@@ -86,7 +95,10 @@ class SqliteHistory:
         # bounded cache, so a connect storm does not cost a thread round trip per subscribe.
         self._absent: OrderedDict[str, StreamTop] = OrderedDict()
         self._rows: list[Row] = []  # appended, not yet handed to the writer thread
-        self._trims: dict[str, tuple[str, int, int]] = {}  # channel -> (epoch, top, size)
+        self._touched: dict[str, StreamTop] = {}  # channel -> its top, for the streams table
+        self._trims: dict[str, int] = {}  # channel -> the newest offset its trim deletes
+        self._sizes: dict[str, int] = {}  # channel -> its history size, from its last append
+        self._floors: dict[str, int] = {}  # channel -> the newest offset its last trim deletes
         self._submit_scheduled = False
         self._write_failed = False
         self._closed = False
@@ -138,7 +150,11 @@ class SqliteHistory:
 
     @property
     def stored_publications(self) -> int:
-        return self._count
+        """Rows in the file, less those past their channel's size that a lazy trim keeps yet."""
+        untrimmed = 0
+        for channel, size in self._sizes.items():
+            untrimmed += max(0, self._tops[channel].offset - size - max(self._floors[channel], 0))
+        return self._count - untrimmed
 
     def _close(self) -> None:
         if self._db is None:
@@ -152,6 +168,7 @@ class SqliteHistory:
         """Write what is pending, mark the file cleanly closed, stop the thread. Idempotent."""
         if self._closed:
             return
+        self._trim_all()
         self._submit()
         await self._run(self._close)
         self._closed = True
@@ -168,7 +185,12 @@ class SqliteHistory:
         top = StreamTop(top.offset + 1, top.epoch)
         self._tops[channel] = top
         self._rows.append((channel, top.offset, now, now + ttl, data, info))
-        self._trims[channel] = (top.epoch, top.offset, size)
+        self._touched[channel] = top
+        self._sizes[channel] = size
+        # The first append here trims at once: the file may hold rows of an earlier run.
+        floor = self._floors.get(channel)
+        if floor is None or top.offset - size - floor >= trim_step(size):
+            self._trims[channel] = self._floors[channel] = top.offset - size
         self._pending_bytes += len(data) + (len(info) if info else 0)
         if len(self._rows) >= MAX_PENDING_ROWS or self._pending_bytes >= MAX_PENDING_BYTES:
             self._submit()
@@ -191,14 +213,21 @@ class SqliteHistory:
         if self._submit_timer is not None:
             self._submit_timer.cancel()
             self._submit_timer = None
-        if not self._rows or self._closed:
+        if not (self._rows or self._trims) or self._closed:
             return
-        rows, trims = self._rows, self._trims
-        self._rows, self._trims = [], {}
+        rows, touched, trims = self._rows, self._touched, self._trims
+        self._rows, self._touched, self._trims = [], {}, {}
         self._pending_bytes = 0
-        self._executor.submit(self._write, rows, trims)
+        self._executor.submit(self._write, rows, touched, trims)
 
-    def _write(self, rows: list[Row], trims: dict[str, tuple[str, int, int]]) -> None:
+    def _trim_all(self) -> None:
+        """Ask every channel whose rows passed its size since its last trim for one (on close)."""
+        for channel, size in self._sizes.items():
+            floor = self._tops[channel].offset - size
+            if floor > self._floors[channel]:
+                self._trims[channel] = self._floors[channel] = floor
+
+    def _write(self, rows: list[Row], touched: dict[str, StreamTop], trims: dict[str, int]) -> None:
         db = self._connection()
         now = self._clock()
         try:
@@ -214,11 +243,11 @@ class SqliteHistory:
                 db.executemany(
                     "INSERT INTO streams (channel, epoch, top) VALUES (?, ?, ?)"
                     " ON CONFLICT (channel) DO UPDATE SET top = excluded.top",
-                    [(channel, epoch, top) for channel, (epoch, top, _) in trims.items()],
+                    [(channel, top.epoch, top.offset) for channel, top in touched.items()],
                 )
                 deleted = db.executemany(
                     "DELETE FROM publications WHERE channel = ? AND (offset <= ? OR expires <= ?)",
-                    [(channel, top - size, now) for channel, (_, top, size) in trims.items()],
+                    [(channel, floor, now) for channel, floor in trims.items()],
                 ).rowcount
             self._count += len(rows) - deleted
         except sqlite3.Error:
@@ -250,7 +279,7 @@ class SqliteHistory:
             if after is not None:
                 query += " AND offset < ?" if reverse else " AND offset > ?"
                 params.append(after)
-            if floor is not None:  # a trim still pending: what it will delete is gone already
+            if floor is not None:  # rows past the size a lazy trim has not deleted yet
                 query += " AND offset > ?"
                 params.append(floor)
             query += " ORDER BY offset DESC" if reverse else " ORDER BY offset ASC"
@@ -275,8 +304,9 @@ class SqliteHistory:
         # ahead of the page's rows made the hub drop those publications as already recovered).
         pending = [row for row in self._rows if row[0] == channel]
         known_top = self._tops.get(channel)
-        trim = self._trims.get(channel)
-        floor = trim[1] - trim[2] if trim is not None else None
+        size = self._sizes.get(channel)
+        # Rows past the size may still be in the file (trims are lazy): the newest `size` only.
+        floor = known_top.offset - size if known_top is not None and size is not None else None
         page = await self._run(self._read, channel, after, limit, reverse, floor)
         top = known_top if known_top is not None else page.top  # the file's top lags what is gathering
         if not pending:
