@@ -151,3 +151,20 @@ def test_suite_runs_the_rooms_scenario_with_reconnects(tmp_path: Path) -> None:
     assert hubbub["scenario"].startswith("rooms 200 users / 20 rooms of 10") and "reconnect" in hubbub["phase"]
     assert hubbub["lost"] == 0 and hubbub["delivered_per_s"] > 0, hubbub
     assert any(row.startswith("| aiohttp |") for row in done.stdout.splitlines())
+
+
+def test_suite_runs_another_checkout_beside_todays(tmp_path: Path) -> None:
+    """`hubbub@PATH` runs hubbub from another `src` folder in the same run (a before/after)."""
+    from bench.servers import server_spec
+
+    before = tmp_path / "before"
+    subprocess.run(["cp", "-r", str(ROOT / "src"), str(before)], check=True)
+    spec = server_spec(f"hubbub@{before}")
+    assert spec.command(1, tmp_path, uvloop=False)[:2] == ["env", f"PYTHONPATH={before}"]
+    with pytest.raises(SystemExit, match="no hubbub package"):
+        server_spec(f"hubbub@{tmp_path / 'nowhere'}")
+    done = smoke_suite(tmp_path / "out", "--servers", f"hubbub,hubbub@{before}", "--scenarios", "channels")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    assert {r["server"] for r in results} == {"hubbub", f"hubbub@{before}"}
+    assert all(r["lost"] == 0 and r["delivered_per_s"] > 0 for r in results), results
+    assert any(row.startswith(f"| hubbub@{before} |") for row in done.stdout.splitlines())
