@@ -12,6 +12,7 @@ A hook refuses by raising `hubbub.Refuse(code, message)`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import secrets
@@ -162,8 +163,9 @@ class Hooks:
     disconnect: Hook[DisconnectEvent, None] | None = None
     unsubscribe: Hook[UnsubscribeEvent, None] | None = None
 
-    @property
+    @functools.cached_property
     def any(self) -> bool:
+        """Asked once per connection (no hook: nothing to ask); the hooks never change."""
         return any(getattr(self, name) is not None for name in HOOK_NAMES)
 
     def merged(self, other: Hooks) -> Hooks:
