@@ -184,7 +184,8 @@ def test_mixed_entries_keep_their_order() -> None:
 
 
 def test_large_batches_are_split_at_max_batch_bytes() -> None:
-    """A batch bigger than max_batch_bytes leaves as several frames, every message once."""
+    """A batch bigger than max_batch_bytes leaves as several frames, every message once (it grew
+    after it reached an idle outbox, so the direct write hands it to the queue)."""
     loop = ManualLoop()
     flusher = Flusher(loop.call_soon)
     outbox, sink, _, _ = make_outbox(max_batch_bytes=100, flusher=flusher, loop=loop)
@@ -247,19 +248,6 @@ def test_an_idle_batch_waits_for_a_paused_transport_in_order() -> None:
     sink.resume()
     loop.run_ready()
     assert sink.frames == [b"p1\nlater"]
-
-
-def test_an_idle_batch_too_big_for_one_frame_is_split() -> None:
-    """A batch that grew past max_batch_bytes after it reached an idle outbox leaves in pieces."""
-    loop = ManualLoop()
-    flusher = Flusher(loop.call_soon)
-    outbox, sink, _, _ = make_outbox(max_batch_bytes=10, flusher=flusher, loop=loop)
-    batch = flusher.open_batch(b"aaaa")
-    outbox.push_batch(batch)
-    batch.add(b"bbbb")
-    batch.add(b"cccc")
-    loop.run_ready()
-    assert sink.frames == [b"aaaa\nbbbb", b"cccc"]
 
 
 def test_a_discarded_outbox_gets_nothing_of_its_idle_batch() -> None:
