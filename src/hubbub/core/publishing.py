@@ -93,18 +93,26 @@ class Publishing:
         self._stats = stats
         self._locks: dict[str, asyncio.Lock] = {}
 
-    @asynccontextmanager
-    async def _lock(self, channel: str) -> AsyncIterator[None]:
-        """Serialise history append + broker publish per channel so offsets go out in order."""
+    def _lock_for(self, channel: str) -> asyncio.Lock:
+        """The channel's lock: history append + broker publish are serialised per channel so
+        offsets go out in order. Held only while someone publishes (`_forget`)."""
         lock = self._locks.get(channel)
         if lock is None:
             lock = self._locks[channel] = asyncio.Lock()
+        return lock
+
+    def _forget(self, channel: str, lock: asyncio.Lock) -> None:
+        if not lock.locked() and self._locks.get(channel) is lock:
+            del self._locks[channel]
+
+    @asynccontextmanager
+    async def _lock(self, channel: str) -> AsyncIterator[None]:
+        lock = self._lock_for(channel)
         try:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and self._locks.get(channel) is lock:
-                del self._locks[channel]
+            self._forget(channel, lock)
 
     async def publish(
         self, channel: str, data: Raw, publisher: protocol.ClientInfo | None = None, *, durable: bool = False
@@ -126,16 +134,21 @@ class Publishing:
             await self.broadcast(channel, None, frame)
             return protocol.PublishResult()
         info = protocol.encode(publisher) if publisher is not None else None
-        async with self._lock(channel):
-            try:
-                top = await self._history.append(
-                    channel, bytes(data), info, size=options.history_size, ttl=options.history_ttl
-                )
-            except Exception as exc:  # a history backend that is down: never a silent drop
-                log.warning("history append to %s failed: %s", channel, exc)
-                raise CommandError(ErrorCode.INTERNAL, "history unavailable: retry later") from None
-            publication = protocol.Publication(data=data, offset=top.offset, info=publisher, time=self._now())
-            await self.broadcast(channel, top.offset, protocol.encode_publication_push(channel, publication))
+        # `_lock` written out: its generator cost 3.3 of 18 us per publish command (in process).
+        lock = self._lock_for(channel)
+        try:
+            async with lock:
+                try:
+                    top = await self._history.append(
+                        channel, bytes(data), info, size=options.history_size, ttl=options.history_ttl
+                    )
+                except Exception as exc:  # a history backend that is down: never a silent drop
+                    log.warning("history append to %s failed: %s", channel, exc)
+                    raise CommandError(ErrorCode.INTERNAL, "history unavailable: retry later") from None
+                publication = protocol.Publication(data=data, offset=top.offset, info=publisher, time=self._now())
+                await self.broadcast(channel, top.offset, protocol.encode_publication_push(channel, publication))
+        finally:
+            self._forget(channel, lock)
         if durable:
             await self._history.sync()
         return protocol.PublishResult(offset=top.offset, epoch=top.epoch)
