@@ -13,6 +13,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from hubbub.protocol import Raw
 from hubbub.transports.frames import FrameCache, text_frame
 from hubbub.transports.wsconnection import MAX_PENDING_PINGS
 from tests.conftest import OpenRaw, StartServer
@@ -142,4 +143,43 @@ async def test_a_fan_out_after_our_close_frame_writes_no_data_frame(start_server
     assert opcode == 0x8 and payload[:2] == b"\x03\xe9"
     await socket_.send_bytes(client_frame(payload[:2], opcode=0x8))
     assert await asyncio.wait_for(socket_.reader.read(), 5) == b""  # nothing after the close frame
+    socket_.close()
+
+
+async def test_a_paused_transport_queues_the_next_publication_and_loses_none(start_server: StartServer) -> None:
+    """A subscriber that stops reading: the direct write that fills its transport pauses it; the
+    next publication finds the outbox idle but the transport paused, so it is queued (not
+    written) and follows once the reader drains, every publication once and in order."""
+    server = await start_server()
+    socket_ = await BareWebSocket.open(server.url)
+    await socket_.send_json({"id": 1, "connect": {}})
+    await socket_.send_json({"id": 2, "subscribe": {"channel": "news"}})
+    replies: list[dict[str, object]] = []
+    while len(replies) < 2:
+        replies += await asyncio.wait_for(socket_.read_messages(), 5)
+    assert server._endpoint is not None and server._endpoint.server is not None and server.hub is not None
+    [connection] = server._endpoint.server.connections
+    loop = asyncio.get_running_loop()
+    hub = server.hub
+
+    async def publish_and_flush(n: int) -> None:
+        await hub.publish("news", Raw(b'{"n":%d,"pad":"%s"}' % (n, b"x" * 16_000)))
+        flushed = loop.create_future()
+        loop.call_soon(flushed.set_result, None)  # after the flusher's callback, which came first
+        await flushed
+
+    published = 0
+    while not connection.paused and published < 1000:  # the kernel's buffers fill first
+        published += 1
+        await publish_and_flush(published)
+    assert connection.paused, "the transport never paused"
+    published += 1
+    await publish_and_flush(published)  # the outbox is idle, its transport paused: queued
+    [session] = hub.sessions.values()
+    assert session.outbox.queued_bytes > 16_000  # waiting in the outbox, not pushed into the transport
+    received: list[int] = []
+    while len(received) < published:
+        for message in await asyncio.wait_for(socket_.read_messages(), 10):
+            received.append(message["push"]["pub"]["data"]["n"])
+    assert received == list(range(1, published + 1))
     socket_.close()

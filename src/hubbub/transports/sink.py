@@ -75,6 +75,23 @@ class WebSocketSink:
         except Exception as exc:  # a dead transport must not abort the fan-out
             log.debug("write to %s failed: %s", self._connection.remote_address, exc)
 
+    def write_now(self, payload: bytes) -> int:
+        """`writable`, `write` and `buffered_bytes` in one call, for the outbox's direct writes
+        (one call per delivery instead of three): -1 when paused, else the bytes still buffered."""
+        connection = self._connection
+        if connection.paused:
+            return -1
+        transport = self._transport
+        if connection.writes_frames and len(payload) < self._threshold:
+            frames = self._frames
+            try:
+                transport.write(frames.frame if payload is frames.payload else frames.frame_for(payload))
+            except Exception as exc:  # a dead transport must not abort the fan-out
+                log.debug("write to %s failed: %s", connection.remote_address, exc)
+        else:
+            self.write(payload)
+        return transport.get_write_buffer_size()
+
     def writable(self) -> bool:
         return not self._connection.paused
 
