@@ -14,8 +14,9 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 from hubbub.protocol import Raw
+from hubbub.server import Server
 from hubbub.transports.frames import FrameCache, text_frame
-from hubbub.transports.wsconnection import MAX_PENDING_PINGS
+from hubbub.transports.wsconnection import MAX_PENDING_PINGS, WebSocketConnection
 from tests.conftest import OpenRaw, StartServer
 from tests.wire import BareWebSocket, client_frame
 
@@ -125,18 +126,25 @@ async def test_a_connection_walks_its_named_phases_and_leaves_the_registry_once(
     assert opened.phase is Phase.GONE and not listening.connections
 
 
-async def test_a_fan_out_after_our_close_frame_writes_no_data_frame(start_server: StartServer) -> None:
-    """Between the server's close frame and the end of the connection the session still follows
-    its channels; a publication then must not go out after the close frame (RFC 6455 5.5.1)."""
-    server = await start_server()
+async def subscribed_to_news(server: Server) -> tuple[BareWebSocket, WebSocketConnection]:
+    """A raw client connected and subscribed to `news`, and the server's side of it."""
     socket_ = await BareWebSocket.open(server.url)
     await socket_.send_json({"id": 1, "connect": {}})
     await socket_.send_json({"id": 2, "subscribe": {"channel": "news"}})
     replies: list[dict[str, object]] = []
     while len(replies) < 2:
         replies += await asyncio.wait_for(socket_.read_messages(), 5)
-    assert server._endpoint is not None and server._endpoint.server is not None and server.hub is not None
+    assert server._endpoint is not None and server._endpoint.server is not None
     [connection] = server._endpoint.server.connections
+    return socket_, connection
+
+
+async def test_a_fan_out_after_our_close_frame_writes_no_data_frame(start_server: StartServer) -> None:
+    """Between the server's close frame and the end of the connection the session still follows
+    its channels; a publication then must not go out after the close frame (RFC 6455 5.5.1)."""
+    server = await start_server()
+    socket_, connection = await subscribed_to_news(server)
+    assert server.hub is not None
     connection.close(1001, "going away")
     server.hub.on_channel_message("news", None, b'{"push":{"channel":"news","pub":{"data":"late"}}}')
     opcode, payload = await asyncio.wait_for(socket_.read_frame(), 5)
@@ -151,14 +159,8 @@ async def test_a_paused_transport_queues_the_next_publication_and_loses_none(sta
     next publication finds the outbox idle but the transport paused, so it is queued (not
     written) and follows once the reader drains, every publication once and in order."""
     server = await start_server()
-    socket_ = await BareWebSocket.open(server.url)
-    await socket_.send_json({"id": 1, "connect": {}})
-    await socket_.send_json({"id": 2, "subscribe": {"channel": "news"}})
-    replies: list[dict[str, object]] = []
-    while len(replies) < 2:
-        replies += await asyncio.wait_for(socket_.read_messages(), 5)
-    assert server._endpoint is not None and server._endpoint.server is not None and server.hub is not None
-    [connection] = server._endpoint.server.connections
+    socket_, connection = await subscribed_to_news(server)
+    assert server.hub is not None
     loop = asyncio.get_running_loop()
     hub = server.hub
 
