@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -158,7 +159,7 @@ def test_suite_runs_another_checkout_beside_todays(tmp_path: Path) -> None:
     from bench.servers import server_spec
 
     before = tmp_path / "before"
-    subprocess.run(["cp", "-r", str(ROOT / "src"), str(before)], check=True)
+    shutil.copytree(ROOT / "src", before)
     spec = server_spec(f"hubbub@{before}")
     assert spec.command(1, tmp_path, uvloop=False)[:2] == ["env", f"PYTHONPATH={before}"]
     with pytest.raises(SystemExit, match="no hubbub package"):

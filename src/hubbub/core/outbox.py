@@ -235,7 +235,8 @@ class Outbox:
         self._direct: TurnBatch | None = None  # a batch the flusher writes without queueing it
         # A sink's optional one-call write (WebSocketSink.write_now): -1 when not writable, else
         # what it still buffers. Direct writes use it: one call per delivery instead of three.
-        self._write_now: Callable[[bytes], int] | None = getattr(sink, "write_now", None)
+        # A flag, not the bound method: no object per connection.
+        self._write_now = hasattr(sink, "write_now")
         self._on_overflow = on_overflow
         self.closed = False
 
@@ -302,9 +303,8 @@ class Outbox:
             return
         if batch.size <= self._budget and batch.size <= self._max_batch_bytes:
             sink = self._sink
-            write_now = self._write_now
-            if write_now is not None:
-                buffered = write_now(payload)
+            if self._write_now:
+                buffered: int = sink.write_now(payload)  # type: ignore[attr-defined]
                 if buffered >= 0:
                     self._direct = None
                     self._budget = self._max_bytes - buffered
