@@ -21,6 +21,10 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 # Third-party JavaScript clients (graphql-ws) run in Node.js; npm installs them (tests/js).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# `make test-compiled` builds the mypyc wheel (docs/compiled.md): a C compiler and Python's headers.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+python3 -c "import pathlib, sysconfig; assert (pathlib.Path(sysconfig.get_paths()['include']) / 'Python.h').is_file()" \
+    >/dev/null 2>&1 || missing+=(python3-dev)
 
 if ((${#missing[@]} == 0)); then
     exit 0

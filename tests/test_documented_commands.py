@@ -34,8 +34,10 @@ SHELL_BLOCK = re.compile(r"```(?:sh|bash|shell|console)\n(.*?)```", re.S)
 COMMAND = re.compile(r"^(?:\.venv/bin/)?(hubbub|make)\b")
 INLINE_COMMAND = re.compile(r"`((?:\.venv/bin/)?(?:hubbub|make) [a-z][^`]*)`")
 # `make test` is the command running this test; `make bench` runs the full ten-minute suite
-# (its smoke version is tests/test_bench.py): both are checked to exist, not run.
-NOT_RUN = {"make test", "make bench"}
+# (its smoke version is tests/test_bench.py): both are checked to exist, not run. `make test`
+# builds the compiled wheel after this test, and runs the compiled commands then
+# (tests/test_compiled.py): here they would compile for a minute first.
+NOT_RUN = {"make test", "make bench", "make compiled", "make serve-compiled", "make test-compiled"}
 ADAPTED = {
     "ports 8000/8001": "become free ports (HUBBUB_PORT/HUBBUB_API_PORT or the flags' values)",
     "redis://10.0.0.5:6379/0 and redis://127.0.0.1:6379/0": "become the test's own redis-server",

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hubbub import __version__, config
+from hubbub.compiled import build_kind
 from hubbub.errors import ConfigError, HubbubError
 from hubbub.logs import configure_logging
 
@@ -46,7 +47,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hubbub", description="Real-time messaging server and tools.")
-    parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
+    parser.add_argument("--version", action="version", version=f"hubbub {__version__} ({build_kind()})")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server")
@@ -206,7 +207,10 @@ async def _run_server(settings: config.Settings) -> int:
     history = settings.history_path or "memory"
     loop_name = type(loop).__module__.split(".")[0]
     namespaces = ", ".join(sorted(settings.namespaces))
-    print(f"hubbub: history in {history}; event loop: {loop_name}; namespaces: {namespaces}", flush=True)
+    print(
+        f"hubbub: history in {history}; event loop: {loop_name}; build: {build_kind()}; namespaces: {namespaces}",
+        flush=True,
+    )
     await stop.wait()
     print("hubbub: shutting down", flush=True)
     await server.close()

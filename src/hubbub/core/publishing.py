@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 from msgspec import Raw
 
@@ -105,15 +104,6 @@ class Publishing:
         if not lock.locked() and self._locks.get(channel) is lock:
             del self._locks[channel]
 
-    @asynccontextmanager
-    async def _lock(self, channel: str) -> AsyncIterator[None]:
-        lock = self._lock_for(channel)
-        try:
-            async with lock:
-                yield
-        finally:
-            self._forget(channel, lock)
-
     async def publish(
         self, channel: str, data: Raw, publisher: protocol.ClientInfo | None = None, *, durable: bool = False
     ) -> protocol.PublishResult:
@@ -134,7 +124,7 @@ class Publishing:
             await self.broadcast(channel, None, frame)
             return protocol.PublishResult()
         info = protocol.encode(publisher) if publisher is not None else None
-        # `_lock` written out: its generator cost 3.3 of 18 us per publish command (in process).
+        # No context manager here: a generator-based one cost 3.3 of 18 us per publish command.
         lock = self._lock_for(channel)
         try:
             async with lock:
@@ -179,7 +169,9 @@ class Publishing:
             self._count(channel, data)
         async with contextlib.AsyncExitStack() as locks:
             for channel in sorted({channel for channel, _, _, options in resolved if options.keeps_history}):
-                await locks.enter_async_context(self._lock(channel))
+                lock = self._lock_for(channel)
+                locks.callback(self._forget, channel, lock)  # after the release, which is pushed next
+                await locks.enter_async_context(lock)
             appends = [
                 Append(
                     channel,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from collections.abc import Set as AbstractSet
 from enum import Enum
 from typing import Any
@@ -193,7 +193,7 @@ class Session:
                     self._rate_limit(self.hub.user_publish_bucket(self.credentials.user), "publications by this user")
             if command.error is not None:
                 raise command.error
-            handler = self._handlers.get(command.method)
+            handler = _HANDLERS.get(command.method)
             if handler is None:  # pragma: no cover - decode_frame only yields known methods
                 raise CommandError(ErrorCode.METHOD_NOT_FOUND, f"unknown method {command.method!r}")
             if self.state is State.CONNECTING and command.method != "connect":
@@ -210,7 +210,7 @@ class Session:
             self.outbox.push(protocol.encode_error(command.id, CommandError(ErrorCode.INTERNAL, "internal error")))
             self.disconnect(DisconnectCode.INTERNAL, "internal error")
         finally:
-            if command.method in self._handlers:
+            if command.method in _HANDLERS:
                 self.hub.stats.observe_command(command.method, time.perf_counter() - started)
 
     def log_context(self) -> dict[str, str]:
@@ -598,22 +598,24 @@ class Session:
             self._check("read_history", channel)
         return await self.hub.read_positions(user, request.channels)
 
-    _handlers = {
-        "connect": _connect,
-        "refresh": _refresh,
-        "sub_refresh": _sub_refresh,
-        "subscribe": _subscribe,
-        "unsubscribe": _unsubscribe,
-        "publish": _publish,
-        "history": _history,
-        "presence": _presence,
-        "presence_stats": _presence_stats,
-        "send": _send,
-        "ping": _ping,
-        "mark_read": _mark_read,
-        "read_positions": _read_positions,
-        "rpc": _rpc,
-    }
+
+# A module constant, not a class attribute, so the class can be compiled (docs/compiled.md).
+_HANDLERS: dict[str, Callable[[Session, protocol.Command], Awaitable[protocol.Reply | None]]] = {
+    "connect": Session._connect,
+    "refresh": Session._refresh,
+    "sub_refresh": Session._sub_refresh,
+    "subscribe": Session._subscribe,
+    "unsubscribe": Session._unsubscribe,
+    "publish": Session._publish,
+    "history": Session._history,
+    "presence": Session._presence,
+    "presence_stats": Session._presence_stats,
+    "send": Session._send,
+    "ping": Session._ping,
+    "mark_read": Session._mark_read,
+    "read_positions": Session._read_positions,
+    "rpc": Session._rpc,
+}
 
 
 UNSUBSCRIBED_BY_SERVER = 0  # the unsubscribe push's code when the server API or the application ended it

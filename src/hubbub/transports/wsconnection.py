@@ -655,7 +655,8 @@ class WebSocketServer:
 
     @property
     def sockets(self) -> tuple[Any, ...]:
-        return tuple(self._server.sockets)
+        server: Any = self._server  # typeshed says a tuple; uvloop's is a list, which compiled code refuses
+        return tuple(server.sockets)
 
     @property
     def connections(self) -> list[WebSocketConnection]:

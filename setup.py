@@ -1,0 +1,23 @@
+"""Setuptools hook for the optional compiled build (docs/compiled.md).
+
+With COMPILE_HUBBUB=1 a wheel's hot-path modules (`hubbub.compiled.MODULES`) are compiled with
+mypyc; without it, and always for editable installs, hubbub is pure Python.
+"""
+
+import os
+import runpy
+
+from setuptools import setup
+
+
+def extensions() -> list:
+    if os.environ.get("COMPILE_HUBBUB", "0") in ("", "0"):
+        return []
+    from mypyc.build import mypycify  # a build requirement only when compiling (build_support/backend.py)
+
+    modules = runpy.run_path("src/hubbub/compiled.py")["MODULES"]
+    paths = ["src/" + name.replace(".", "/") + ".py" for name in modules]
+    return mypycify(paths, opt_level="3", group_name="hubbub_native")
+
+
+setup(ext_modules=extensions())

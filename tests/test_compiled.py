@@ -1,0 +1,87 @@
+"""The compiled build (docs/compiled.md): `make test-compiled` runs this file, and the tests of the
+compiled modules, against the mypyc wheel with EXPECT_COMPILED_HUBBUB=1; `make test` runs it
+against the source tree, where an extension left beside edited source would be caught."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hubbub
+from hubbub.compiled import MODULES, build_kind, compiled_modules
+from tests.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EXPECT_COMPILED = os.environ.get("EXPECT_COMPILED_HUBBUB") == "1"
+EXPECTED_KIND = "compiled" if EXPECT_COMPILED else "pure Python"
+
+
+def test_every_listed_module_is_loaded_as_this_build_expects() -> None:
+    assert compiled_modules() == dict.fromkeys(MODULES, EXPECT_COMPILED)
+    assert build_kind() == EXPECTED_KIND
+
+
+def test_the_compiled_modules_keep_their_source_beside_them() -> None:
+    """Tracebacks and the pure-Python fallback read the same files the extensions were built from."""
+    package = Path(hubbub.__file__).parent
+    for name in MODULES:
+        assert (package.parent / (name.replace(".", "/") + ".py")).is_file(), name
+
+
+def test_the_command_line_names_the_build() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hubbub", "--version"], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.strip() == f"hubbub {hubbub.__version__} ({EXPECTED_KIND})"
+
+
+def test_a_compiled_session_still_answers_every_method() -> None:
+    """The method table moved out of the class for mypyc; every handler it names is a coroutine."""
+    import inspect
+
+    from hubbub import protocol
+    from hubbub.core import session
+
+    assert set(session._HANDLERS) == set(protocol.REQUEST_TYPES)
+    assert all(inspect.iscoroutinefunction(handler) for handler in session._HANDLERS.values())
+
+
+def test_the_backend_asks_for_mypyc_only_when_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`COMPILE_HUBBUB=1 pip install .` builds in isolation: the backend must add mypy there."""
+    monkeypatch.syspath_prepend(str(ROOT / "build_support"))
+    import backend
+
+    monkeypatch.delenv("COMPILE_HUBBUB", raising=False)
+    assert not any(r.startswith("mypy") for r in backend.get_requires_for_build_wheel())
+    monkeypatch.setenv("COMPILE_HUBBUB", "1")
+    assert backend.COMPILER in backend.get_requires_for_build_wheel()
+
+
+@pytest.mark.skipif(not EXPECT_COMPILED, reason="make test-compiled runs it, once the wheel is built")
+async def test_make_serve_compiled_serves_on_the_compiled_build() -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HUBBUB_")}
+    env |= {"HUBBUB_PORT": str(free_port()), "HUBBUB_API_PORT": str(free_port()), "HUBBUB_HISTORY_PATH": "none"}
+    make = await asyncio.create_subprocess_exec(
+        "make", "--no-print-directory", "serve-compiled", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    assert make.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while not any("build: compiled;" in line for line in lines):
+                raw = await make.stdout.readline()
+                assert raw, f"make serve-compiled ended early: {lines}"
+                lines.append(raw.decode())
+    finally:
+        os.killpg(make.pid, signal.SIGINT)  # our own make and the server it started
+        async with asyncio.timeout(20):
+            rest, _ = await make.communicate()
+    assert "hubbub: stopped" in rest.decode(), lines  # make itself reports the SIGINT it got
