@@ -24,13 +24,16 @@ MODULES = (
     "hubbub.core.recovery",
     "hubbub.core.session",
     "hubbub.core.stats",
+    "hubbub.transports.admission",
     "hubbub.transports.centrifugo",
     "hubbub.transports.frame_reader",
     "hubbub.transports.frames",
     "hubbub.transports.handshake",
     "hubbub.transports.keepalive",
+    "hubbub.transports.messages",
     "hubbub.transports.session_handler",
     "hubbub.transports.sink",
+    "hubbub.transports.websocket",
     "hubbub.transports.wsconnection",
 )
 
