@@ -185,3 +185,19 @@ async def test_a_paused_transport_queues_the_next_publication_and_loses_none(sta
             received.append(message["push"]["pub"]["data"]["n"])
     assert received == list(range(1, published + 1))
     socket_.close()
+
+
+async def test_every_session_of_a_server_shares_one_bound_call_later(start_server: StartServer) -> None:
+    """A bound method per session would be 64 bytes more per connection (docs/benchmarks.md)."""
+    server = await start_server()
+    clients = [await BareWebSocket.open(server.url) for _ in range(2)]
+    for client in clients:
+        await client.send_json({"id": 1, "connect": {}})
+        await asyncio.wait_for(client.read_messages(), 5)
+    assert server._endpoint is not None and server._endpoint.server is not None
+    sessions = [connection._handler.session for connection in server._endpoint.server.connections]  # type: ignore[union-attr]
+    assert len(sessions) == 2 and sessions[0] is not sessions[1]
+    assert sessions[0]._call_later is sessions[1]._call_later
+    assert sessions[0]._call_later.__self__ is asyncio.get_running_loop()
+    for client in clients:
+        client.close()

@@ -24,7 +24,7 @@ from hubbub.core.application import Peer, application_for
 from hubbub.core.auth import TokenVerifier
 from hubbub.core.hooks import HookRunner
 from hubbub.core.hub import Hub
-from hubbub.core.session import Session
+from hubbub.core.session import CallLater, Session
 from hubbub.errors import ConfigError
 from hubbub.transports import pages
 from hubbub.transports.admission import Admission, select_subprotocol
@@ -75,6 +75,7 @@ class WebSocketEndpoint:
         }
         self.is_draining = is_draining
         self.server: WebSocketServer | None = None
+        self._call_later: CallLater | None = None  # `loop.call_later`, bound once for every session
         settings = hub.settings
         self.admission = self._admission = Admission(settings, hub.count_limit_hit)
         self._registry = ConnectionRegistry()
@@ -195,12 +196,19 @@ class WebSocketEndpoint:
         threshold = self.hub.settings.compression_threshold
         sink_type = CentrifugoSink if centrifugo else WebSocketSink
         sink = sink_type(connection, frames, threshold)
-        loop = asyncio.get_running_loop()
         kind = "centrifugo" if centrifugo else "websocket"
         app = application_for(self.hooks, self.hub, Peer(kind, address, request.headers), self.forwarded_headers)
-        session = Session(self.hub, sink, verifier=self.verifier, call_later=loop.call_later, app=app)
+        session = Session(self.hub, sink, verifier=self.verifier, call_later=self._loop_call_later(), app=app)
         handler = CentrifugoHandler if centrifugo else SessionHandler
         return handler(self.hub, session, wire_protocol, self._admission, address, connection)
+
+    def _loop_call_later(self) -> CallLater:
+        """One bound method for every session of this loop, not one per session (64 bytes each)."""
+        loop = asyncio.get_running_loop()
+        call_later = self._call_later
+        if call_later is None or getattr(call_later, "__self__", None) is not loop:
+            call_later = self._call_later = loop.call_later
+        return call_later
 
 
 def enable_fast_open(sockets: Iterable[socket.socket], queue: int) -> None:
