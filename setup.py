@@ -17,7 +17,8 @@ def extensions() -> list:
 
     modules = runpy.run_path("src/hubbub/compiled.py")["MODULES"]
     paths = ["src/" + name.replace(".", "/") + ".py" for name in modules]
-    return mypycify(paths, opt_level="3", group_name="hubbub_native")
+    # multi_file: one C file per module compiles in 70 s instead of 90, and runs as fast (docs/compiled.md)
+    return mypycify(paths, opt_level="3", group_name="hubbub_native", multi_file=True)
 
 
 setup(ext_modules=extensions())
