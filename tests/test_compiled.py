@@ -92,3 +92,19 @@ async def test_make_serve_compiled_serves_on_the_compiled_build() -> None:
         async with asyncio.timeout(20):
             rest, _ = await make.communicate()
     assert "hubbub: stopped" in rest.decode(), lines  # make itself reports the SIGINT it got
+
+
+def test_the_source_distribution_carries_the_build_backend(tmp_path: Path) -> None:
+    """pyproject.toml names an in-tree backend: an sdist without it could not be installed."""
+    import shutil
+    import tarfile
+
+    checkout = tmp_path / "checkout"  # no egg-info left from earlier builds, which would add files
+    skipped = (".git", ".venv", "build", "dist", "*.egg-info", "node_modules", "*.db*", "__pycache__", ".*_cache")
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*skipped, "bench-results"))
+    script = f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp_path)!r}))"
+    done = subprocess.run([sys.executable, "-c", script], cwd=checkout, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(tmp_path / done.stdout.splitlines()[-1]) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    assert {"build_support/backend.py", "setup.py", "src/hubbub/compiled.py"} <= names
