@@ -34,7 +34,7 @@ def _compiling() -> bool:
 @contextlib.contextmanager
 def _not_compiling() -> Iterator[None]:
     """setuptools runs setup.py to list its needs and its metadata too: no mypyc for those
-    (before its requirements are installed it is not even there)."""
+    (before its requirements are installed it is not even there), nor for editable installs."""
     saved = os.environ.get("COMPILE_HUBBUB")
     os.environ["COMPILE_HUBBUB"] = "0"
     try:
@@ -61,5 +61,5 @@ def prepare_metadata_for_build_wheel(metadata_directory: str, config_settings: d
 def build_editable(
     wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None
 ) -> str:
-    os.environ["COMPILE_HUBBUB"] = "0"
-    return build_meta.build_editable(wheel_directory, config_settings, metadata_directory)
+    with _not_compiling():
+        return build_meta.build_editable(wheel_directory, config_settings, metadata_directory)

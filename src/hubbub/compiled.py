@@ -1,9 +1,10 @@
 """Which modules a compiled build turns into C extensions with mypyc, and whether this one did.
 
 The hot path (fan-out, outboxes, sessions, the WebSocket connection and its upgrade) costs
-interpreter time per write and per handshake; compiled, the same source runs at about half of it
-(docs/compiled.md). A pure-Python install runs the very same modules, so both builds pass the
-same tests. `setup.py` reads `MODULES` with COMPILE_HUBBUB=1; nothing here imports hubbub.
+interpreter time per write and per handshake; compiled, the same source spends less than half
+the interpreter time per delivery in process (docs/compiled.md). A pure-Python install runs the
+very same modules, so both builds pass the same tests. `setup.py` reads `MODULES` with
+COMPILE_HUBBUB=1; nothing here imports hubbub.
 """
 
 from __future__ import annotations
