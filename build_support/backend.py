@@ -58,6 +58,16 @@ def prepare_metadata_for_build_wheel(metadata_directory: str, config_settings: d
         return build_meta.prepare_metadata_for_build_wheel(metadata_directory, config_settings)
 
 
+def get_requires_for_build_editable(config_settings: dict[str, Any] | None = None) -> list[str]:
+    with _not_compiling():
+        return build_meta.get_requires_for_build_editable(config_settings)
+
+
+def prepare_metadata_for_build_editable(metadata_directory: str, config_settings: dict[str, Any] | None = None) -> str:
+    with _not_compiling():
+        return build_meta.prepare_metadata_for_build_editable(metadata_directory, config_settings)
+
+
 def build_editable(
     wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None
 ) -> str:

@@ -59,14 +59,16 @@ def test_the_backend_asks_for_mypyc_only_when_compiling() -> None:
     backend has asked for it: listing the requirements must not need it."""
     script = (
         "import json, sys; sys.modules['mypyc'] = None; sys.path.insert(0, 'build_support'); import backend; "
-        "print(json.dumps([backend.COMPILER, backend.get_requires_for_build_wheel()]))"
+        "print(json.dumps([backend.COMPILER, backend.get_requires_for_build_wheel(),"
+        " backend.get_requires_for_build_editable()]))"
     )
     for compiling in ("1", "0"):
         env = {**os.environ, "COMPILE_HUBBUB": compiling}
         done = subprocess.run(
             [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
         )
-        compiler, requires = json.loads(done.stdout.splitlines()[-1])
+        compiler, requires, editable = json.loads(done.stdout.splitlines()[-1])
+        assert compiler not in editable  # `pip install -e .` is never compiled, whatever the variable
         assert (compiler in requires) is (compiling == "1"), requires
         assert any(need.startswith("msgspec") for need in requires) is (compiling == "1"), requires  # its types
 
