@@ -83,8 +83,11 @@ async def test_acknowledged_publications_survive_the_masters_death(tmp_path: Pat
                         async with http.post(f"{nodes[n % 3].api_url}/api/publish", json=body) as response:
                             if response.status == 200:
                                 acked.append(n)  # acknowledged: replicated, so it must survive
+                                caught_up.clear()  # set again once every client has this one too
                     n += 1
                     await asyncio.sleep(0.02)  # the publisher's steady clock, not synchronisation
+            if all(set(acked) <= set(r) for r in received):  # the last ones arrived before their ack
+                caught_up.set()
             try:
                 await asyncio.wait_for(caught_up.wait(), 30)
             except TimeoutError:
