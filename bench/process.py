@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -142,8 +143,36 @@ class ServerProcess:
                 await process.wait()
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_LISTEN_PORTS = range(10000, _ephemeral_low())
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
+    """A loopback port nothing listens on, for a server about to be started on it.
+
+    It comes from below the kernel's ephemeral range: outgoing connections take their local ports
+    from that range, so none can take this one between now and the moment the server binds it
+    (with port 0 that happened: a Redis Cluster node in CI never came up). Never the same port
+    twice in one process."""
+    for _ in range(1000 if len(_LISTEN_PORTS) > 1000 else 0):
+        port = random.choice(_LISTEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as probe:  # no room below the ephemeral range on this machine
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
@@ -154,43 +183,39 @@ def redis_server(folder: Path, port: int | None = None, replica_of: str | None =
     `replica_of`, a redis:// URL, when given)."""
     if REDIS_SERVER is None:
         raise FileNotFoundError("redis-server is not installed (Debian package redis-server)")
-    port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            REDIS_SERVER,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-            *(["--replicaof", *replica_of.split("//")[1].split("/")[0].split(":")] if replica_of else []),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    for attempt in range(1 if port else 3):  # a free port taken after all: another one
+        chosen = port or free_port()
+        process = _start_redis(folder, chosen, replica_of)
+        try:
+            _wait_for(chosen, b"PING\r\n", b"+PONG", 10, process)
+            break
+        except NodeExited:
+            if port or attempt == 2:
+                raise
+        except BaseException:
+            process.terminate()  # the process this function started, by its handle
+            process.wait(timeout=10)
+            raise
     try:
-        deadline = time.monotonic() + 10
-        while True:  # wait until it accepts connections (bounded)
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as connection:
-                    connection.sendall(b"PING\r\n")
-                    if connection.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.02)  # polling a process we started, bounded by the deadline
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{chosen}/0"
     finally:
         process.terminate()  # the process this function started, by its handle
         process.wait(timeout=10)
+
+
+def _start_redis(folder: Path, port: int, replica_of: str | None) -> subprocess.Popen[bytes]:
+    assert REDIS_SERVER is not None
+    replication = ["--replicaof", *replica_of.split("//")[1].split("/")[0].split(":")] if replica_of else []
+    return subprocess.Popen(
+        [
+            REDIS_SERVER,
+            "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(folder), *replication,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 @dataclass
@@ -207,7 +232,7 @@ class RedisCluster:
         that lost its slots in a failover comes back as a replica of the one that took them)."""
         self.processes[port].wait(timeout=10)
         self.processes[port] = _start_redis_node(self.folder, port, self.bus_ports[port])
-        _wait_for(port, b"PING\r\n", b"+PONG", 10)
+        _wait_for(port, b"PING\r\n", b"+PONG", 10, self.processes[port])
 
 
 def _start_redis_node(folder: Path, port: int, bus_port: int) -> subprocess.Popen[bytes]:
@@ -226,10 +251,19 @@ def _start_redis_node(folder: Path, port: int, bus_port: int) -> subprocess.Pope
     )  # fmt: skip
 
 
-def _wait_for(port: int, command: bytes, expect: bytes, seconds: float) -> None:
-    """Poll a node we started until `command` answers with `expect` in it (bounded)."""
+class NodeExited(RuntimeError):
+    """A redis-server we started exited before answering (its port was taken, most likely)."""
+
+
+def _wait_for(
+    port: int, command: bytes, expect: bytes, seconds: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll a node we started until `command` answers with `expect` in it (bounded); raise
+    NodeExited at once if its `process` is gone."""
     deadline = time.monotonic() + seconds
     while True:
+        if process is not None and process.poll() is not None:
+            raise NodeExited(f"redis node {port} exited with {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as connection:
                 connection.sendall(command)
@@ -252,8 +286,18 @@ def redis_cluster(folder: Path, masters: int = 3, replicas: int = 1) -> Iterator
     bus_ports = {port: free_port() for port in ports}
     processes = {port: _start_redis_node(folder, port, bus_ports[port]) for port in ports}
     try:
-        for port in ports:
-            _wait_for(port, b"PING\r\n", b"+PONG", 10)
+        for index, port in enumerate(list(ports)):
+            for attempt in range(3):  # a node whose port was taken after all: new ports, same cluster
+                try:
+                    _wait_for(port, b"PING\r\n", b"+PONG", 10, processes[port])
+                    break
+                except NodeExited:
+                    if attempt == 2:
+                        raise
+                    del processes[port], bus_ports[port]
+                    port = ports[index] = free_port()
+                    bus_ports[port] = free_port()
+                    processes[port] = _start_redis_node(folder, port, bus_ports[port])
         create = [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports)]
         subprocess.run(
             [*create, "--cluster-replicas", str(replicas), "--cluster-yes"],
