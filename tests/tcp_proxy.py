@@ -24,6 +24,7 @@ class DeafeningProxy:
         self.target = (target_host, target_port)
         self.pipes: list[Pipe] = []
         self.port = 0
+        self.silenced = False  # every pub/sub connection, open now or later, hears nothing
         self._server: asyncio.Server | None = None
 
     @property
@@ -42,6 +43,16 @@ class DeafeningProxy:
                 pipe.deaf = True
                 count += 1
         return count
+
+    def silence_subscribers(self) -> None:
+        """Until `hear_again`, no pub/sub connection hears anything, including ones opened later."""
+        self.silenced = True
+
+    def hear_again(self) -> None:
+        """Every pub/sub connection hears Redis again from now on (what was dropped stays lost)."""
+        self.silenced = False
+        for pipe in self.pipes:
+            pipe.deaf = False
 
     def subscriber_addresses(self) -> list[str]:
         """As Redis sees the open pub/sub connections (`addr` in CLIENT LIST): for CLIENT KILL."""
@@ -72,7 +83,7 @@ class DeafeningProxy:
     async def _downstream(self, pipe: Pipe, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(ConnectionError):
             while data := await reader.read(65536):
-                if not pipe.deaf:
+                if not (pipe.deaf or (pipe.subscriber and self.silenced)):
                     pipe.client.write(data)
         pipe.client.close()  # Redis closed it (CLIENT KILL): the client sees that, deaf or not
 

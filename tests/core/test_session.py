@@ -7,11 +7,13 @@ from typing import Any
 import pytest
 
 from hubbub import protocol
+from hubbub.backends.memory import MemoryBroker, MemoryHistory, MemoryPresence
+from hubbub.config import Settings
 from hubbub.core.auth import TokenVerifier, mint_token
 from hubbub.core.hub import Hub
 from hubbub.core.session import Session, State
 from hubbub.errors import DisconnectCode, ErrorCode
-from tests.helpers import OTHER_SECRET, SECRET, ManualLoop, RecordingSink, make_hub, make_session
+from tests.helpers import NAMESPACES, OTHER_SECRET, SECRET, ManualLoop, RecordingSink, make_hub, make_session
 
 
 class Driver:
@@ -266,6 +268,23 @@ async def test_closing_a_session_cleans_up_everywhere(hub: Hub, loop: ManualLoop
     assert alice.session.client_id not in hub.sessions
     assert set((await hub.presence("chat:room")).clients) == {bob.session.client_id}
     assert alice.session.client_id not in hub.channels["chat:room"].live
+
+
+class UnsubscribeFails(MemoryBroker):
+    """A broker whose unsubscribe raises (a backend we have not written, failing its own way)."""
+
+    async def unsubscribe(self, channel: str) -> None:
+        raise OSError("the broker is gone")
+
+
+async def test_a_broker_failing_to_unsubscribe_still_leaves_presence(loop: ManualLoop) -> None:
+    settings = Settings(namespaces=NAMESPACES, history_path=None)
+    hub = Hub(settings, UnsubscribeFails(), MemoryHistory(clock=loop.clock), MemoryPresence(), call_soon=loop.call_soon)
+    alice = await connected(hub, loop)
+    await alice.ok("subscribe", {"channel": "chat:room"})
+    alice.session.closed()
+    await hub.remove_session(alice.session)  # logs the failure, goes on with the cleanup
+    assert (await hub.presence("chat:room")).clients == {}
 
 
 async def test_recovery_returns_exactly_the_missed_publications(hub: Hub, loop: ManualLoop) -> None:

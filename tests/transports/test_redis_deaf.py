@@ -9,13 +9,14 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from msgspec import Raw
 from redis.asyncio import Redis
 
 from hubbub.backends.redis import Heartbeat, RedisBroker
 from hubbub.server import Server
 from tests.conftest import OpenRaw, RawClient, StartServer
-from tests.tcp_proxy import deafening_proxy
+from tests.tcp_proxy import DeafeningProxy, deafening_proxy
 
 FAST_HEARTBEAT = {"broker_heartbeat_interval": 0.1, "broker_heartbeat_timeout": 0.5}
 
@@ -147,3 +148,77 @@ async def test_history_ahead_of_what_the_node_delivered_makes_it_resubscribe(
         assert await numbers(client, 2) == [(1, 1), (2, 2)]
         assert node.hub is not None and node.hub.stats.broker_resubscribes["stream_ahead"] == 1
         assert node.hub.stats.broker_resubscribes["heartbeat"] == 0
+
+
+class SlowReplay:
+    """A hub whose replay after a resubscribe lasts `seconds` (longer than the heartbeat's
+    timeout), with the pub/sub connections silenced meanwhile when a `proxy` is given: what
+    Redis sends during a replay is heard only after it, if at all."""
+
+    def __init__(self, seconds: float, proxy: DeafeningProxy | None = None) -> None:
+        self.seconds = seconds
+        self.proxy = proxy
+        self.replays: list[str] = []
+        self.heard = asyncio.Event()
+
+    def on_channel_message(self, channel: str, offset: int | None, frame: bytes) -> None:
+        self.heard.set()
+
+    def on_control(self, message: bytes) -> None:
+        """Nor control messages."""
+
+    async def on_resubscribed(self, reason: str) -> None:
+        self.replays.append(reason)
+        if self.proxy is not None:
+            self.proxy.silence_subscribers()
+        await asyncio.sleep(self.seconds)  # the replay's own duration: reading a long history
+        if self.proxy is not None:
+            self.proxy.hear_again()
+
+
+async def test_a_replay_slower_than_the_heartbeat_timeout_is_not_taken_for_silence(redis_url: str) -> None:
+    """The reader hears nothing while it replays; that must not start another resubscribe (which
+    would replay again, and again, for as long as replays stay slow)."""
+    async with deafening_proxy(redis_url) as proxy:
+        broker = RedisBroker(proxy.url, f"test-{uuid.uuid4().hex}", heartbeat=Heartbeat(0.05, 0.3))
+        handler = SlowReplay(0.9, proxy)
+        broker.set_handler(handler)
+        await broker.open()
+        try:
+            await broker.subscribe("news")
+            await broker.publish("news", None, b"{}")
+            await asyncio.wait_for(handler.heard.wait(), 5)  # through the proxy, both ways
+            assert proxy.deafen_subscribers() == 1
+            await asyncio.wait_for(broker.wait_health(False), 5)
+            await asyncio.wait_for(broker.wait_health(True), 10)
+            with pytest.raises(TimeoutError):  # a second resubscribe would come within a beat or two
+                await asyncio.wait_for(broker.wait_health(False), 1.5)
+            assert handler.replays == ["heartbeat"]
+        finally:
+            await broker.close()
+
+
+async def test_subscriptions_changing_while_the_broker_resubscribes_fail_nothing(redis_url: str) -> None:
+    """Sessions come and go while the reader swaps in a new pub/sub connection: every subscribe
+    and unsubscribe returns, and Redis ends up with exactly the channels still wanted."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    broker = RedisBroker(redis_url, prefix)
+    broker.set_handler(SlowReplay(0))
+    await broker.open()
+    redis = Redis.from_url(redis_url)
+
+    async def churn(name: str) -> None:
+        for _ in range(200):
+            await broker.subscribe(name)
+            await broker.unsubscribe(name)
+
+    try:
+        await broker.subscribe("kept")
+        for _ in range(5):
+            broker.resubscribe("test")
+            await asyncio.gather(*(churn(f"churn-{index}") for index in range(8)))
+        await asyncio.wait_for(broker.wait_health(True), 10)
+        assert await redis.pubsub_channels(f"{prefix}:pubsub:*") == [f"{prefix}:pubsub:kept".encode()]
+    finally:
+        await broker.close()
+        await redis.aclose()

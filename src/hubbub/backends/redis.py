@@ -563,6 +563,9 @@ class RedisBroker:
         self._heard_at = time.monotonic()
         self._deaf: str | None = None  # why to resubscribe (the heartbeat, the hub): the reader does
         self._beater: asyncio.Task[None] | None = None
+        # Held while a command goes out on the pub/sub and while the reader swaps in a new one:
+        # closing a pub/sub under a command in flight broke redis-py inside that command.
+        self._pubsub_lock = asyncio.Lock()
 
     def set_handler(self, handler: BrokerHandler) -> None:
         self._handler = handler
@@ -604,10 +607,22 @@ class RedisBroker:
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
-        await self._pubsub.subscribe(self._keys.pubsub(channel))
+        async with self._pubsub_lock:
+            await self._subscribe_one(channel)
 
     async def unsubscribe(self, channel: str) -> None:
+        """Never raises for a lost connection: the resubscribe after it leaves this channel out."""
         self._channels.discard(channel)
+        async with self._pubsub_lock:
+            try:
+                await self._unsubscribe_one(channel)
+            except RedisError as exc:
+                log.warning("unsubscribing %s from Redis pub/sub failed (a resubscribe omits it): %s", channel, exc)
+
+    async def _subscribe_one(self, channel: str) -> None:
+        await self._pubsub.subscribe(self._keys.pubsub(channel))
+
+    async def _unsubscribe_one(self, channel: str) -> None:
         await self._pubsub.unsubscribe(self._keys.pubsub(channel))
 
     def resubscribe(self, reason: str) -> None:
@@ -638,6 +653,9 @@ class RedisBroker:
                     self._dispatch(message)
                     message = await self._pubsub.get_message(timeout=0)  # None when nothing is buffered
             except RedisError as exc:
+                await self._reconnect(exc, "connection_lost")
+            except Exception as exc:  # redis-py in a state we did not foresee: a fresh pub/sub, not a dead reader
+                log.exception("the Redis pub/sub reader failed: resubscribing")
                 await self._reconnect(exc, "connection_lost")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
@@ -672,11 +690,12 @@ class RedisBroker:
             await asyncio.sleep(secrets.SystemRandom().uniform(0, min(10.0, 0.1 * 2**attempt)))
             attempt += 1
             try:
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                await self._subscribe_all()
-            except RedisError as exc:
+                async with self._pubsub_lock:
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                    self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                    await self._subscribe_all()
+            except (RedisError, OSError) as exc:
                 log.warning("Redis still unavailable: %s", exc)
                 continue
             break
@@ -690,6 +709,9 @@ class RedisBroker:
                 log.warning("replaying what was missed failed (retrying): %s", exc)
                 await asyncio.sleep(secrets.SystemRandom().uniform(0, min(5.0, 0.1 * 2**attempt)))
                 attempt += 1
+        # The reader heard nothing while it replayed (it was replaying): a replay longer than the
+        # heartbeat's timeout must not count as silence, or every slow replay starts another.
+        self._heard_at = time.monotonic()
         self._set_health(True)
 
     async def wait_health(self, healthy: bool) -> None:
@@ -750,7 +772,7 @@ class RedisClusterBroker(RedisBroker):
         await self._redis.nodes_manager.initialize()  # the slot map now, not when it last changed
         await self._pubsub.subscribe(self._keys.control, self._heartbeat_name)
         self._homes.clear()
-        for channel in self._channels:  # one at a time: a batch across slots would be CROSSSLOT
+        for channel in list(self._channels):  # one at a time: a batch across slots would be CROSSSLOT
             await self._pubsub.ssubscribe(self._keys.shard_pubsub(channel))
             self._homes[channel] = self._home_of(channel)
         self._sync_shard_readers()
@@ -758,14 +780,12 @@ class RedisClusterBroker(RedisBroker):
     def _publish_on(self, client: Any, channel: str, message: bytes) -> Any:
         return client.spublish(self._keys.shard_pubsub(channel), message)
 
-    async def subscribe(self, channel: str) -> None:
-        self._channels.add(channel)
+    async def _subscribe_one(self, channel: str) -> None:
         await self._pubsub.ssubscribe(self._keys.shard_pubsub(channel))
         self._homes[channel] = self._home_of(channel)
         self._sync_shard_readers()
 
-    async def unsubscribe(self, channel: str) -> None:
-        self._channels.discard(channel)
+    async def _unsubscribe_one(self, channel: str) -> None:
         self._homes.pop(channel, None)
         await self._pubsub.sunsubscribe(self._keys.shard_pubsub(channel))
 

@@ -472,12 +472,14 @@ class Hub:
     async def unsubscribe(self, member: Member, channel: str) -> None:
         self.stop_delivery(member, channel)
         subscribers = self.channels.get(channel)
-        if subscribers is not None and not subscribers:
-            del self.channels[channel]
-            await self.broker.unsubscribe(channel)
-        await self.presence_tracker.leave(
-            channel, self.rules.resolve(channel), member.client_id, member.info_in(channel)
-        )
+        try:
+            if subscribers is not None and not subscribers:
+                del self.channels[channel]
+                await self.broker.unsubscribe(channel)
+        finally:  # a broker that failed must not leave the member present
+            await self.presence_tracker.leave(
+                channel, self.rules.resolve(channel), member.client_id, member.info_in(channel)
+            )
 
     async def mark_read(self, user: str, channel: str, offset: int) -> int:
         """Store `user`'s read position (clamped to the stream) and tell the user's other connections,
