@@ -13,7 +13,7 @@ import pytest
 from msgspec import Raw
 from redis.asyncio import Redis
 
-from hubbub.backends.redis import Heartbeat, RedisBroker
+from hubbub.backends.redis import Heartbeat, RedisBroker, RedisClusterBroker, RedisKeys
 from hubbub.server import Server
 from tests.conftest import OpenRaw, RawClient, StartServer
 from tests.tcp_proxy import DeafeningProxy, deafening_proxy
@@ -198,17 +198,40 @@ async def test_a_replay_slower_than_the_heartbeat_timeout_is_not_taken_for_silen
             await broker.close()
 
 
-async def test_subscriptions_changing_while_the_broker_resubscribes_fail_nothing(redis_url: str) -> None:
+async def subscribed_names(url: str, prefix: str) -> set[bytes]:
+    """The pub/sub names subscribed under `prefix`: classic channels, and on a cluster the shard
+    channels of every node."""
+    if not url.startswith("redis-cluster://"):
+        redis = Redis.from_url(url)
+        try:
+            return set(await redis.pubsub_channels(f"{prefix}:pubsub:*"))
+        finally:
+            await redis.aclose()
+    names: set[bytes] = set()
+    for address in url.split("//", 1)[1].split(","):
+        host, _, port = address.partition(":")
+        node = Redis(host=host, port=int(port))
+        try:
+            names |= set(await node.execute_command("PUBSUB", "SHARDCHANNELS", f"{prefix}:*"))
+        finally:
+            await node.aclose()
+    return names
+
+
+@pytest.mark.parametrize("backend", ["redis_url", "redis_cluster_url"])
+async def test_subscriptions_changing_while_the_broker_resubscribes_fail_nothing(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
     """Sessions come and go while the reader swaps in a new pub/sub connection: every subscribe
     and unsubscribe returns, and Redis ends up with exactly the channels still wanted."""
+    url = request.getfixturevalue(backend)  # one Redis, or a Redis Cluster
     prefix = f"test-{uuid.uuid4().hex}"
-    broker = RedisBroker(redis_url, prefix)
+    broker = RedisClusterBroker(url, prefix) if backend == "redis_cluster_url" else RedisBroker(url, prefix)
     broker.set_handler(SlowReplay(0))
     await broker.open()
-    redis = Redis.from_url(redis_url)
 
     async def churn(name: str) -> None:
-        for _ in range(200):
+        for _ in range(100):
             await broker.subscribe(name)
             await broker.unsubscribe(name)
 
@@ -216,9 +239,10 @@ async def test_subscriptions_changing_while_the_broker_resubscribes_fail_nothing
         await broker.subscribe("kept")
         for _ in range(5):
             broker.resubscribe("test")
+            await broker.publish_control(b"wake the reader")  # it resubscribes on its next message
             await asyncio.gather(*(churn(f"churn-{index}") for index in range(8)))
         await asyncio.wait_for(broker.wait_health(True), 10)
-        assert await redis.pubsub_channels(f"{prefix}:pubsub:*") == [f"{prefix}:pubsub:kept".encode()]
+        kept = RedisKeys(prefix).shard_pubsub("kept") if backend == "redis_cluster_url" else f"{prefix}:pubsub:kept"
+        assert await subscribed_names(url, prefix) == {kept.encode()}
     finally:
         await broker.close()
-        await redis.aclose()
