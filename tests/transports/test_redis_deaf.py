@@ -204,7 +204,10 @@ async def subscribed_names(url: str, prefix: str) -> set[bytes]:
     if not url.startswith("redis-cluster://"):
         redis = Redis.from_url(url)
         try:
-            return set(await redis.pubsub_channels(f"{prefix}:pubsub:*"))
+            return {
+                name if isinstance(name, bytes) else name.encode()
+                for name in await redis.pubsub_channels(f"{prefix}:pubsub:*")
+            }
         finally:
             await redis.aclose()
     names: set[bytes] = set()
