@@ -13,7 +13,7 @@ from hubbub.transports.frame_reader import FrameReader
 from tests.wire import client_frame
 
 MAX_SIZE = 1000
-Logical = tuple[str, str | bytes]  # ("message", payload) or ("ping", data)
+Logical = tuple[str, str | bytes]  # ("message", payload), ("ping", data) or ("pong", data)
 
 
 def frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = True) -> bytes:
@@ -41,12 +41,18 @@ class Harness:
         self.fast += 1
         self.out.append(("message", payload))
 
+    def control(self, opcode: int, payload: bytes) -> None:
+        self.fast += 1
+        self.out.append(({0x9: "ping", 0xA: "pong"}[opcode], payload))
+
     def parse(self, data: bytes) -> None:
         self.protocol.receive_data(data)
         for event in self.protocol.events_received():
             assert isinstance(event, Frame)
             if event.opcode is Opcode.PING:
                 self.out.append(("ping", bytes(event.data)))
+            elif event.opcode is Opcode.PONG:
+                self.out.append(("pong", bytes(event.data)))
             elif event.opcode in (Opcode.TEXT, Opcode.BINARY):
                 self._text = event.opcode is Opcode.TEXT
                 self._fragments = [bytes(event.data)]
@@ -60,12 +66,14 @@ class Harness:
                 self._fragments = None
 
     def feed(self, data: bytes) -> None:
-        self.reader.feed(data, MAX_SIZE, self.simple, self.message, self.parse)
+        self.reader.feed(data, MAX_SIZE, self.simple, self.message, self.control, self.parse)
 
 
 STREAM: list[tuple[bytes, list[Logical]]] = [
     (frame(0x1, b'{"id":1,"publish":{}}'), [("message", '{"id":1,"publish":{}}')]),
     (frame(0x9, b"ping!"), [("ping", b"ping!")]),
+    (frame(0xA, b"p" * 125), [("pong", b"p" * 125)]),  # the largest control frame
+    (frame(0xA, b""), [("pong", b"")]),
     (frame(0x2, b"\x00\x01binary"), [("message", b"\x00\x01binary")]),
     (frame(0x1, "h\u00e9llo".encode() * 40), [("message", "h\u00e9llo" * 40)]),  # 16-bit length
     (
@@ -96,13 +104,19 @@ def test_simple_frames_sent_byte_by_byte_never_reach_the_parser() -> None:
     assert harness.fast == 4 and not harness.reader.parser_owns_stream
 
 
-def test_a_control_frame_cut_by_tcp_hands_the_parser_the_stream_for_good() -> None:
-    ping = frame(0x9, b"ping!")
+def test_pings_and_pongs_sent_byte_by_byte_never_reach_the_parser() -> None:
     harness = Harness()
-    harness.feed(ping[:3])
+    for byte in frame(0x9, b"ping!") + frame(0xA, b"pong!") + frame(0x1, b"later"):
+        harness.feed(bytes([byte]))
+    assert harness.out == [("ping", b"ping!"), ("pong", b"pong!"), ("message", "later")]
+    assert harness.fast == 3 and not harness.reader.parser_owns_stream
+
+
+def test_a_frame_declared_too_big_hands_the_parser_the_stream_for_good() -> None:
+    harness = Harness()
+    harness.feed(frame(0x1, b"x" * (MAX_SIZE + 1))[:20])
     assert harness.reader.parser_owns_stream
-    harness.feed(ping[3:] + frame(0x1, b"later"))
-    assert harness.out == [("ping", b"ping!"), ("message", "later")]
+    harness.feed(frame(0x1, b"later"))
     assert harness.fast == 0
 
 
@@ -120,6 +134,10 @@ def test_a_frame_declared_past_max_size_is_refused_by_the_parser_at_its_header()
         (frame(0x1, b"rsv", rsv=0x40), 1002),  # no extension negotiated
         (frame(0x3, b"reserved opcode"), 1002),
         (frame(0x0, b"continuation of nothing"), 1002),
+        (frame(0x9, b"p" * 126), 1002),  # a control frame over 125 bytes
+        (frame(0xA, b"unmasked pong", mask=False), 1002),
+        (frame(0x9, b"fragmented ping", fin=False), 1002),  # control frames are never fragmented
+        (frame(0xA, b"rsv", rsv=0x40), 1002),
     ],
 )
 def test_what_the_parser_refuses_still_reaches_it(refused: bytes, code: int) -> None:

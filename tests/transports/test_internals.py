@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import struct
 
 import pytest
 from websockets.frames import Frame, Opcode
@@ -15,7 +16,7 @@ from websockets.protocol import State
 
 from hubbub.protocol import Raw
 from hubbub.server import Server
-from hubbub.transports.frames import FrameCache, text_frame
+from hubbub.transports.frames import FrameCache, control_frame, text_frame
 from hubbub.transports.wsconnection import MAX_PENDING_PINGS, WebSocketConnection
 from tests.conftest import OpenRaw, StartServer
 from tests.wire import BareWebSocket, client_frame
@@ -26,6 +27,13 @@ def test_text_frame_matches_the_library_serialisation(length: int) -> None:
     """Every length encoding (7-bit, 16-bit, 64-bit) equals websockets' own unmasked frame."""
     payload = b"a" * length
     assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+@pytest.mark.parametrize("length", [0, 4, 125])
+@pytest.mark.parametrize("opcode", [Opcode.PING, Opcode.PONG])
+def test_control_frame_matches_the_library_serialisation(opcode: Opcode, length: int) -> None:
+    payload = b"p" * length
+    assert control_frame(opcode.value, payload) == Frame(opcode, payload).serialize(mask=False)
 
 
 def test_frame_cache_frames_each_payload_object_once() -> None:
@@ -201,3 +209,49 @@ async def test_every_session_of_a_server_shares_one_bound_call_later(start_serve
     assert sessions[0]._call_later.__self__ is asyncio.get_running_loop()
     for client in clients:
         client.close()
+
+
+async def test_a_connection_makes_websockets_protocol_only_when_it_first_needs_one(start_server: StartServer) -> None:
+    """Commands, publications, our pings and theirs go without the sans-I/O protocol (1.4 KiB and
+    9 GC-tracked objects a connection); a close frame makes it, and the close code comes through."""
+    server = await start_server(ping_interval=0.1, ping_timeout=5)
+    assert server.hub is not None and server._endpoint is not None and server._endpoint.server is not None
+    client = await BareWebSocket.open(server.url)
+    await client.send_json({"id": 1, "connect": {}})
+    await client.send_json({"id": 2, "subscribe": {"channel": "news"}})
+    replies = [message for _ in range(2) for message in await client.read_messages()]
+    assert [reply["id"] for reply in replies] == [1, 2]
+    await server.hub.publish("news", Raw(b'"hello"'))
+    (push,) = await client.read_messages()
+    assert push["push"]["pub"]["data"] == "hello"
+    opcode, payload = await asyncio.wait_for(client.read_frame(), 5)  # the keepalive's ping
+    assert opcode == 0x9
+    (connection,) = server._endpoint.server.connections
+    assert connection.pings is not None and payload in connection.pings
+    pong = connection.pings[payload]
+    await client.send_bytes(client_frame(payload, opcode=0xA))
+    await asyncio.wait_for(pong, 5)  # our pong settled it
+    await client.send_bytes(client_frame(b"theirs", opcode=0x9))
+    while (frame := await asyncio.wait_for(client.read_frame(), 5))[0] == 0x9:
+        pass  # another keepalive ping meanwhile
+    assert frame == (0xA, b"theirs")
+    assert connection.protocol is None and connection.state is State.OPEN
+    await client.send_bytes(client_frame(struct.pack("!H", 4000) + b"bye", opcode=0x8))
+    assert await asyncio.wait_for(client.close_code(), 5) == 4000  # the close handshake, by websockets
+    assert await asyncio.wait_for(client.reader.read(), 5) == b""  # then the server ends its side
+    client.close()
+    await asyncio.wait_for(server._endpoint.server.wait_idle(), 5)
+    assert connection.protocol is not None and connection.close_code == 4000 and connection.close_reason == "bye"
+
+
+async def test_a_connection_without_a_protocol_reports_an_abrupt_end_as_1006(start_server: StartServer) -> None:
+    server = await start_server()
+    assert server._endpoint is not None and server._endpoint.server is not None
+    client = await BareWebSocket.open(server.url)
+    await client.send_json({"id": 1, "connect": {}})
+    await client.read_messages()
+    (connection,) = server._endpoint.server.connections
+    assert connection.close_code is None
+    client.writer.transport.abort()  # no close frame: TCP just ends
+    await asyncio.wait_for(server._endpoint.server.wait_idle(), 5)
+    assert connection.state is State.CLOSED and connection.close_code == 1006 and connection.close_reason == ""

@@ -13,7 +13,6 @@ from http import HTTPStatus
 
 from websockets.exceptions import NegotiationError
 from websockets.http11 import Response
-from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from hubbub import protocol, wire
@@ -80,7 +79,7 @@ class Admission:
             del self._open_per_ip[address]
 
 
-def select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+def select_subprotocol(offered: Sequence[Subprotocol]) -> Subprotocol | None:
     """The client's first offer we speak (see hubbub.wire); offering nothing means JSON."""
     if not offered:
         return None

@@ -1,13 +1,16 @@
 """Client frames split at their boundaries, and the common ones read without the parser.
 
 Most of what clients send is one small, masked, unfragmented text frame: a publish, a typing
-signal. websockets' sans-I/O parser reads each through generators, a stream reader and a Frame
-object, which cost a chat or channels server more than the command itself (docs/benchmarks.md).
-`FrameReader` reads those frames' headers here and unmasks them with websockets' own C speedup;
-every other frame (control frames, fragments, RSV bits, an unmasked or oversized frame, any frame
-on a connection with an extension) goes to the parser, and only ever whole, so the parser is
-always at a frame boundary when it gets one. The first frame it gets partially (one declared too
-big, a control frame cut by TCP) hands it the stream for good: then nothing is split here.
+signal; and the pongs that answer the keepalive's pings. websockets' sans-I/O parser reads each
+through generators, a stream reader and a Frame object, which cost a chat or channels server
+more than the command itself (docs/benchmarks.md), and a connection that never needs the parser
+need not have one (wsconnection.py makes it on first use). `FrameReader` reads those frames'
+headers here and unmasks them with websockets' own C speedup: whole data frames go to `message`,
+pings and pongs (at most 125 bytes, as RFC 6455 section 5.5 allows) to `control`. Every other
+frame (close frames, fragments, RSV bits, an unmasked, oversized or malformed frame, any frame on
+a connection with an extension) goes to the parser, and only ever whole, so the parser is always
+at a frame boundary when it gets one. The first frame it gets partially (one declared too big)
+hands it the stream for good: then nothing is split here.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ except ImportError:  # pragma: no cover - a websockets build without its C exten
 
 FIN_TEXT = 0x81  # FIN, no RSV bits, opcode 1
 FIN_BINARY = 0x82  # FIN, no RSV bits, opcode 2
+FIN_PING = 0x89  # FIN, no RSV bits, opcode 9
+FIN_PONG = 0x8A  # FIN, no RSV bits, opcode 10
 MASKED = 0x80
+MAX_CONTROL_PAYLOAD = 125  # RFC 6455 section 5.5
 
 
 def frame_bounds(buffer: bytes | bytearray, start: int) -> tuple[int, int]:
@@ -49,11 +55,13 @@ def frame_bounds(buffer: bytes | bytearray, start: int) -> tuple[int, int]:
 
 
 class FrameReader:
-    """One connection's inbound bytes: whole simple frames to `message`, the rest to `parse`.
+    """One connection's inbound bytes: whole simple frames to `message` and `control`, the rest
+    to `parse`.
 
     `simple()` says whether the connection may take a frame the fast way now (open, no
     fragmented message in progress, no extension). `message` gets the payload, str for text
-    (invalid UTF-8 raises UnicodeDecodeError, as decoding a parsed frame does).
+    (invalid UTF-8 raises UnicodeDecodeError, as decoding a parsed frame does); `control` gets
+    the opcode (9 ping, 10 pong) and the payload.
     """
 
     __slots__ = ("_end", "_partial", "parser_owns_stream")
@@ -69,6 +77,7 @@ class FrameReader:
         max_size: int | None,
         simple: Callable[[], bool],
         message: Callable[[str | bytes], None],
+        control: Callable[[int, bytes], None],
         parse: Callable[[bytes], None],
     ) -> None:
         if self.parser_owns_stream:
@@ -88,8 +97,14 @@ class FrameReader:
         while start < size:
             first = buffer[start]
             payload_start, end = frame_bounds(buffer, start)
-            candidate = (first == FIN_TEXT or first == FIN_BINARY) and (size - start < 2 or buffer[start + 1] & MASKED)
-            within = end < 0 or max_size is None or end - payload_start <= max_size
+            masked = size - start < 2 or buffer[start + 1] & MASKED != 0
+            is_data = first == FIN_TEXT or first == FIN_BINARY
+            if is_data:
+                candidate = masked
+                within = end < 0 or max_size is None or end - payload_start <= max_size
+            else:
+                candidate = (first == FIN_PING or first == FIN_PONG) and masked
+                within = end < 0 or end - payload_start <= MAX_CONTROL_PAYLOAD
             if end < 0 or end > size:  # the rest of this frame is still to come
                 if candidate and within and simple():
                     self._partial = bytearray(buffer[start:])
@@ -102,7 +117,10 @@ class FrameReader:
                 mask = buffer[payload_start - 4 : payload_start]
                 payload = apply_mask(buffer[payload_start:end], mask)
                 start = end
-                message(payload.decode() if first == FIN_TEXT else payload)
+                if is_data:
+                    message(payload.decode() if first == FIN_TEXT else payload)
+                else:
+                    control(first & 0x0F, payload)
             else:
                 parse(buffer[start:end])  # whole: the parser ends at a frame boundary again
                 start = end

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 OP_TEXT = 0x1
 OP_BINARY = 0x2
+OP_PING = 0x9
+OP_PONG = 0xA
 
 
 def data_frame(opcode: int, payload: bytes) -> bytes:
@@ -27,6 +29,11 @@ def data_frame(opcode: int, payload: bytes) -> bytes:
     else:
         header = struct.pack("!BBQ", first, 127, length)
     return header + payload
+
+
+def control_frame(opcode: int, payload: bytes) -> bytes:
+    """An unmasked ping or pong; its payload is at most 125 bytes (RFC 6455 section 5.5)."""
+    return bytes((0x80 | opcode, len(payload))) + payload
 
 
 def text_frame(payload: bytes) -> bytes:

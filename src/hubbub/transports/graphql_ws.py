@@ -257,7 +257,6 @@ class GraphQLConnection:
         if self._init_timer is not None:
             self._init_timer.cancel()
             self._init_timer = None
-        connection = self._connection
         loop = asyncio.get_running_loop()
         self.session = Session(
             self._hub,
@@ -271,7 +270,7 @@ class GraphQLConnection:
         if token:
             connect["token"] = token
         answer = await self._call("connect", connect)
-        if answer is None or connection.protocol is None:
+        if answer is None:
             return
         error = _decode_raw_object(answer).get("error")
         if error is not None:
@@ -802,9 +801,8 @@ class GraphQLConnection:
         session = self.session
         try:
             if session is not None:
-                protocol_state = self._connection.protocol
-                code = protocol_state.close_code if protocol_state is not None else None
-                session.closed(code, (protocol_state.close_reason if protocol_state is not None else "") or "")
+                connection = self._connection
+                session.closed(connection.close_code, connection.close_reason or "")
                 await self._hub.remove_session(session)
         finally:
             self._admission.release(self._address)

@@ -89,15 +89,17 @@ def parse_head(head: bytes) -> UpgradeRequest:
     return UpgradeRequest(raw_method.decode(), raw_path.decode(), raw_version.decode(), headers)
 
 
-SelectSubprotocol = Callable[[ServerProtocol, Sequence[Subprotocol]], Subprotocol | None]
+SelectSubprotocol = Callable[[Sequence[Subprotocol]], Subprotocol | None]
 
 
 def accept_upgrade(
-    request: UpgradeRequest, protocol: ServerProtocol, select: SelectSubprotocol | None, server: str
-) -> bytes:
-    """Check the upgrade and negotiate; returns the whole 101 response, or raises HandshakeError.
+    request: UpgradeRequest, protocol: ServerProtocol | None, select: SelectSubprotocol | None, server: str
+) -> tuple[bytes, Subprotocol | None]:
+    """Check the upgrade and negotiate; returns the whole 101 response and the chosen
+    subprotocol, or raises HandshakeError.
 
-    `protocol` (already OPEN) receives the accepted extensions and subprotocol."""
+    `protocol` (already OPEN), when given, negotiates extensions and receives those accepted;
+    without one, none are."""
     if request.method != "GET":
         raise HandshakeError(HTTPStatus.METHOD_NOT_ALLOWED, "a WebSocket upgrade uses GET", [("Allow", "GET")])
     if request.version != "HTTP/1.1":
@@ -128,7 +130,7 @@ def accept_upgrade(
     ]
     try:
         offered_extensions = headers.get("sec-websocket-extensions")
-        if offered_extensions is not None and protocol.available_extensions:
+        if offered_extensions is not None and protocol is not None and protocol.available_extensions:
             answer, protocol.extensions = protocol.process_extensions(
                 Headers([("Sec-WebSocket-Extensions", offered_extensions)])
             )
@@ -138,18 +140,15 @@ def accept_upgrade(
         if select is None:
             chosen = None
         elif offered is None:
-            chosen = select(protocol, [])
+            chosen = select([])
         else:  # one plain token is the common case; lists go through the full grammar
-            chosen = select(
-                protocol, [Subprotocol(offered)] if TOKEN_TEXT.fullmatch(offered) else parse_subprotocol(offered)
-            )
+            chosen = select([Subprotocol(offered)] if TOKEN_TEXT.fullmatch(offered) else parse_subprotocol(offered))
     except InvalidHandshake as exc:  # NegotiationError and malformed extension/subprotocol lists
         raise HandshakeError(HTTPStatus.BAD_REQUEST, f"WebSocket negotiation failed: {exc}") from None
     if chosen is not None:
-        protocol.subprotocol = chosen
         lines += [b"\r\nSec-WebSocket-Protocol: ", chosen.encode()]
     lines += [b"\r\nServer: ", server.encode(), b"\r\n\r\n"]
-    return b"".join(lines)
+    return b"".join(lines), chosen
 
 
 def _has_token(parse: Callable[[str], Sequence[str]], value: str | None, token: str, *, only: bool = False) -> bool:

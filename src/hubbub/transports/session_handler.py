@@ -35,11 +35,8 @@ class SessionHandler:
         await run_message(self.session, self._wire, message)
 
     async def closed(self) -> None:
-        protocol = self._connection.protocol
-        if protocol is None:  # pragma: no cover - a handler exists only after the upgrade
-            self.session.closed()
-        else:
-            self.session.closed(protocol.close_code, protocol.close_reason or "")
+        connection = self._connection
+        self.session.closed(connection.close_code, connection.close_reason or "")
         try:
             await self._hub.remove_session(self.session)
         finally:

@@ -38,13 +38,12 @@ class WebSocketSink:
     __slots__ = ("_connection", "_deflate_bits", "_frames", "_protocol", "_threshold", "_transport")
 
     def __init__(self, connection: WebSocketConnection, frames: FrameCache, compression_threshold: int = 0) -> None:
-        assert connection.protocol is not None, "a sink is made for an open connection"
-        assert connection.transport is not None
+        assert connection.transport is not None, "a sink is made for an open connection"
         self._connection = connection
-        self._protocol = connection.protocol
+        self._protocol = connection.protocol  # made in the upgrade when an extension was negotiated
         self._transport = connection.transport  # one per connection, for its whole life
         self._frames = frames
-        extensions = self._protocol.extensions
+        extensions = connection.extensions
         # Frames shorter than this go out raw and uncompressed: all of them without an extension.
         self._threshold = compression_threshold if extensions else sys.maxsize
         self._deflate_bits = 0
@@ -67,6 +66,7 @@ class WebSocketSink:
                 data = self._frames.data_for(payload)
                 if not data:  # nothing for this protocol's client in it
                     return
+                assert protocol is not None, "only a connection with an extension writes through it"
                 if self._frames.binary:
                     protocol.send_binary(data)
                 else:

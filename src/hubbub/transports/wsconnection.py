@@ -1,10 +1,15 @@
 """One WebSocket connection: an asyncio Protocol around `websockets`' sans-I/O `ServerProtocol`.
 
-After the upgrade (handshake.py), `websockets` owns RFC 6455: frame parsing (masking, opcodes,
-control-frame rules, max size across fragments: close 1009), permessage-deflate, pongs and the
-close handshake. This module does the I/O its asyncio server used to do, with less per
-connection (docs/benchmarks.md: handshakes/s and idle memory): no handler task, no assembler
-futures; a task exists only while a connection has commands to run.
+After the upgrade (handshake.py), `websockets` owns RFC 6455 wherever it is more than the common
+case: frame parsing (masking, opcodes, control-frame rules, max size across fragments: close
+1009), permessage-deflate and the close handshake. The common case does without it: whole small
+data frames, pings and pongs are read by frame_reader.py, and data frames, pings and pongs are
+written as bytes (frames.py). So the protocol (about 1.4 KiB and 9 objects the garbage collector
+tracks) is made only when a connection first needs it (a close, a fragment, a malformed frame,
+compression), OPEN and at a frame boundary, and most connections never have one. This module does
+the I/O its asyncio server used to do, with less per connection (docs/benchmarks.md: handshakes/s
+and idle memory): no handler task, no assembler futures; a task exists only while a connection
+has commands to run.
 
 What it adds on top of the sans-I/O core, as `websockets.asyncio` did: a handshake timeout,
 message reassembly with fail-fast UTF-8 checks (close 1007), inbound flow control (stop reading
@@ -28,9 +33,11 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 from hubbub.errors import DisconnectCode
 from hubbub.transports.frame_reader import FrameReader
+from hubbub.transports.frames import OP_BINARY, OP_PING, OP_PONG, OP_TEXT, control_frame, data_frame
 from hubbub.transports.handshake import (
     HEAD_END,
     HandshakeError,
@@ -154,6 +161,7 @@ class WebSocketConnection(asyncio.Protocol):
     """The transport side of one client; the endpoint's `MessageHandler` does the rest."""
 
     __slots__ = (
+        "_accepted",
         "_close_timer",
         "_fragments",
         "_handler",
@@ -162,6 +170,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_read_holds",
         "_reader",
         "_registry",
+        "_subprotocol",
         "_text_decoder",
         "_timer",
         "_worker",
@@ -182,7 +191,9 @@ class WebSocketConnection(asyncio.Protocol):
         self._registry = registry
         self.events = events
         self.options = options
-        self.protocol: ServerProtocol | None = None  # made once the upgrade is accepted
+        self.protocol: ServerProtocol | None = None  # made on first need after the upgrade (_open_protocol)
+        self._accepted = False  # the upgrade was answered with 101
+        self._subprotocol: Subprotocol | None = None
         self._head: bytearray | None = bytearray()
         self.transport: asyncio.Transport | None = None
         self.remote_address: Any = None
@@ -216,7 +227,30 @@ class WebSocketConnection(asyncio.Protocol):
         protocol = self.protocol
         if protocol is not None:
             return protocol.state
-        return State.CLOSED if self._lost else State.CONNECTING
+        if self._lost:
+            return State.CLOSED
+        return State.OPEN if self._accepted else State.CONNECTING
+
+    @property
+    def extensions(self) -> list[Any]:
+        """The extensions negotiated in the upgrade (permessage-deflate, or none)."""
+        protocol = self.protocol
+        return protocol.extensions if protocol is not None else []
+
+    @property
+    def close_code(self) -> int | None:
+        """As websockets reports it: None until closed, 1006 when closed without a close frame."""
+        protocol = self.protocol
+        if protocol is not None:
+            return protocol.close_code
+        return 1006 if self._lost and self._accepted else None
+
+    @property
+    def close_reason(self) -> str | None:
+        protocol = self.protocol
+        if protocol is not None:
+            return protocol.close_reason
+        return "" if self._lost and self._accepted else None
 
     @property
     def handler(self) -> MessageHandler | None:
@@ -225,7 +259,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     @property
     def subprotocol(self) -> str | None:
-        return self.protocol.subprotocol if self.protocol is not None else None
+        return self._subprotocol
 
     def respond(self, status: HTTPStatus, text: str) -> Response:
         """A plain-text HTTP answer instead of the upgrade (for `process_request`)."""
@@ -251,9 +285,17 @@ class WebSocketConnection(asyncio.Protocol):
             self._close_timer = asyncio.get_running_loop().call_later(self.options.close_timeout, self.abort)
 
     def send_message(self, message: Message) -> None:
-        """One message through the protocol (compressed when negotiated); no-op unless open."""
+        """One message, through the protocol when there is one (compressed when negotiated);
+        no-op unless open."""
         protocol = self.protocol
-        if protocol is None or protocol.state is not State.OPEN:
+        if protocol is None:
+            if self.writes_frames and self.transport is not None:
+                if isinstance(message, str):
+                    self._write(data_frame(OP_TEXT, message.encode()))
+                else:
+                    self._write(data_frame(OP_BINARY, message))
+            return
+        if protocol.state is not State.OPEN:
             return
         if isinstance(message, str):
             protocol.send_text(message.encode())
@@ -264,7 +306,7 @@ class WebSocketConnection(asyncio.Protocol):
     def ping(self, data: bytes) -> asyncio.Future[None] | None:
         """Send a ping; the future completes when its pong (or a later one) arrives."""
         protocol = self.protocol
-        if protocol is None or protocol.state is not State.OPEN or self.transport is None:
+        if self.transport is None or self.state is not State.OPEN:
             return None
         if self.pings is None:
             self.pings = {}
@@ -274,28 +316,33 @@ class WebSocketConnection(asyncio.Protocol):
             self.pings.pop(next(iter(self.pings))).cancel()
         pong: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pings[data] = pong
-        protocol.send_ping(data)
-        self.flush()
+        if protocol is None:
+            self._write(control_frame(OP_PING, data))
+        else:
+            protocol.send_ping(data)
+            self.flush()
         return pong
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the peer gets `close_timeout` seconds to answer."""
-        protocol = self.protocol
         if self.exchange is not None:
             self.exchange.close(code, reason)
-        elif protocol is None:
-            self.abort()
-        elif protocol.state is State.OPEN:
-            protocol.send_close(code, reason)
+        elif self.state is State.OPEN:
+            self._open_protocol().send_close(code, reason)
             self.writes_frames = False
             self.flush()
+        elif self.protocol is None:
+            self.abort()
 
     def fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 section 7.1.7): close frame, then close TCP at once."""
-        if self.protocol is None:
+        if self.state is State.OPEN:
+            self._open_protocol()
+        protocol = self.protocol
+        if protocol is None:
             self.abort()
             return
-        self.protocol.fail(code, reason)
+        protocol.fail(code, reason)
         self.writes_frames = False
         self.flush()
 
@@ -348,17 +395,17 @@ class WebSocketConnection(asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.data_received(data)
             return
-        protocol = self.protocol
-        if protocol is None:
+        if not self._accepted:
             data = self._handshake_data(data)
-            protocol = self.protocol
-            if protocol is None or not data:
+            if not self._accepted or not data:
                 return
         reader = self._reader
         if reader is None:
             reader = self._reader = FrameReader()
         try:
-            reader.feed(data, protocol.max_message_size, self._takes_simple_frames, self._deliver, self._parse)
+            reader.feed(
+                data, self.options.max_size, self._takes_simple_frames, self._deliver, self._control, self._parse
+            )
         except UnicodeDecodeError as exc:  # a text frame the reader read (parsed ones fail in _data_frame)
             self.fail(1007, f"{exc.reason} at position {exc.start}")
         self.flush()
@@ -372,19 +419,42 @@ class WebSocketConnection(asyncio.Protocol):
             self._hold_reading(HOLD_UNREAD)
 
     def _takes_simple_frames(self) -> bool:
-        """Whether a whole unfragmented data frame may skip the parser now (frame_reader.py)."""
+        """Whether a whole unfragmented data frame, ping or pong may skip the parser now
+        (frame_reader.py)."""
+        if self._handler is None:
+            return False
         protocol = self.protocol
-        return (
-            protocol is not None
-            and protocol.state is State.OPEN
-            and protocol.current_size is None
-            and not protocol.extensions
-            and self._handler is not None
-        )
+        if protocol is None:
+            return not self._lost
+        return protocol.state is State.OPEN and protocol.current_size is None and not protocol.extensions
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        """A ping or pong frame_reader.py read: a pong settles pings, a ping is answered."""
+        if opcode == OP_PONG:
+            self._pong(payload)
+        elif self.writes_frames:  # a ping, answered with its payload (RFC 6455 section 5.5.2)
+            self._write(control_frame(OP_PONG, payload))
+
+    def _open_protocol(self) -> ServerProtocol:
+        """websockets' protocol, made now if this connection had none yet: OPEN, with nothing
+        read or written half-way (frame_reader.py hands it frames at their boundaries)."""
+        protocol = self.protocol
+        if protocol is None:
+            protocol = self.protocol = ServerProtocol(state=State.OPEN, max_size=self.options.max_size, logger=log)
+            protocol.subprotocol = self._subprotocol
+        return protocol
+
+    def _write(self, frame: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        try:
+            transport.write(frame)
+        except Exception as exc:  # a transport closing under us (uvloop raises): connection_lost follows
+            log.debug("write to %s failed: %s", self.remote_address, exc)
 
     def _parse(self, data: bytes) -> None:
-        protocol = self.protocol
-        assert protocol is not None
+        protocol = self._open_protocol()
         protocol.receive_data(data)
         self.writes_frames = protocol.state is State.OPEN  # a close frame, or a protocol error
         for event in protocol.events_received():
@@ -392,6 +462,8 @@ class WebSocketConnection(asyncio.Protocol):
                 self._frame_received(event)
 
     def eof_received(self) -> bool | None:
+        if self.state is State.OPEN:
+            self._open_protocol()  # it reports the closure (CLOSED, 1006) as websockets does
         if self.protocol is not None:
             self.protocol.receive_eof()
             self.writes_frames = False
@@ -444,7 +516,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _handshake_expired(self) -> None:
         self._timer = None
-        if self.protocol is None:
+        if not self._accepted:
             log.debug("handshake from %s timed out", self.remote_address)
             self.abort()
 
@@ -478,10 +550,14 @@ class WebSocketConnection(asyncio.Protocol):
                 response.start(self, rest)
                 return b""
             options = self.options
-            protocol = ServerProtocol(
-                extensions=options.extensions, state=State.OPEN, max_size=options.max_size, logger=log
+            # The protocol now only to negotiate an extension the client offers; without one, the
+            # connection makes it when it first needs it (_open_protocol).
+            protocol = (
+                ServerProtocol(extensions=options.extensions, state=State.OPEN, max_size=options.max_size, logger=log)
+                if options.extensions and "sec-websocket-extensions" in request.headers
+                else None
             )
-            answer = accept_upgrade(request, protocol, options.select_subprotocol, options.server_header)
+            answer, subprotocol = accept_upgrade(request, protocol, options.select_subprotocol, options.server_header)
         except HandshakeError as error:
             self._refuse(error_response(error))
             return b""
@@ -491,7 +567,11 @@ class WebSocketConnection(asyncio.Protocol):
             return b""
         assert self.transport is not None
         self.transport.write(answer)
-        self.protocol = protocol
+        if protocol is not None and protocol.extensions:
+            protocol.subprotocol = subprotocol
+            self.protocol = protocol
+        self._subprotocol = subprotocol
+        self._accepted = True
         self.writes_frames = True
         if self._timer is not None:
             self._timer.cancel()
