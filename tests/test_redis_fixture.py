@@ -15,6 +15,8 @@ from tests.redis_server import require_redis_server
 
 def test_free_ports_come_from_below_the_ephemeral_range_and_never_twice() -> None:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    if low < 11000:
+        pytest.skip(f"SKIPPED LOUDLY: the ephemeral range starts at {low}; free_port falls back to port 0 here")
     ports = [free_port() for _ in range(200)]
     assert len(set(ports)) == len(ports)
     assert all(port < low for port in ports)
