@@ -249,3 +249,41 @@ async def test_subscriptions_changing_while_the_broker_resubscribes_fail_nothing
         assert await subscribed_names(url, prefix) == {kept.encode()}
     finally:
         await broker.close()
+
+
+class FailsOn(SlowReplay):
+    """A hub that fails on one payload (a bug of ours, say) and records the others."""
+
+    def __init__(self, poison: bytes) -> None:
+        super().__init__(0)
+        self.poison = poison
+        self.frames: list[bytes] = []
+        self.arrived = asyncio.Event()
+
+    def on_channel_message(self, channel: str, offset: int | None, frame: bytes) -> None:
+        if frame == self.poison:
+            raise RuntimeError("the hub failed on this one")
+        self.frames.append(frame)
+        self.arrived.set()
+
+
+@pytest.mark.parametrize("backend", ["redis_url", "redis_cluster_url"])
+async def test_a_message_the_hub_fails_on_is_dropped_and_the_reader_goes_on(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    url = request.getfixturevalue(backend)
+    prefix = f"test-{uuid.uuid4().hex}"
+    broker = RedisClusterBroker(url, prefix) if backend == "redis_cluster_url" else RedisBroker(url, prefix)
+    handler = FailsOn(b"poison")
+    broker.set_handler(handler)
+    await broker.open()
+    try:
+        await broker.subscribe("news")
+        for frame in (b"one", b"poison", b"two"):
+            await broker.publish("news", None, frame)
+        while handler.frames != [b"one", b"two"]:
+            handler.arrived.clear()
+            await asyncio.wait_for(handler.arrived.wait(), 5)
+        assert handler.replays == []  # dropped, not resubscribed (a replay would fail on it again)
+    finally:
+        await broker.close()

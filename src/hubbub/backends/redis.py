@@ -650,13 +650,21 @@ class RedisBroker:
                 # Hand over everything already received before waiting again, so publications that
                 # arrive together fan out in one loop turn and each outbox coalesces them.
                 while message is not None:
-                    self._dispatch(message)
+                    self._hand_over(message)
                     message = await self._pubsub.get_message(timeout=0)  # None when nothing is buffered
             except RedisError as exc:
                 await self._reconnect(exc, "connection_lost")
             except Exception as exc:  # redis-py in a state we did not foresee: a fresh pub/sub, not a dead reader
-                log.exception("the Redis pub/sub reader failed: resubscribing")
+                log.exception("reading Redis pub/sub failed: resubscribing")
                 await self._reconnect(exc, "connection_lost")
+
+    def _hand_over(self, message: dict[str, Any]) -> None:
+        """Dispatch one message; one the hub fails on is logged and dropped, and the reader goes
+        on (a resubscribe would replay it, and fail again)."""
+        try:
+            self._dispatch(message)
+        except Exception:
+            log.exception("handing over a Redis pub/sub message failed (dropped)")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         name, payload = message["channel"], message["data"]
@@ -843,11 +851,15 @@ class RedisClusterBroker(RedisBroker):
                 log.warning("lost the pub/sub connection to shard %s: %s", name, exc)
                 self.resubscribe("connection_lost")
                 return
+            except Exception:  # redis-py in a state we did not foresee: the same, not a dead reader
+                log.exception("reading shard %s failed: resubscribing", name)
+                self.resubscribe("connection_lost")
+                return
             if message is None:
                 continue
             kind = message.get("type")
             if kind in ("smessage", b"smessage"):
-                self._dispatch(message)
+                self._hand_over(message)
             elif kind in ("sunsubscribe", b"sunsubscribe") and self._channel_of(message["channel"]) in self._channels:
                 # Redis ended it, not us: the slot moved (resharding, failover). Follow it.
                 log.info("shard %s dropped a subscription (its slot moved): resubscribing", name)
