@@ -25,6 +25,7 @@ class DeafeningProxy:
         self.pipes: list[Pipe] = []
         self.port = 0
         self.silenced = False  # every pub/sub connection, open now or later, hears nothing
+        self._closing = False
         self._server: asyncio.Server | None = None
 
     @property
@@ -65,6 +66,10 @@ class DeafeningProxy:
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         server_reader, server_writer = await asyncio.open_connection(*self.target)
+        if self._closing:  # accepted before close() began, connected after: no pipe is left running
+            server_writer.close()
+            client_writer.close()
+            return
         pipe = Pipe(client_writer, server_writer)
         self.pipes.append(pipe)
         pipe.tasks = [
@@ -88,15 +93,18 @@ class DeafeningProxy:
         pipe.client.close()  # Redis closed it (CLIENT KILL): the client sees that, deaf or not
 
     async def close(self) -> None:
+        """Stop accepting and end every pipe. A pipe made while this waits (an accept already
+        connecting to Redis) is ended too: a pipe left running kept a test waiting forever."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
-        for pipe in self.pipes:
-            for task in pipe.tasks:
+        while pending := [task for pipe in self.pipes for task in pipe.tasks if not task.done()]:
+            for pipe in self.pipes:
+                pipe.client.close()
+                pipe.server.close()
+            for task in pending:
                 task.cancel()
-            pipe.client.close()
-            pipe.server.close()
-        for pipe in self.pipes:
-            await asyncio.gather(*pipe.tasks, return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
