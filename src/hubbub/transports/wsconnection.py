@@ -289,7 +289,7 @@ class WebSocketConnection(asyncio.Protocol):
         no-op unless open."""
         protocol = self.protocol
         if protocol is None:
-            if self.writes_frames and self.transport is not None:
+            if self.writes_frames:
                 if isinstance(message, str):
                     self._write(data_frame(OP_TEXT, message.encode()))
                 else:
@@ -440,7 +440,7 @@ class WebSocketConnection(asyncio.Protocol):
         read or written half-way (frame_reader.py hands it frames at their boundaries)."""
         protocol = self.protocol
         if protocol is None:
-            protocol = self.protocol = ServerProtocol(state=State.OPEN, max_size=self.options.max_size, logger=log)
+            protocol = self.protocol = _sans_io(self.options, None)
             protocol.subprotocol = self._subprotocol
         return protocol
 
@@ -553,7 +553,7 @@ class WebSocketConnection(asyncio.Protocol):
             # The protocol now only to negotiate an extension the client offers; without one, the
             # connection makes it when it first needs it (_open_protocol).
             protocol = (
-                ServerProtocol(extensions=options.extensions, state=State.OPEN, max_size=options.max_size, logger=log)
+                _sans_io(options, options.extensions)
                 if options.extensions and "sec-websocket-extensions" in request.headers
                 else None
             )
@@ -699,6 +699,11 @@ class WebSocketConnection(asyncio.Protocol):
         callbacks, self._writable_callbacks = self._writable_callbacks, None
         for callback in callbacks or ():
             callback()
+
+
+def _sans_io(options: ConnectionOptions, extensions: Sequence[ServerExtensionFactory] | None) -> ServerProtocol:
+    """websockets' protocol for an upgraded connection: OPEN, the server's message size limit."""
+    return ServerProtocol(extensions=extensions, state=State.OPEN, max_size=options.max_size, logger=log)
 
 
 class ConnectionRegistry:
