@@ -20,7 +20,7 @@ from tests.conftest import StartServer
 def committed(path: Path) -> int:
     """Publications in the file, as another process would read it."""
     with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT count(*) FROM publications").fetchone()[0])
+        return int(db.execute("SELECT count(*) FROM publication_log").fetchone()[0])
 
 
 class WatchedHistory(SqliteHistory):

@@ -13,7 +13,8 @@ from hubbub.backends.sqlite import TRIM_EVERY, SqliteHistory, trim_step
 def in_file(path: Path) -> list[int]:
     """The channel's offsets in the file, as another process would read them."""
     with sqlite3.connect(path) as db:
-        return [row[0] for row in db.execute("SELECT offset FROM publications WHERE channel = 'news' ORDER BY offset")]
+        query = "SELECT offset FROM publication_log WHERE channel = 'news' ORDER BY offset"
+        return [row[0] for row in db.execute(query)]
 
 
 async def append(store: SqliteHistory, count: int, size: int) -> None:
