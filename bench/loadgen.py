@@ -1,4 +1,5 @@
-"""The suite's load generator: many WebSocket connections on one asyncio loop, one core.
+"""The suite's load generator: many WebSocket connections on one event loop (uvloop when
+installed, see bench/__main__.py), one core.
 
 Deliveries are counted per frame with `bytes.count` (C speed), so frames that coalesce many
 messages cost little; latency is send time (embedded in each payload) to parse time. In

@@ -24,8 +24,15 @@ def machine(servers: list[str], pinned: bool, uvloop: bool) -> str:
     placement = "server on CPU 0, load generator on CPU 1" if pinned else "NOT pinned (one core?)"
     return (
         f"{platform.system()} {platform.release()}, {os.cpu_count()} x {model}; {placement}; "
-        f"event loop: {'uvloop' if uvloop else 'asyncio'}; {versions()}; servers: {', '.join(servers)}"
+        f"event loop: {'uvloop' if uvloop else 'asyncio'} (servers), {loadgen_loop()} (load generator); "
+        f"{versions()}; servers: {', '.join(servers)}"
     )
+
+
+def loadgen_loop() -> str:
+    import asyncio
+
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
 
 
 def line(r: Result) -> str:
