@@ -1,6 +1,7 @@
 """Frame decoding: what closes the connection and what becomes an error reply."""
 
 import pytest
+from msgspec import Raw
 
 from hubbub import protocol
 from hubbub.errors import ErrorCode, ProtocolError
@@ -44,3 +45,24 @@ def test_publication_data_stays_raw_json() -> None:
 
 def test_pretty_printed_api_data_is_compacted_so_frames_stay_line_delimited() -> None:
     assert bytes(protocol.validate_json(b'{\n  "a": 1\n}')) == b'{"a":1}'
+
+
+@pytest.mark.parametrize(
+    ("data", "info", "time"),
+    [
+        (b"1", None, None),
+        (b'{"offset":-1,"text":"x"}', protocol.ClientInfo(user="u", client="c"), 1_700_000_000_000),
+        (b'"\\u00e9"', None, 5),
+        (b"[]", protocol.ClientInfo(user="", client="c"), None),
+    ],
+)
+@pytest.mark.parametrize("offset", [1, 10, 123456789])
+def test_a_push_split_around_its_offset_joins_into_the_whole_push(
+    data: bytes, info: protocol.ClientInfo | None, time: int | None, offset: int
+) -> None:
+    """The Redis append script joins head + offset + tail: it must be the frame hubbub sends."""
+    head, tail = protocol.encode_publication_push_around_offset("room:é", Raw(data), info, time)
+    whole = protocol.encode_publication_push(
+        "room:é", protocol.Publication(data=Raw(data), offset=offset, info=info, time=time)
+    )
+    assert head + b"%d" % offset + tail == whole

@@ -267,6 +267,16 @@ def encode_publication_push(channel: str, publication: Publication) -> bytes:
     return b'{"push":{"channel":%s,"pub":%s}}' % (_encoder.encode(channel), _encoder.encode(publication))
 
 
+def encode_publication_push_around_offset(
+    channel: str, data: Raw, info: ClientInfo | None, time: int | None
+) -> tuple[bytes, bytes]:
+    """`encode_publication_push`'s frame split where the offset goes (head, tail), for a store
+    that assigns the offset and publishes the frame in one step (see HistoryStore.announces)."""
+    head = b'{"push":{"channel":%s,"pub":{"data":%s,"offset":' % (_encoder.encode(channel), _encoder.encode(data))
+    frame = encode_publication_push(channel, Publication(data=data, offset=0, info=info, time=time))
+    return head, frame[len(head) + 1 :]
+
+
 def encode_join_push(channel: str, who: ClientInfo, kind: str = "join") -> bytes:
     return b'{"push":{"channel":%s,"%s":{"info":%s}}}' % (
         _encoder.encode(channel),

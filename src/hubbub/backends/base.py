@@ -30,6 +30,15 @@ class StreamTop:
 
 
 @dataclass(frozen=True, slots=True)
+class Announcement:
+    """A publication's push frame, split where its offset goes: `head + b"%d" % offset + tail`.
+    The offset is known only inside the store's atomic append (see HistoryStore.announces)."""
+
+    head: bytes
+    tail: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Append:
     """One publication to store: see HistoryStore.append."""
 
@@ -38,6 +47,7 @@ class Append:
     info: bytes | None
     size: int
     ttl: float
+    announcement: Announcement | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +73,14 @@ class HistoryStore(Lifecycle, Protocol):
     could repeat (the stream was lost or recreated), so (offset, epoch) names one publication.
     When `append` returns, every later `read` sees the publication; once `sync` returns,
     everything appended before it survives a restart (for durable stores).
+
+    A store that `announces` hands each `append_many` item's announcement to every node's broker
+    subscription in the same atomic step as the append (Redis: the append script publishes it),
+    so every node hears a channel's publications in offset order, whichever nodes published
+    them; the caller then does not broadcast them itself. Other stores ignore announcements.
     """
+
+    announces: bool
 
     async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop: ...
 

@@ -62,6 +62,8 @@ class _Stream:
 class MemoryHistory:
     """History kept in a dict of deques; lost on restart (the epoch then changes)."""
 
+    announces = False  # one process: the publisher broadcasts, its channel lock keeps the order
+
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
         self._salt = new_salt()  # per process: a restart loses history, so epochs change

@@ -33,7 +33,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError
 
-from hubbub.backends.base import Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
+from hubbub.backends.base import Announcement, Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
 from hubbub.backends.streams import Clock, epoch_for
 
 log = logging.getLogger("hubbub.redis")
@@ -50,6 +50,9 @@ local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], top .. '-0', 'd', ARGV[3], 'i', ARGV[4], 'e', ARGV[5], 't', ARGV[8])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
+if ARGV[9] ~= '' then
+  redis.call(ARGV[9], ARGV[10], top .. '\\n' .. ARGV[11] .. top .. ARGV[12])
+end
 return {top, epoch, redis.call('XLEN', KEYS[2])}
 """
 
@@ -203,6 +206,11 @@ class NotReplicated(RedisError):
 class RedisHistory:
     """History every node shares: offsets from a Lua script, entries in a capped stream.
 
+    With `announce` (the broker is Redis too, under the same prefix), the append script also
+    publishes the publication's frame on the channel's pub/sub name: Redis runs the script
+    whole, so every node hears a channel's publications in offset order even when several
+    nodes publish to it at once (appending, then publishing from each node, could overtake).
+
     With a `ReplicaWait`, each append (or a batch's appends) is followed by WAIT on the same
     connection, so a publication is acknowledged only once replicas hold it and survives its
     master's death (a replica promoted by a failover has it, offset included).
@@ -215,10 +223,12 @@ class RedisHistory:
         clock: Clock = time.time,
         options: RedisOptions = DEFAULT_OPTIONS,
         wait: ReplicaWait | None = None,
+        announce: bool = False,
     ) -> None:
         self._redis = connect(url, options)
         self._options = options
         self._wait = wait
+        self.announces = announce
         self._node_clients: dict[str, Redis] = {}  # cluster + wait: a client per master, for WAIT
         self._keys = RedisKeys(prefix)
         self._clock = clock
@@ -243,26 +253,44 @@ class RedisHistory:
         """Entries in the streams this node appended to (other nodes' streams are not counted)."""
         return sum(self._lengths.values())
 
-    async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop:
-        salt = await self._get_salt()
-        now = self._clock()
+    async def append(
+        self,
+        channel: str,
+        data: bytes,
+        info: bytes | None,
+        *,
+        size: int,
+        ttl: float,
+        announcement: Announcement | None = None,
+    ) -> StreamTop:
         keys = [self._keys.channel(channel, "meta"), self._keys.channel(channel, "stream")]
-        args: list[bytes | str | int] = [
-            epoch_for(salt, channel),
-            size,
-            data,
-            info or b"",
-            repr(now + ttl),
-            max(1, int(ttl)),
-            META_TTL,
-            repr(now),
-        ]
+        item = Append(channel, data, info, size, ttl, announcement)
+        args = self._append_args(item, await self._get_salt(), self._clock())
         if self._wait is None:
             top, epoch, length = await self._append(keys=keys, args=args)
         else:
             top, epoch, length = await self._append_and_wait(keys, args)
         self._lengths[channel] = int(length)
         return StreamTop(int(top), epoch.decode())
+
+    def _append_args(self, item: Append, salt: str, now: float) -> list[bytes | str | int]:
+        """The append script's arguments; the last four publish the announcement (none: empty)."""
+        args: list[bytes | str | int] = [
+            epoch_for(salt, item.channel),
+            item.size,
+            item.data,
+            item.info or b"",
+            repr(now + item.ttl),
+            max(1, int(item.ttl)),
+            META_TTL,
+            repr(now),
+        ]
+        announcement = item.announcement
+        if announcement is None or not self.announces:
+            return [*args, "", "", "", ""]
+        if isinstance(self._redis, RedisCluster):  # the sharded name shares the slot of the keys
+            return [*args, "SPUBLISH", self._keys.shard_pubsub(item.channel), announcement.head, announcement.tail]
+        return [*args, "PUBLISH", self._keys.pubsub(item.channel), announcement.head, announcement.tail]
 
     async def _append_and_wait(self, keys: list[str], args: list[bytes | str | int]) -> Any:
         """The append script, then WAIT, on one connection (WAIT covers that connection's writes).
@@ -319,17 +347,7 @@ class RedisHistory:
         async with self._redis.pipeline(transaction=False) as pipe:
             for item in items:
                 keys = [self._keys.channel(item.channel, "meta"), self._keys.channel(item.channel, "stream")]
-                args: list[bytes | str | int] = [
-                    epoch_for(salt, item.channel),
-                    item.size,
-                    item.data,
-                    item.info or b"",
-                    repr(now + item.ttl),
-                    max(1, int(item.ttl)),
-                    META_TTL,
-                    repr(now),
-                ]
-                await self._append(keys=keys, args=args, client=pipe)
+                await self._append(keys=keys, args=self._append_args(item, salt, now), client=pipe)
             if self._wait is not None:
                 self._queue_wait(pipe)
             replies = await pipe.execute()
@@ -350,7 +368,9 @@ class RedisHistory:
         async def in_order(indexes: list[int]) -> None:
             for index in indexes:
                 item = items[index]
-                tops[index] = await self.append(item.channel, item.data, item.info, size=item.size, ttl=item.ttl)
+                tops[index] = await self.append(
+                    item.channel, item.data, item.info, size=item.size, ttl=item.ttl, announcement=item.announcement
+                )
 
         await asyncio.gather(*(in_order(indexes) for indexes in by_channel.values()))
         return [top for top in tops if top is not None]
@@ -765,7 +785,8 @@ class RedisClusterBroker(RedisBroker):
     ) -> None:
         super().__init__(url, prefix, on_health, options, heartbeat)
         self._shard_prefix = f"{prefix}:{{ch:".encode()
-        self._shard_readers: dict[str, asyncio.Task[None]] = {}
+        # shard -> (the pub/sub it reads, its reader): a resubscribe's new pub/sub gets new readers
+        self._shard_readers: dict[str, tuple[Any, asyncio.Task[None]]] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._homes: dict[str, str] = {}  # channel -> the shard it is subscribed on
 
@@ -804,15 +825,18 @@ class RedisClusterBroker(RedisBroker):
 
     def _sync_shard_readers(self) -> None:
         """A reader per shard connection the cluster pub/sub holds now (they change with slot moves)."""
-        mapping: dict[str, Any] = getattr(self._pubsub, "node_pubsub_mapping", {})
+        pubsub = self._pubsub
+        mapping: dict[str, Any] = getattr(pubsub, "node_pubsub_mapping", {})
         loop = asyncio.get_running_loop()
         for name in mapping:
-            reader = self._shard_readers.get(name)
-            if reader is None or reader.done():
-                self._shard_readers[name] = loop.create_task(self._read_shard(name))
+            read_by = self._shard_readers.get(name)
+            if read_by is None or read_by[0] is not pubsub or read_by[1].done():
+                if read_by is not None:
+                    read_by[1].cancel()  # still waiting on a pub/sub a resubscribe replaced
+                self._shard_readers[name] = (pubsub, loop.create_task(self._read_shard(name, pubsub)))
         for name in list(self._shard_readers):
             if name not in mapping:
-                self._shard_readers.pop(name).cancel()
+                self._shard_readers.pop(name)[1].cancel()
 
     async def _watch_shards(self) -> None:
         """Keep a reader per shard connection, and every few seconds compare where each channel
@@ -839,21 +863,26 @@ class RedisClusterBroker(RedisBroker):
         node = self._redis.get_node_from_key(self._keys.shard_pubsub(channel))  # type: ignore[union-attr]
         return str(node.name) if node is not None else ""
 
-    async def _read_shard(self, name: str) -> None:
-        pubsub: Any = self._pubsub
+    def _is_current(self, pubsub: object) -> bool:
+        return pubsub is self._pubsub
+
+    async def _read_shard(self, name: str, pubsub: Any) -> None:
         node = self._redis.get_node(node_name=name)  # type: ignore[union-attr]
-        while name in pubsub.node_pubsub_mapping:  # gone: no subscription left on that shard
+        # Ends when the shard holds no subscription of ours, or a resubscribe replaced the pub/sub.
+        while self._is_current(pubsub) and name in pubsub.node_pubsub_mapping:
             try:
                 message = await pubsub.get_sharded_message(
                     ignore_subscribe_messages=False, timeout=1.0, target_node=node
                 )
             except RedisError as exc:  # the shard's connection is gone: resubscribe and replay the gap
-                log.warning("lost the pub/sub connection to shard %s: %s", name, exc)
-                self.resubscribe("connection_lost")
+                if self._is_current(pubsub):
+                    log.warning("lost the pub/sub connection to shard %s: %s", name, exc)
+                    self.resubscribe("connection_lost")
                 return
             except Exception:  # redis-py in a state we did not foresee: the same, not a dead reader
-                log.exception("reading shard %s failed: resubscribing", name)
-                self.resubscribe("connection_lost")
+                if self._is_current(pubsub):
+                    log.exception("reading shard %s failed: resubscribing", name)
+                    self.resubscribe("connection_lost")
                 return
             if message is None:
                 continue
@@ -864,11 +893,9 @@ class RedisClusterBroker(RedisBroker):
                 # Redis ended it, not us: the slot moved (resharding, failover). Follow it.
                 log.info("shard %s dropped a subscription (its slot moved): resubscribing", name)
                 self.resubscribe("slot_moved")
-            if pubsub is not self._pubsub:  # resubscribed since: a new reader takes over
-                return
 
     async def close(self) -> None:
-        for task in (self._watcher, *self._shard_readers.values()):
+        for task in (self._watcher, *(reader for _, reader in self._shard_readers.values())):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -891,6 +918,6 @@ def backends_from_url(
     broker_type = RedisClusterBroker if is_cluster(url) else RedisBroker
     return (
         broker_type(url, prefix, options=options, heartbeat=heartbeat),
-        RedisHistory(url, prefix, options=options, wait=wait),
+        RedisHistory(url, prefix, options=options, wait=wait, announce=True),
         RedisPresence(url, prefix, presence_ttl, options=options),
     )

@@ -87,6 +87,8 @@ def trim_step(size: int) -> int:
 class SqliteHistory:
     """History in a SQLite file; survives clean restarts with the same epochs."""
 
+    announces = False  # one process: the publisher broadcasts, its channel lock keeps the order
+
     def __init__(self, path: str, clock: Clock = time.time, commit_interval: float = 0.0) -> None:
         self._path = path
         self._clock = clock

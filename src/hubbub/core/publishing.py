@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from msgspec import Raw
 
 from hubbub import protocol
-from hubbub.backends.base import Append, Broker, HistoryStore
+from hubbub.backends.base import Announcement, Append, Broker, HistoryStore
 from hubbub.core.channels import ChannelRules, namespace_of
 from hubbub.core.stats import Stats
 from hubbub.errors import CommandError, ErrorCode
@@ -117,6 +117,11 @@ class Publishing:
                 await self._history.sync()
             return result
         options = self._rules.resolve(channel)
+        if options.keeps_history and self._history.announces:  # the store publishes as it appends
+            (result,) = await self._publish_all([(channel, data, publisher)])
+            if durable:
+                await self._history.sync()
+            return result
         self._count(channel, data)
         if not options.keeps_history:
             publication = protocol.Publication(data=data, info=publisher, time=self._now())
@@ -172,6 +177,8 @@ class Publishing:
                 lock = self._lock_for(channel)
                 locks.callback(self._forget, channel, lock)  # after the release, which is pushed next
                 await locks.enter_async_context(lock)
+            now = self._now()
+            announces = self._history.announces
             appends = [
                 Append(
                     channel,
@@ -179,6 +186,9 @@ class Publishing:
                     protocol.encode(publisher) if publisher is not None else None,
                     options.history_size,
                     options.history_ttl,
+                    Announcement(*protocol.encode_publication_push_around_offset(channel, data, publisher, now))
+                    if announces
+                    else None,
                 )
                 for channel, data, publisher, options in resolved
                 if options.keeps_history
@@ -190,17 +200,19 @@ class Publishing:
                 raise CommandError(ErrorCode.INTERNAL, "history unavailable: retry later") from None
             messages: list[tuple[str, int | None, bytes]] = []
             results = []
-            now = self._now()
             for channel, data, publisher, options in resolved:
                 if options.keeps_history:
                     top = next(tops)
-                    publication = protocol.Publication(data=data, offset=top.offset, info=publisher, time=now)
                     results.append(protocol.PublishResult(offset=top.offset, epoch=top.epoch))
+                    if announces:
+                        continue  # the store published it with its append
+                    publication = protocol.Publication(data=data, offset=top.offset, info=publisher, time=now)
                 else:
                     publication = protocol.Publication(data=data, info=publisher, time=now)
                     results.append(protocol.PublishResult())
                 messages.append((channel, publication.offset, protocol.encode_publication_push(channel, publication)))
-            await self._timed(self._broker.publish_many(messages), f"a batch of {len(messages)}")
+            if messages:
+                await self._timed(self._broker.publish_many(messages), f"a batch of {len(messages)}")
         return results
 
     def check_size(self, data: Raw) -> None:
