@@ -85,8 +85,8 @@ class HistoryStore(Lifecycle, Protocol):
     async def append(self, channel: str, data: bytes, info: bytes | None, *, size: int, ttl: float) -> StreamTop: ...
 
     async def append_many(self, items: list[Append]) -> list[StreamTop]:
-        """Several appends, applied in list order, as one operation where the store can (one Redis
-        round trip): a batch then reaches subscribers together and coalesces."""
+        """Several appends, applied in list order within each channel, as one operation where the
+        store can (one Redis round trip): a batch then reaches subscribers together and coalesces."""
         ...
 
     async def read(

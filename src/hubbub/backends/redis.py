@@ -40,20 +40,29 @@ log = logging.getLogger("hubbub.redis")
 
 META_TTL = 30 * 86400  # seconds a stream's epoch and top outlive its last publication
 
+# One channel's appends, in order; each is published as it is appended when ARGV[3] names the
+# publish command. ARGV: epoch if new, time, command, pub/sub name, meta TTL, then per publication
+# size, data, info, expires, stream TTL, frame head, frame tail (head and tail around its offset).
 _APPEND = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
-local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], top .. '-0', 'd', ARGV[3], 'i', ARGV[4], 'e', ARGV[5], 't', ARGV[8])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-if ARGV[9] ~= '' then
-  redis.call(ARGV[9], ARGV[10], top .. '\\n' .. ARGV[11] .. top .. ARGV[12])
+local now, command, name = ARGV[2], ARGV[3], ARGV[4]
+local tops = {}
+for i = 6, #ARGV, 7 do
+  local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
+  local id = top .. '-0'
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[i], id, 'd', ARGV[i + 1], 'i', ARGV[i + 2], 'e', ARGV[i + 3], 't', now)
+  redis.call('EXPIRE', KEYS[2], ARGV[i + 4])
+  if command ~= '' and ARGV[i + 5] ~= '' then
+    redis.call(command, name, top .. '\\n' .. ARGV[i + 5] .. top .. ARGV[i + 6])
+  end
+  tops[#tops + 1] = top
 end
-return {top, epoch, redis.call('XLEN', KEYS[2])}
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return {epoch, redis.call('XLEN', KEYS[2]), tops}
 """
 
 _READ = """
@@ -263,54 +272,89 @@ class RedisHistory:
         ttl: float,
         announcement: Announcement | None = None,
     ) -> StreamTop:
-        keys = [self._keys.channel(channel, "meta"), self._keys.channel(channel, "stream")]
-        item = Append(channel, data, info, size, ttl, announcement)
-        args = self._append_args(item, await self._get_salt(), self._clock())
-        if self._wait is None:
-            top, epoch, length = await self._append(keys=keys, args=args)
-        else:
-            top, epoch, length = await self._append_and_wait(keys, args)
-        self._lengths[channel] = int(length)
-        return StreamTop(int(top), epoch.decode())
+        (top,) = await self.append_many([Append(channel, data, info, size, ttl, announcement)])
+        return top
 
-    def _append_args(self, item: Append, salt: str, now: float) -> list[bytes | str | int]:
-        """The append script's arguments; the last four publish the announcement (none: empty)."""
-        args: list[bytes | str | int] = [
-            epoch_for(salt, item.channel),
-            item.size,
-            item.data,
-            item.info or b"",
-            repr(now + item.ttl),
-            max(1, int(item.ttl)),
-            META_TTL,
-            repr(now),
+    async def append_many(self, items: list[Append]) -> list[StreamTop]:
+        """One script call per channel, its appends in order (each published as it is appended,
+        when the store announces). One Redis: every channel's call in one pipeline, one round trip;
+        a cluster (which runs no scripts in pipelines): the channels' calls side by side. Either
+        way a turn's publications of a channel reach other nodes together and coalesce there."""
+        salt = await self._get_salt()
+        now = self._clock()
+        by_channel: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            by_channel.setdefault(item.channel, []).append(index)
+        calls = [
+            (self._append_keys(channel), self._append_args(channel, [items[i] for i in indexes], salt, now))
+            for channel, indexes in by_channel.items()
         ]
-        announcement = item.announcement
-        if announcement is None or not self.announces:
-            return [*args, "", "", "", ""]
-        if isinstance(self._redis, RedisCluster):  # the sharded name shares the slot of the keys
-            return [*args, "SPUBLISH", self._keys.shard_pubsub(item.channel), announcement.head, announcement.tail]
-        return [*args, "PUBLISH", self._keys.pubsub(item.channel), announcement.head, announcement.tail]
-
-    async def _append_and_wait(self, keys: list[str], args: list[bytes | str | int]) -> Any:
-        """The append script, then WAIT, on one connection (WAIT covers that connection's writes).
-        On a cluster, on a client of the slot's master (cluster pipelines run no scripts)."""
-        client: Redis
         if isinstance(self._redis, RedisCluster):
-            node = self._redis.get_node_from_key(keys[0])
-            if node is None:
-                raise RedisError(f"no cluster node holds {keys[0]}")
-            client = self._node_clients.get(node.name) or self._node_client(node.name, node.host, int(node.port))
+            replies = list(await asyncio.gather(*(self._append_on_master(keys, args) for keys, args in calls)))
         else:
-            client = self._redis
+            replies = await self._append_pipelined(calls)
+        tops = [StreamTop(0, "")] * len(items)
+        for (channel, indexes), (epoch, length, offsets) in zip(by_channel.items(), replies, strict=True):
+            self._lengths[channel] = int(length)
+            for index, offset in zip(indexes, offsets, strict=True):
+                tops[index] = StreamTop(int(offset), epoch.decode())
+        return tops
+
+    def _append_keys(self, channel: str) -> list[str]:
+        return [self._keys.channel(channel, "meta"), self._keys.channel(channel, "stream")]
+
+    def _append_args(self, channel: str, items: list[Append], salt: str, now: float) -> list[bytes | str | int]:
+        """The append script's arguments for one channel's items (see _APPEND)."""
+        if not self.announces:
+            command, name = "", ""
+        elif isinstance(self._redis, RedisCluster):  # the sharded name shares the slot of the keys
+            command, name = "SPUBLISH", self._keys.shard_pubsub(channel)
+        else:
+            command, name = "PUBLISH", self._keys.pubsub(channel)
+        args: list[bytes | str | int] = [epoch_for(salt, channel), repr(now), command, name, META_TTL]
+        for item in items:
+            announcement = item.announcement
+            args += [
+                item.size,
+                item.data,
+                item.info or b"",
+                repr(now + item.ttl),
+                max(1, int(item.ttl)),
+                announcement.head if announcement is not None else b"",
+                announcement.tail if announcement is not None else b"",
+            ]
+        return args
+
+    async def _append_pipelined(self, calls: list[tuple[list[str], list[bytes | str | int]]]) -> list[Any]:
+        """Every call in one pipeline, then WAIT on the same connection (it covers all of them)."""
+        redis = self._redis
+        assert not isinstance(redis, RedisCluster)  # a cluster's go through _append_on_master
+        async with redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                await self._append(keys=keys, args=args, client=pipe)
+            if self._wait is not None:
+                self._queue_wait(pipe)
+            replies = await pipe.execute()
+        if self._wait is not None:
+            self._check_replicas(replies.pop())
+        return list(replies)
+
+    async def _append_on_master(self, keys: list[str], args: list[bytes | str | int]) -> Any:
+        """One channel's call on a cluster. With WAIT: the script, then WAIT, on one connection
+        (WAIT covers that connection's writes), a client of the slot's master."""
+        if self._wait is None:
+            return await self._append(keys=keys, args=args)
+        node = self._redis.get_node_from_key(keys[0])  # type: ignore[union-attr]
+        if node is None:
+            raise RedisError(f"no cluster node holds {keys[0]}")
+        client = self._node_clients.get(node.name) or self._node_client(node.name, node.host, int(node.port))
         try:
             async with client.pipeline(transaction=False) as pipe:
                 await self._append(keys=keys, args=args, client=pipe)
                 self._queue_wait(pipe)
                 appended, acknowledged = await pipe.execute()
-        except RedisError:
-            if isinstance(self._redis, RedisCluster):  # the slot moved or its master died: learn anew
-                await self._redis.nodes_manager.initialize()
+        except RedisError:  # the slot moved or its master died: learn anew
+            await self._redis.nodes_manager.initialize()  # type: ignore[union-attr]
             raise
         self._check_replicas(acknowledged)
         return appended
@@ -335,45 +379,6 @@ class RedisHistory:
             raise NotReplicated(
                 f"{acknowledged} of {self._wait.replicas} replicas have it after {self._wait.timeout} s"
             )
-
-    async def append_many(self, items: list[Append]) -> list[StreamTop]:
-        """All appends of a batch in one pipeline: one round trip, applied in order. On a cluster
-        (which runs no scripts in pipelines) each channel's appends go in order, the channels'
-        side by side: a round trip per publication of the busiest channel, not per publication."""
-        if isinstance(self._redis, RedisCluster):
-            return await self._append_per_channel(items)
-        salt = await self._get_salt()
-        now = self._clock()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for item in items:
-                keys = [self._keys.channel(item.channel, "meta"), self._keys.channel(item.channel, "stream")]
-                await self._append(keys=keys, args=self._append_args(item, salt, now), client=pipe)
-            if self._wait is not None:
-                self._queue_wait(pipe)
-            replies = await pipe.execute()
-        if self._wait is not None:
-            self._check_replicas(replies.pop())
-        tops = []
-        for item, (top, epoch, length) in zip(items, replies, strict=True):
-            self._lengths[item.channel] = int(length)
-            tops.append(StreamTop(int(top), epoch.decode()))
-        return tops
-
-    async def _append_per_channel(self, items: list[Append]) -> list[StreamTop]:
-        tops: list[StreamTop | None] = [None] * len(items)
-        by_channel: dict[str, list[int]] = {}
-        for index, item in enumerate(items):
-            by_channel.setdefault(item.channel, []).append(index)
-
-        async def in_order(indexes: list[int]) -> None:
-            for index in indexes:
-                item = items[index]
-                tops[index] = await self.append(
-                    item.channel, item.data, item.info, size=item.size, ttl=item.ttl, announcement=item.announcement
-                )
-
-        await asyncio.gather(*(in_order(indexes) for indexes in by_channel.values()))
-        return [top for top in tops if top is not None]
 
     async def mark_read(self, user: str, channel: str, offset: int) -> int:
         kept = await self._mark_read(keys=[self._keys.read_positions(user)], args=[channel, offset, META_TTL])
