@@ -1,5 +1,6 @@
 """Redis Cluster specifics (the contract suites run on it too): a publication touches one shard,
-and a channel's subscription follows its slot when the slot moves to another master."""
+a channel's subscription follows its slot when the slot moves to another master, and a slot
+that loses its data gives its channels new epochs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.crc import key_slot
 
 from bench.process import RedisCluster
-from hubbub.backends.redis import RedisClusterBroker, seed_nodes
+from hubbub.backends.base import StreamTop
+from hubbub.backends.redis import RedisClusterBroker, RedisHistory, RedisKeys, seed_nodes
 from tests.backends.test_broker_contract import Recorder
 
 
@@ -110,3 +112,42 @@ async def test_a_subscription_follows_its_slot_to_another_master(running_cluster
             await broker.close()
         for client in clients.values():
             await client.aclose()
+
+
+async def test_a_slot_that_loses_its_data_gives_its_channels_new_epochs(running_cluster: RedisCluster) -> None:
+    """A master without persistence restarted before its replica took over comes back empty and
+    the replica copies that. Its slots' salts go with their streams, so those channels' epochs
+    change and clients recovering across the loss are told `recovered: false`, though the other
+    shards (and whatever salt they hold) kept everything."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    history = RedisHistory(running_cluster.url, prefix)
+    await history.open()
+    clients = await masters(running_cluster)
+    try:
+        slot = key_slot(f"{prefix}:{{ch:room}}:meta".encode())
+        elsewhere = next(f"other{n}" for n in range(100) if key_slot(f"{prefix}:{{ch:other{n}}}:meta".encode()) != slot)
+        before = await history.append("room", b"1", None, size=10, ttl=60)
+        kept = await history.append(elsewhere, b"1", None, size=10, ttl=60)
+        lost = 0
+        for client in clients.values():  # every key of ours in the slot: what an emptied master lost
+            keys = await client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+            ours = [key for key in keys if key.startswith(prefix.encode())]
+            if ours:
+                lost += await client.delete(*ours)
+        assert lost >= 2  # the stream and its meta, at least
+        after = (await history.read("room")).top
+        assert after.offset == 0 and after.epoch != before.epoch
+        assert await history.append("room", b"2", None, size=10, ttl=60) == StreamTop(1, after.epoch)
+        assert await history.top(elsewhere) == kept  # other slots keep their streams and epochs
+    finally:
+        await history.close()
+        for client in clients.values():
+            await client.aclose()
+
+
+def test_a_channels_slot_salt_lives_in_the_channels_slot() -> None:
+    """The scripts read the salt beside the stream: a cluster refuses a script that reaches a key
+    in another slot, and a salt elsewhere would survive the loss of the slot it stands for."""
+    keys = RedisKeys("hubbub")
+    for channel in [f"room:{n}" for n in range(3000)] + ["", "{odd}", "ch:é"]:
+        assert key_slot(keys.slot_salt(channel).encode()) == key_slot(keys.channel(channel, "meta").encode())

@@ -4,6 +4,7 @@ Keys, all under a settable prefix (default `hubbub`); the channel sits in a hash
 channel's keys live in one Redis Cluster slot and its Lua scripts stay single-slot:
 
     {prefix}:salt                      string: per-dataset salt; epochs derive from it
+    {prefix}:salt:{TAG}                string (Redis Cluster): a slot's salt, TAG a hash tag in that slot
     {prefix}:{ch:CHANNEL}:meta         hash: epoch, top (newest offset)
     {prefix}:{ch:CHANNEL}:stream       stream: entries with ID "OFFSET-0", fields d (data), i (info), e (expires)
     {prefix}:{ch:CHANNEL}:presence     hash: connection id -> ClientInfo JSON
@@ -15,13 +16,16 @@ channel's keys live in one Redis Cluster slot and its Lua scripts stay single-sl
 
 Offsets are assigned by a Lua script (HINCRBY on the meta hash), so every node agrees. If Redis
 loses the data, the salt is made again and every epoch changes: clients recovering from before
-are told `recovered: false`.
+are told `recovered: false`. On a cluster each slot has a salt of its own, in that slot: a shard
+that loses its data loses its slots' salts with their streams, whatever the other shards keep.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -31,27 +35,44 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from hubbub.backends.base import Announcement, Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
-from hubbub.backends.streams import Clock, epoch_for
+from hubbub.backends.streams import Clock, epoch_for, new_salt
 
 log = logging.getLogger("hubbub.redis")
 
 META_TTL = 30 * 86400  # seconds a stream's epoch and top outlive its last publication
 
+# Redis Cluster: a new stream's epoch derives from its slot's salt (KEYS[3]), made if missing (a
+# slot holds one: reads may make it without growing Redis per channel name).
+_SLOT_EPOCH = """
+local function slot_epoch(salt_key, new_salt, channel)
+  local salt = redis.call('GET', salt_key)
+  if not salt then
+    salt = new_salt
+    redis.call('SET', salt_key, salt)
+  end
+  return string.sub(redis.sha1hex(salt .. '\\n' .. channel), 1, 12)
+end
+"""
+
 # One channel's appends, in order; each is published as it is appended when ARGV[3] names the
-# publish command. ARGV: epoch if new, time, command, pub/sub name, meta TTL, then per publication
-# size, data, info, expires, stream TTL, frame head, frame tail (head and tail around its offset).
-_APPEND = """
+# publish command. ARGV: epoch if new (one Redis), time, command, pub/sub name, meta TTL, a new
+# slot salt and the channel (a cluster), then per publication size, data, info, expires, stream
+# TTL, frame head, frame tail (head and tail around its offset). KEYS: meta, stream, slot salt.
+_APPEND = (
+    _SLOT_EPOCH
+    + """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  epoch = ARGV[1]
+  epoch = KEYS[3] and slot_epoch(KEYS[3], ARGV[6], ARGV[7]) or ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
 local now, command, name = ARGV[2], ARGV[3], ARGV[4]
 local tops = {}
-for i = 6, #ARGV, 7 do
+for i = 8, #ARGV, 7 do
   local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
   local id = top .. '-0'
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[i], id, 'd', ARGV[i + 1], 'i', ARGV[i + 2], 'e', ARGV[i + 3], 't', now)
@@ -64,9 +85,15 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return {epoch, redis.call('XLEN', KEYS[2]), tops}
 """
+)
 
-_READ = """
+_READ = (
+    _SLOT_EPOCH
+    + """
 local meta = redis.call('HMGET', KEYS[1], 'top', 'epoch')
+if not meta[2] and KEYS[3] then
+  meta[2] = slot_epoch(KEYS[3], ARGV[4], ARGV[5])
+end
 local entries
 if ARGV[3] == '1' then
   entries = redis.call('XREVRANGE', KEYS[2], ARGV[1], '-', 'COUNT', ARGV[2])
@@ -75,6 +102,7 @@ else
 end
 return {meta[1], meta[2], entries}
 """
+)
 
 _MARK_READ = """
 local kept = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
@@ -97,6 +125,25 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 
+SLOTS = 16384  # Redis Cluster's hash slots
+
+
+@functools.cache
+def _slot_tags() -> list[str]:
+    """For each of Redis Cluster's 16,384 slots, a short hash tag that lands in it (built once,
+    about 0.1 s: hex numbers in turn until every slot has one; the longest is 5 characters)."""
+    tags: list[str] = [""] * SLOTS
+    missing, number = SLOTS, 0
+    while missing:
+        tag = b"%x" % number
+        slot = binascii.crc_hqx(tag, 0) % SLOTS  # redis.crc.key_slot, without its brace search
+        if not tags[slot]:
+            tags[slot] = tag.decode()
+            missing -= 1
+        number += 1
+    return tags
+
+
 class RedisKeys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -107,6 +154,11 @@ class RedisKeys:
     @property
     def salt(self) -> str:
         return f"{self.prefix}:salt"
+
+    def slot_salt(self, channel: str) -> str:
+        """Redis Cluster: the salt of the slot that holds `channel`'s keys, in that slot."""
+        slot = key_slot(self.channel(channel, "meta").encode())
+        return f"{self.prefix}:salt:{{{_slot_tags()[slot]}}}"
 
     def pubsub(self, channel: str) -> str:
         return f"{self.prefix}:pubsub:{channel}"
@@ -242,12 +294,16 @@ class RedisHistory:
         self._keys = RedisKeys(prefix)
         self._clock = clock
         self._salt: str | None = None
+        self._cluster = isinstance(self._redis, RedisCluster)  # epochs from slot salts, in the scripts
         self._lengths: dict[str, int] = {}
         self._append = self._redis.register_script(_APPEND)
         self._mark_read = self._redis.register_script(_MARK_READ)
         self._read_script = self._redis.register_script(_READ)
 
     async def _get_salt(self) -> str:
+        """The dataset's salt (one Redis); a cluster's scripts read their slot's instead."""
+        if self._cluster:
+            return ""
         if self._salt is None:
             await self._redis.set(self._keys.salt, secrets.token_hex(16), nx=True)
             value = await self._redis.get(self._keys.salt)
@@ -255,6 +311,8 @@ class RedisHistory:
         return self._salt
 
     async def open(self) -> None:
+        if self._cluster:
+            _slot_tags()  # built now (about 0.1 s) rather than under the first publish
         await self._get_salt()
 
     @property
@@ -301,7 +359,17 @@ class RedisHistory:
         return tops
 
     def _append_keys(self, channel: str) -> list[str]:
-        return [self._keys.channel(channel, "meta"), self._keys.channel(channel, "stream")]
+        """meta, stream and, on a cluster, the slot's salt (the scripts' KEYS)."""
+        keys = [self._keys.channel(channel, "meta"), self._keys.channel(channel, "stream")]
+        if self._cluster:
+            keys.append(self._keys.slot_salt(channel))
+        return keys
+
+    def _epoch_args(self, channel: str, salt: str) -> tuple[str, str, str]:
+        """(epoch if new, new slot salt, channel): one Redis derives here, a cluster in the script."""
+        if self._cluster:
+            return "", new_salt(), channel
+        return epoch_for(salt, channel), "", ""
 
     def _append_args(self, channel: str, items: list[Append], salt: str, now: float) -> list[bytes | str | int]:
         """The append script's arguments for one channel's items (see _APPEND)."""
@@ -311,7 +379,8 @@ class RedisHistory:
             command, name = "SPUBLISH", self._keys.shard_pubsub(channel)
         else:
             command, name = "PUBLISH", self._keys.pubsub(channel)
-        args: list[bytes | str | int] = [epoch_for(salt, channel), repr(now), command, name, META_TTL]
+        epoch, slot_salt, named = self._epoch_args(channel, salt)
+        args: list[bytes | str | int] = [epoch, repr(now), command, name, META_TTL, slot_salt, named]
         for item in items:
             announcement = item.announcement
             args += [
@@ -400,15 +469,13 @@ class RedisHistory:
             start = f"({after}-0" if after is not None else "+"
         else:
             start = f"({after}-0" if after is not None else "-"
-        keys = [self._keys.channel(channel, "meta"), self._keys.channel(channel, "stream")]
+        keys = self._append_keys(channel)
         count = limit if limit is not None else 2**31
+        _, slot_salt, named = self._epoch_args(channel, salt)
+        args: list[str | int] = [start, max(count, 1), "1" if reverse else "0", slot_salt, named]
+        top_offset, epoch, entries = await self._read_script(keys=keys, args=args)
         if count == 0:
-            top_offset, epoch, entries = await self._read_script(keys=keys, args=[start, 1, "1" if reverse else "0"])
             entries = []
-        else:
-            top_offset, epoch, entries = await self._read_script(
-                keys=keys, args=[start, count, "1" if reverse else "0"]
-            )
         top = StreamTop(int(top_offset or 0), epoch.decode() if epoch else epoch_for(salt, channel))
         now = self._clock()
         publications = []
