@@ -112,6 +112,36 @@ async def test_a_gap_history_cannot_fill_asks_the_subscribers_to_reconnect(
         assert node.hub is not None and node.hub.stats.broker_gaps_unfilled == 1
 
 
+async def test_a_replay_from_a_stream_that_was_lost_meanwhile_is_no_continuation(
+    start_server: StartServer, open_raw: OpenRaw, redis_url: str
+) -> None:
+    """While the node is deaf, the channel's history is lost (its keys and the salt gone, as in a
+    Redis that came back empty) and a new stream grows past what the node delivered. Its offsets
+    would fill the gap, but its epoch is new: the subscribers get 3011 and recover by themselves
+    (told recovered: false), rather than take the new stream's 2 and 3 for the old one's."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    async with deafening_proxy(redis_url) as proxy:
+        node = await start_server(broker=proxy.url, redis_prefix=prefix, **FAST_HEARTBEAT)
+        other = await start_server(broker=redis_url, redis_prefix=prefix)
+        client = await open_raw(node)
+        epoch = (await client.ok("subscribe", {"channel": "news"}))["epoch"]
+        await publish(other, 0)
+        assert await numbers(client, 1) == [(0, 1)]
+        proxy.deafen_subscribers()
+        keys = RedisKeys(prefix)
+        redis = Redis.from_url(redis_url)
+        try:
+            assert await redis.delete(keys.channel("news", "meta"), keys.channel("news", "stream"), keys.salt) == 3
+        finally:
+            await redis.aclose()
+        await publish(other, 1, 2, 3)  # offsets 1, 2, 3 of a new stream
+        assert await client.close_code() == 3011
+        assert node.hub is not None and node.hub.stats.broker_gaps_unfilled == 1
+        client = await open_raw(node)
+        result = await client.ok("subscribe", {"channel": "news", "since": {"offset": 1, "epoch": epoch}})
+        assert result["recovered"] is False and result["epoch"] != epoch
+
+
 async def test_the_broker_subscribes_the_node_to_its_heartbeat_only(redis_url: str) -> None:
     """Each node hears its own heartbeat, never another's (a fleet's heartbeats cost nothing)."""
     redis = Redis.from_url(redis_url)

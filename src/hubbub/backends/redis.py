@@ -39,16 +39,17 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from hubbub.backends.base import Announcement, Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
-from hubbub.backends.streams import Clock, epoch_for, new_salt
+from hubbub.backends.streams import Clock, new_salt
 
 log = logging.getLogger("hubbub.redis")
 
 META_TTL = 30 * 86400  # seconds a stream's epoch and top outlive its last publication
 
-# Redis Cluster: a new stream's epoch derives from its slot's salt (KEYS[3]), made if missing (a
-# slot holds one: reads may make it without growing Redis per channel name).
-_SLOT_EPOCH = """
-local function slot_epoch(salt_key, new_salt, channel)
+# A new stream's epoch derives from the salt (KEYS[3]: the dataset's, on a cluster its slot's), made
+# here if missing: a Redis that lost its data loses its salt too, and every epoch changes. There is
+# one salt per dataset or slot, so reads may make it without growing Redis per channel name.
+_SALTED_EPOCH = """
+local function salted_epoch(salt_key, new_salt, channel)
   local salt = redis.call('GET', salt_key)
   if not salt then
     salt = new_salt
@@ -58,21 +59,21 @@ local function slot_epoch(salt_key, new_salt, channel)
 end
 """
 
-# One channel's appends, in order; each is published as it is appended when ARGV[3] names the
-# publish command. ARGV: epoch if new (one Redis), time, command, pub/sub name, meta TTL, a new
-# slot salt and the channel (a cluster), then per publication size, data, info, expires, stream
-# TTL, frame head, frame tail (head and tail around its offset). KEYS: meta, stream, slot salt.
+# One channel's appends, in order; each is published as it is appended when ARGV[2] names the
+# publish command. ARGV: time, command, pub/sub name, meta TTL, a new salt, the channel, then per
+# publication size, data, info, expires, stream TTL, frame head, frame tail (around its offset).
+# KEYS: meta, stream, salt.
 _APPEND = (
-    _SLOT_EPOCH
+    _SALTED_EPOCH
     + """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  epoch = KEYS[3] and slot_epoch(KEYS[3], ARGV[6], ARGV[7]) or ARGV[1]
+  epoch = salted_epoch(KEYS[3], ARGV[5], ARGV[6])
   redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
-local now, command, name = ARGV[2], ARGV[3], ARGV[4]
+local now, command, name = ARGV[1], ARGV[2], ARGV[3]
 local tops = {}
-for i = 8, #ARGV, 7 do
+for i = 7, #ARGV, 7 do
   local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
   local id = top .. '-0'
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[i], id, 'd', ARGV[i + 1], 'i', ARGV[i + 2], 'e', ARGV[i + 3], 't', now)
@@ -82,17 +83,17 @@ for i = 8, #ARGV, 7 do
   end
   tops[#tops + 1] = top
 end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 return {epoch, redis.call('XLEN', KEYS[2]), tops}
 """
 )
 
 _READ = (
-    _SLOT_EPOCH
+    _SALTED_EPOCH
     + """
 local meta = redis.call('HMGET', KEYS[1], 'top', 'epoch')
-if not meta[2] and KEYS[3] then
-  meta[2] = slot_epoch(KEYS[3], ARGV[4], ARGV[5])
+if not meta[2] then
+  meta[2] = salted_epoch(KEYS[3], ARGV[4], ARGV[5])
 end
 local entries
 if ARGV[3] == '1' then
@@ -293,27 +294,16 @@ class RedisHistory:
         self._node_clients: dict[str, Redis] = {}  # cluster + wait: a client per master, for WAIT
         self._keys = RedisKeys(prefix)
         self._clock = clock
-        self._salt: str | None = None
-        self._cluster = isinstance(self._redis, RedisCluster)  # epochs from slot salts, in the scripts
+        self._cluster = isinstance(self._redis, RedisCluster)  # a salt per slot
         self._lengths: dict[str, int] = {}
         self._append = self._redis.register_script(_APPEND)
         self._mark_read = self._redis.register_script(_MARK_READ)
         self._read_script = self._redis.register_script(_READ)
 
-    async def _get_salt(self) -> str:
-        """The dataset's salt (one Redis); a cluster's scripts read their slot's instead."""
-        if self._cluster:
-            return ""
-        if self._salt is None:
-            await self._redis.set(self._keys.salt, secrets.token_hex(16), nx=True)
-            value = await self._redis.get(self._keys.salt)
-            self._salt = value.decode() if isinstance(value, bytes) else str(value)
-        return self._salt
-
     async def open(self) -> None:
+        """The scripts read the salt each time (a copy kept here would outlive a Redis that lost it)."""
         if self._cluster:
             _slot_tags()  # built now (about 0.1 s) rather than under the first publish
-        await self._get_salt()
 
     @property
     def stored_publications(self) -> int:
@@ -338,13 +328,12 @@ class RedisHistory:
         when the store announces). One Redis: every channel's call in one pipeline, one round trip;
         a cluster (which runs no scripts in pipelines): the channels' calls side by side. Either
         way a turn's publications of a channel reach other nodes together and coalesce there."""
-        salt = await self._get_salt()
         now = self._clock()
         by_channel: dict[str, list[int]] = {}
         for index, item in enumerate(items):
             by_channel.setdefault(item.channel, []).append(index)
         calls = [
-            (self._append_keys(channel), self._append_args(channel, [items[i] for i in indexes], salt, now))
+            (self._script_keys(channel), self._append_args(channel, [items[i] for i in indexes], now))
             for channel, indexes in by_channel.items()
         ]
         if isinstance(self._redis, RedisCluster):
@@ -358,20 +347,12 @@ class RedisHistory:
                 tops[index] = StreamTop(int(offset), epoch.decode())
         return tops
 
-    def _append_keys(self, channel: str) -> list[str]:
-        """meta, stream and, on a cluster, the slot's salt (the scripts' KEYS)."""
-        keys = [self._keys.channel(channel, "meta"), self._keys.channel(channel, "stream")]
-        if self._cluster:
-            keys.append(self._keys.slot_salt(channel))
-        return keys
+    def _script_keys(self, channel: str) -> list[str]:
+        """The scripts' KEYS: meta, stream, and the salt (on a cluster the slot's, beside them)."""
+        salt = self._keys.slot_salt(channel) if self._cluster else self._keys.salt
+        return [self._keys.channel(channel, "meta"), self._keys.channel(channel, "stream"), salt]
 
-    def _epoch_args(self, channel: str, salt: str) -> tuple[str, str, str]:
-        """(epoch if new, new slot salt, channel): one Redis derives here, a cluster in the script."""
-        if self._cluster:
-            return "", new_salt(), channel
-        return epoch_for(salt, channel), "", ""
-
-    def _append_args(self, channel: str, items: list[Append], salt: str, now: float) -> list[bytes | str | int]:
+    def _append_args(self, channel: str, items: list[Append], now: float) -> list[bytes | str | int]:
         """The append script's arguments for one channel's items (see _APPEND)."""
         if not self.announces:
             command, name = "", ""
@@ -379,8 +360,7 @@ class RedisHistory:
             command, name = "SPUBLISH", self._keys.shard_pubsub(channel)
         else:
             command, name = "PUBLISH", self._keys.pubsub(channel)
-        epoch, slot_salt, named = self._epoch_args(channel, salt)
-        args: list[bytes | str | int] = [epoch, repr(now), command, name, META_TTL, slot_salt, named]
+        args: list[bytes | str | int] = [repr(now), command, name, META_TTL, new_salt(), channel]
         for item in items:
             announcement = item.announcement
             args += [
@@ -464,19 +444,16 @@ class RedisHistory:
     async def read(
         self, channel: str, *, after: int | None = None, limit: int | None = None, reverse: bool = False
     ) -> HistoryPage:
-        salt = await self._get_salt()
         if reverse:
             start = f"({after}-0" if after is not None else "+"
         else:
             start = f"({after}-0" if after is not None else "-"
-        keys = self._append_keys(channel)
         count = limit if limit is not None else 2**31
-        _, slot_salt, named = self._epoch_args(channel, salt)
-        args: list[str | int] = [start, max(count, 1), "1" if reverse else "0", slot_salt, named]
-        top_offset, epoch, entries = await self._read_script(keys=keys, args=args)
+        args: list[str | int] = [start, max(count, 1), "1" if reverse else "0", new_salt(), channel]
+        top_offset, epoch, entries = await self._read_script(keys=self._script_keys(channel), args=args)
         if count == 0:
             entries = []
-        top = StreamTop(int(top_offset or 0), epoch.decode() if epoch else epoch_for(salt, channel))
+        top = StreamTop(int(top_offset or 0), epoch.decode())
         now = self._clock()
         publications = []
         for entry_id, raw_fields in entries:

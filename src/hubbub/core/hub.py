@@ -67,6 +67,9 @@ class ChannelSubscribers:
     # replayed from history already (`Hub.on_resubscribed`) and are dropped when they arrive.
     delivered: int | None = None
     skip_through: int | None = None
+    # The epoch of the stream `delivered` counts in (from the last subscribe's read): a replay
+    # from a stream with another epoch is no continuation, whatever its offsets say.
+    epoch: str | None = None
 
     def __len__(self) -> int:
         return len(self.live) + len(self.catching_up) + len(self.settling)
@@ -364,19 +367,24 @@ class Hub:
                 continue
             limit = self.settings.recovery_max_publications + 1
             page = await self.history_store.read(channel, after=delivered, limit=limit)
-            if page.top.offset != delivered:
+            if page.top.offset != delivered or page.top.epoch != (subscribers.epoch or page.top.epoch):
                 gaps.append((channel, subscribers, delivered, page))
         for channel, subscribers, delivered, page in gaps:
             if self.channels.get(channel) is not subscribers:
                 continue
             publications = page.publications
-            filled = page.top.offset - delivered == len(publications) and publications[0].offset == delivered + 1
+            filled = (
+                page.top.epoch == (subscribers.epoch or page.top.epoch)  # the same stream (not lost meanwhile)
+                and page.top.offset - delivered == len(publications)
+                and publications[0].offset == delivered + 1
+            )
             if not filled:
                 self.stats.broker_gaps_unfilled += 1
                 for client_id in subscribers.client_ids():
                     member = self.sessions.get(client_id)
                     if member is not None:
                         member.disconnect(DisconnectCode.FORCE_RECONNECT, "missed publications: reconnect")
+                subscribers.delivered, subscribers.epoch = page.top.offset, page.top.epoch  # they start over
                 continue
             for stored in publications:
                 if subscribers.delivered is not None and stored.offset <= subscribers.delivered:
@@ -421,6 +429,8 @@ class Hub:
             return
         if last_offset is not None and (subscribers.delivered is None or last_offset > subscribers.delivered):
             subscribers.delivered = last_offset
+        if result.epoch is not None:
+            subscribers.epoch = result.epoch
         reply(result)
         outbox = member.outbox
         if last_offset is None:  # no history: everything live is new
