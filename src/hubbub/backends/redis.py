@@ -336,7 +336,7 @@ class RedisHistory:
             (self._script_keys(channel), self._append_args(channel, [items[i] for i in indexes], now))
             for channel, indexes in by_channel.items()
         ]
-        if isinstance(self._redis, RedisCluster):
+        if self._cluster:
             replies = list(await asyncio.gather(*(self._append_on_master(keys, args) for keys, args in calls)))
         else:
             replies = await self._append_pipelined(calls)
@@ -356,7 +356,7 @@ class RedisHistory:
         """The append script's arguments for one channel's items (see _APPEND)."""
         if not self.announces:
             command, name = "", ""
-        elif isinstance(self._redis, RedisCluster):  # the sharded name shares the slot of the keys
+        elif self._cluster:  # the sharded name shares the slot of the keys
             command, name = "SPUBLISH", self._keys.shard_pubsub(channel)
         else:
             command, name = "PUBLISH", self._keys.pubsub(channel)
