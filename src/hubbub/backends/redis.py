@@ -35,6 +35,7 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
@@ -124,9 +125,6 @@ for _, client in ipairs(expired) do
 end
 return redis.call('HGETALL', KEYS[1])
 """
-
-
-SLOTS = 16384  # Redis Cluster's hash slots
 
 
 @functools.cache

@@ -367,14 +367,14 @@ class Hub:
                 continue
             limit = self.settings.recovery_max_publications + 1
             page = await self.history_store.read(channel, after=delivered, limit=limit)
-            if page.top.offset != delivered or page.top.epoch != (subscribers.epoch or page.top.epoch):
+            if page.top.offset != delivered or subscribers.epoch not in (None, page.top.epoch):
                 gaps.append((channel, subscribers, delivered, page))
         for channel, subscribers, delivered, page in gaps:
             if self.channels.get(channel) is not subscribers:
                 continue
             publications = page.publications
             filled = (
-                page.top.epoch == (subscribers.epoch or page.top.epoch)  # the same stream (not lost meanwhile)
+                subscribers.epoch in (None, page.top.epoch)  # the same stream (not lost meanwhile)
                 and page.top.offset - delivered == len(publications)
                 and publications[0].offset == delivered + 1
             )

@@ -117,11 +117,6 @@ class Publishing:
                 await self._history.sync()
             return result
         options = self._rules.resolve(channel)
-        if options.keeps_history and self._history.announces:  # the store publishes as it appends
-            (result,) = await self._publish_all([(channel, data, publisher)])
-            if durable:
-                await self._history.sync()
-            return result
         self._count(channel, data)
         if not options.keeps_history:
             publication = protocol.Publication(data=data, info=publisher, time=self._now())
