@@ -17,6 +17,7 @@ from websockets.protocol import State
 from hubbub.protocol import Raw
 from hubbub.server import Server
 from hubbub.transports.frames import FrameCache, control_frame, text_frame
+from hubbub.transports.sink import WebSocketSink
 from hubbub.transports.wsconnection import MAX_PENDING_PINGS, WebSocketConnection
 from tests.conftest import OpenRaw, StartServer
 from tests.wire import BareWebSocket, client_frame
@@ -192,6 +193,29 @@ async def test_a_paused_transport_queues_the_next_publication_and_loses_none(sta
         for message in await asyncio.wait_for(socket_.read_messages(), 10):
             received.append(message["push"]["pub"]["data"]["n"])
     assert received == list(range(1, published + 1))
+    socket_.close()
+
+
+async def test_an_idle_subscriber_is_written_on_its_socket_until_the_connection_aborts(
+    start_server: StartServer,
+) -> None:
+    """The direct write goes to the plain TCP socket's descriptor (transports/sink.py); an abort
+    stops it at once, as after connection_lost the descriptor may be another connection's."""
+    server = await start_server()
+    socket_, connection = await subscribed_to_news(server)
+    assert server.hub is not None and connection.transport is not None
+    [session] = server.hub.sessions.values()
+    sink = session.outbox._sink
+    assert isinstance(sink, WebSocketSink)
+    assert sink._fd == connection.transport.get_extra_info("socket").fileno()
+    for n in range(3):
+        await server.hub.publish("news", Raw(b'{"n":%d}' % n))
+        [message] = await asyncio.wait_for(socket_.read_messages(), 5)
+        assert message["push"]["pub"]["data"] == {"n": n}
+    connection.abort()
+    assert not connection.writes_frames
+    assert sink.write_now(b'{"push":{"channel":"news","pub":{"data":"late"}}}') >= 0
+    assert await asyncio.wait_for(socket_.reader.read(), 5) == b""  # the abort, nothing after it
     socket_.close()
 
 

@@ -7,6 +7,7 @@ connection at construction: raw frame, compressed frame, or through websockets' 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -25,6 +26,21 @@ def close_reason(text: str) -> str:
     return encoded.decode(errors="ignore")
 
 
+def socket_descriptor(transport: object) -> int:
+    """The descriptor of the plain TCP socket under `transport`, or -1 where bytes written to
+    it directly would be wrong (TLS: they must go through the TLS layer) or impossible."""
+    if os.name != "posix":
+        return -1
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    if get_extra_info is None or get_extra_info("sslcontext") is not None:
+        return -1
+    sock = get_extra_info("socket")
+    try:
+        return int(sock.fileno()) if sock is not None else -1
+    except (AttributeError, OSError, ValueError):
+        return -1
+
+
 class WebSocketSink:
     """Writes outbox frames straight into one connection's transport.
 
@@ -35,7 +51,7 @@ class WebSocketSink:
     takes over context); a window zlib cannot make (8 bits) goes through the protocol instead.
     """
 
-    __slots__ = ("_connection", "_deflate_bits", "_frames", "_protocol", "_threshold", "_transport")
+    __slots__ = ("_connection", "_deflate_bits", "_fd", "_frames", "_protocol", "_threshold", "_transport")
 
     def __init__(self, connection: WebSocketConnection, frames: FrameCache, compression_threshold: int = 0) -> None:
         assert connection.transport is not None, "a sink is made for an open connection"
@@ -43,6 +59,7 @@ class WebSocketSink:
         self._protocol = connection.protocol  # made in the upgrade when an extension was negotiated
         self._transport = connection.transport  # one per connection, for its whole life
         self._frames = frames
+        self._fd = socket_descriptor(connection.transport)
         extensions = connection.extensions
         # Frames shorter than this go out raw and uncompressed: all of them without an extension.
         self._threshold = compression_threshold if extensions else sys.maxsize
@@ -84,8 +101,22 @@ class WebSocketSink:
         transport = self._transport
         if connection.writes_frames and len(payload) < self._threshold:
             frames = self._frames
+            frame = frames.frame if payload is frames.payload else frames.frame_for(payload)
             try:
-                transport.write(frames.frame if payload is frames.payload else frames.frame_for(payload))
+                fd = self._fd
+                # Nothing buffered in the transport: write to the socket as the transport itself
+                # would, minus its buffering and end-of-turn queue (docs/architecture.md). The
+                # descriptor stays open until connection_lost, which clears writes_frames first.
+                if fd >= 0 and transport.get_write_buffer_size() == 0:
+                    try:
+                        sent = os.write(fd, frame)
+                    except OSError:  # full (EAGAIN), or broken: the transport's write meets it
+                        sent = 0
+                    if sent == len(frame):
+                        return 0
+                    transport.write(frame[sent:])  # the rest, in order, behind nothing
+                else:
+                    transport.write(frame)
             except Exception as exc:  # a dead transport must not abort the fan-out
                 log.debug("write to %s failed: %s", connection.remote_address, exc)
         else:

@@ -347,6 +347,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.flush()
 
     def abort(self) -> None:
+        self.writes_frames = False
         if self.transport is not None:
             self.transport.abort()
 
