@@ -16,6 +16,7 @@ MODULES = (
     "hubbub.core.channels",
     "hubbub.core.hooks",
     "hubbub.core.hub",
+    "hubbub.core.ids",
     "hubbub.core.members",
     "hubbub.core.outbox",
     "hubbub.core.permissions",

@@ -7,7 +7,6 @@ outbox, in order, so a subscribe reply always precedes the publications that fol
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from collections.abc import Set as AbstractSet
@@ -24,6 +23,7 @@ from hubbub.core.application import Application
 from hubbub.core.auth import ANONYMOUS, MAX_USER_BYTES, Credentials, TokenVerifier
 from hubbub.core.channels import namespace_of
 from hubbub.core.hub import Hub
+from hubbub.core.ids import new_client_id
 from hubbub.core.outbox import Outbox, Sink
 from hubbub.core.ratelimit import TokenBucket
 from hubbub.errors import CommandError, DisconnectCode, ErrorCode, close_code_allows_reconnect
@@ -65,7 +65,7 @@ class Session:
         self._hook_authenticated = False  # credentials came from the connect hook (refreshed by the refresh hook)
         self._channel_info: dict[str, protocol.ClientInfo] = {}  # info with the subscribe hook's chan_info
         self.sink = sink
-        self.client_id = secrets.token_hex(8)
+        self.client_id = new_client_id()
         self.credentials: Credentials = ANONYMOUS
         self.info = protocol.ClientInfo(user="", client=self.client_id)
         self.state = State.CONNECTING
