@@ -10,9 +10,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from os import write as write_descriptor
 
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 
+from hubbub.core.outbox import DirectSink
 from hubbub.transports.frames import FrameCache
 from hubbub.transports.wsconnection import WebSocketConnection
 
@@ -41,7 +43,7 @@ def socket_descriptor(transport: object) -> int:
         return -1
 
 
-class WebSocketSink:
+class WebSocketSink(DirectSink):
     """Writes outbox frames straight into one connection's transport.
 
     The flusher hands consecutive connections the same payload object, framed once by
@@ -109,7 +111,7 @@ class WebSocketSink:
                 # descriptor stays open until connection_lost, which clears writes_frames first.
                 if fd >= 0 and transport.get_write_buffer_size() == 0:
                     try:
-                        sent = os.write(fd, frame)
+                        sent = write_descriptor(fd, frame)
                     except OSError:  # full (EAGAIN), or broken: the transport's write meets it
                         sent = 0
                     if sent == len(frame):
