@@ -103,8 +103,8 @@ class WebSocketSink(DirectSink):
         transport = self._transport
         if connection.writes_frames and len(payload) < self._threshold:
             frames = self._frames
-            frame = frames.frame if payload is frames.payload else frames.frame_for(payload)
             try:
+                frame = frames.frame if payload is frames.payload else frames.frame_for(payload)
                 fd = self._fd
                 # Nothing buffered in the transport: write to the socket as the transport itself
                 # would, minus its buffering and end-of-turn queue (docs/architecture.md). The
