@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import uvloop
 
 from hubbub.config import Settings
 from hubbub.hooks import Hooks
@@ -20,6 +21,14 @@ from tests.redis_server import redis_cluster_url, redis_url, running_cluster  # 
 pytest_plugins = ["hubbub.testing"]  # the `hubbub_server` fixture apps use: tested here too
 
 StartServer = Callable[..., Awaitable[Server]]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Tests in a module with `BOTH_LOOPS = True` run on asyncio's loop and on uvloop (whose
+    transports buffer writes differently); every other test on asyncio's."""
+    if getattr(getattr(item, "module", None), "BOTH_LOOPS", False):
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from websockets.protocol import State
 from hubbub.protocol import Raw
 from hubbub.server import Server
 from hubbub.transports.frames import FrameCache, control_frame, text_frame
-from hubbub.transports.sink import WebSocketSink
 from hubbub.transports.wsconnection import MAX_PENDING_PINGS, WebSocketConnection
 from tests.conftest import OpenRaw, StartServer
 from tests.wire import BareWebSocket, client_frame
@@ -160,62 +159,6 @@ async def test_a_fan_out_after_our_close_frame_writes_no_data_frame(start_server
     assert opcode == 0x8 and payload[:2] == b"\x03\xe9"
     await socket_.send_bytes(client_frame(payload[:2], opcode=0x8))
     assert await asyncio.wait_for(socket_.reader.read(), 5) == b""  # nothing after the close frame
-    socket_.close()
-
-
-async def test_a_paused_transport_queues_the_next_publication_and_loses_none(start_server: StartServer) -> None:
-    """A subscriber that stops reading: the direct write that fills its transport pauses it; the
-    next publication finds the outbox idle but the transport paused, so it is queued (not
-    written) and follows once the reader drains, every publication once and in order."""
-    server = await start_server()
-    socket_, connection = await subscribed_to_news(server)
-    assert server.hub is not None
-    loop = asyncio.get_running_loop()
-    hub = server.hub
-
-    async def publish_and_flush(n: int) -> None:
-        await hub.publish("news", Raw(b'{"n":%d,"pad":"%s"}' % (n, b"x" * 16_000)))
-        flushed = loop.create_future()
-        loop.call_soon(flushed.set_result, None)  # after the flusher's callback, which came first
-        await flushed
-
-    published = 0
-    while not connection.paused and published < 1000:  # the kernel's buffers fill first
-        published += 1
-        await publish_and_flush(published)
-    assert connection.paused, "the transport never paused"
-    published += 1
-    await publish_and_flush(published)  # the outbox is idle, its transport paused: queued
-    [session] = hub.sessions.values()
-    assert session.outbox.queued_bytes > 16_000  # waiting in the outbox, not pushed into the transport
-    received: list[int] = []
-    while len(received) < published:
-        for message in await asyncio.wait_for(socket_.read_messages(), 10):
-            received.append(message["push"]["pub"]["data"]["n"])
-    assert received == list(range(1, published + 1))
-    socket_.close()
-
-
-async def test_an_idle_subscriber_is_written_on_its_socket_until_the_connection_aborts(
-    start_server: StartServer,
-) -> None:
-    """The direct write goes to the plain TCP socket's descriptor (transports/sink.py); an abort
-    stops it at once, as after connection_lost the descriptor may be another connection's."""
-    server = await start_server()
-    socket_, connection = await subscribed_to_news(server)
-    assert server.hub is not None and connection.transport is not None
-    [session] = server.hub.sessions.values()
-    sink = session.outbox._sink
-    assert isinstance(sink, WebSocketSink)
-    assert sink._fd == connection.transport.get_extra_info("socket").fileno()
-    for n in range(3):
-        await server.hub.publish("news", Raw(b'{"n":%d}' % n))
-        [message] = await asyncio.wait_for(socket_.read_messages(), 5)
-        assert message["push"]["pub"]["data"] == {"n": n}
-    connection.abort()
-    assert not connection.writes_frames
-    assert sink.write_now(b'{"push":{"channel":"news","pub":{"data":"late"}}}') >= 0
-    assert await asyncio.wait_for(socket_.reader.read(), 5) == b""  # the abort, nothing after it
     socket_.close()
 
 

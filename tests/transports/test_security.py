@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
-import ssl
 import time
 from typing import Any
 
 import aiohttp
 import pytest
-import trustme
-import websockets.asyncio.client
-from websockets.typing import Subprotocol
 
 from hubbub import Client, config
 from hubbub.config import NamespaceOptions
@@ -59,21 +54,6 @@ async def error_code(client: RawClient, method: str, params: dict[str, Any]) -> 
 # ---- TLS ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    ca = trustme.CA()
-    certificate = ca.issue_cert("127.0.0.1", "localhost")
-    folder = tmp_path_factory.mktemp("tls")
-    certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
-    certificate.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
-    with open(folder / "cert.pem", "ab") as chain:
-        for pem in certificate.cert_chain_pems[1:]:
-            chain.write(pem.bytes())
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    return {"cert": str(folder / "cert.pem"), "key": str(folder / "key.pem"), "client": client_context}
-
-
 async def test_tls_serves_wss_and_https_on_one_port(start_server: StartServer, tls: dict[str, Any]) -> None:
     """With tls_cert/tls_key the public port speaks wss:// and https://; clients verify the certificate."""
     server = await start_server(tls_cert=tls["cert"], tls_key=tls["key"])
@@ -87,28 +67,6 @@ async def test_tls_serves_wss_and_https_on_one_port(start_server: StartServer, t
             assert response.status == 200
         with pytest.raises(aiohttp.ClientConnectorCertificateError):  # default trust store: unknown CA
             await http.get(f"https://127.0.0.1:{server.port}/health")
-
-
-async def test_tls_fan_out_to_an_idle_subscriber_goes_through_tls(
-    start_server: StartServer, tls: dict[str, Any]
-) -> None:
-    """An idle subscriber's publications take the direct write; over TLS that must be the TLS
-    layer's write, never raw bytes on the socket under it (transports/sink.py). The subscriber is
-    `websockets`' client: a broken TLS stream fails it (hubbub's client would reconnect and recover)."""
-    server = await start_server(tls_cert=tls["cert"], tls_key=tls["key"])
-    subprotocols = [Subprotocol("hubbub.json.v1")]
-    async with (
-        websockets.asyncio.client.connect(server.url, ssl=tls["client"], subprotocols=subprotocols) as subscriber,
-        Client(server.url, ssl=tls["client"]) as publisher,
-    ):
-        await subscriber.send('{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"news"}}')
-        replies = 0
-        while replies < 2:
-            replies += len((await asyncio.wait_for(subscriber.recv(), 5)).splitlines())
-        for n in range(3):
-            await publisher.publish("news", f"over tls {n}")
-            push = json.loads(await asyncio.wait_for(subscriber.recv(), 5))
-            assert push["push"]["pub"]["data"] == f"over tls {n}"
 
 
 def test_tls_settings_go_together(tls: dict[str, Any]) -> None:

@@ -107,8 +107,8 @@ class WebSocketSink(DirectSink):
                 frame = frames.frame if payload is frames.payload else frames.frame_for(payload)
                 fd = self._fd
                 # Nothing buffered in the transport: write to the socket as the transport itself
-                # would, minus its buffering and end-of-turn queue (docs/architecture.md). The
-                # descriptor stays open until connection_lost, which clears writes_frames first.
+                # would, minus its buffer bookkeeping (docs/architecture.md). The descriptor
+                # stays open until connection_lost, which clears writes_frames first.
                 if fd >= 0 and transport.get_write_buffer_size() == 0:
                     try:
                         sent = write_descriptor(fd, frame)
