@@ -15,11 +15,24 @@ from websockets.typing import Subprotocol
 
 from hubbub import Client
 from hubbub.protocol import Raw
+from hubbub.server import Server
 from hubbub.transports.sink import WebSocketSink
+from hubbub.transports.wsconnection import WebSocketConnection
 from tests.conftest import StartServer
 from tests.transports.test_internals import subscribed_to_news
+from tests.wire import BareWebSocket
 
 BOTH_LOOPS = True  # tests/conftest.py: each test runs on asyncio's loop and on uvloop
+
+
+async def subscriber_with_sink(server: Server) -> tuple[BareWebSocket, WebSocketConnection, WebSocketSink]:
+    """A raw client subscribed to `news`, the server's side of it, and its session's sink."""
+    socket_, connection = await subscribed_to_news(server)
+    assert server.hub is not None
+    [session] = server.hub.sessions.values()
+    sink = session.outbox._sink
+    assert isinstance(sink, WebSocketSink)
+    return socket_, connection, sink
 
 
 async def test_a_paused_transport_queues_the_next_publication_and_loses_none(start_server: StartServer) -> None:
@@ -61,11 +74,8 @@ async def test_an_idle_subscriber_is_written_on_its_socket_until_the_connection_
     """The direct write goes to the plain TCP socket's descriptor (transports/sink.py); an abort
     stops it at once, as after connection_lost the descriptor may be another connection's."""
     server = await start_server()
-    socket_, connection = await subscribed_to_news(server)
+    socket_, connection, sink = await subscriber_with_sink(server)
     assert server.hub is not None and connection.transport is not None
-    [session] = server.hub.sessions.values()
-    sink = session.outbox._sink
-    assert isinstance(sink, WebSocketSink)
     assert sink._fd == connection.transport.get_extra_info("socket").fileno()
     for n in range(3):
         await server.hub.publish("news", Raw(b'{"n":%d}' % n))
@@ -83,11 +93,8 @@ async def test_a_direct_write_goes_behind_what_the_transport_still_holds(start_s
     drains its socket); a direct write in that moment must queue behind the held bytes, not
     overtake them on the socket (checked before every direct write: the transport's buffer)."""
     server = await start_server()
-    socket_, connection = await subscribed_to_news(server)
+    socket_, connection, sink = await subscriber_with_sink(server)
     assert server.hub is not None and connection.transport is not None
-    [session] = server.hub.sessions.values()
-    sink = session.outbox._sink
-    assert isinstance(sink, WebSocketSink)
     client_transport = socket_.writer.transport
     client_descriptor = socket_.writer.get_extra_info("socket").fileno()
     client_transport.pause_reading()  # type: ignore[attr-defined]  # the kernel's buffers fill
