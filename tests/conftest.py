@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,13 @@ StartServer = Callable[..., Awaitable[Server]]
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
-    """Tests in a module with `BOTH_LOOPS = True` run on asyncio's loop and on uvloop (whose
-    transports buffer writes differently); every other test on asyncio's."""
+    """Tests in a module with `BOTH_LOOPS = True` run on asyncio's loop and on uvloop (the
+    server's default, whose transports differ); the others on asyncio's, or on uvloop with
+    HUBBUB_TEST_LOOP=uvloop (the whole suite on the shipped loop)."""
     if getattr(getattr(item, "module", None), "BOTH_LOOPS", False):
         return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    if os.environ.get("HUBBUB_TEST_LOOP") == "uvloop":
+        return {"uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop}
 
 
@@ -144,7 +148,10 @@ class RawClient:
             self.pushes.append(message)
 
     async def close_code(self, timeout: float = 10.0) -> int | None:
-        """Read until the server closes; return its close code."""
+        """Read until the server closes; return its close code. Messages read before it (left in
+        the buffer by a frame that carried a reply too, or in later frames) go to `pushes`."""
+        self.pushes += self.buffer
+        self.buffer = []
         async with asyncio.timeout(timeout):
             while True:
                 message = await self.ws.receive()
