@@ -6,6 +6,7 @@ connection at construction: raw frame, compressed frame, or through websockets' 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -28,15 +29,12 @@ def close_reason(text: str) -> str:
     return encoded.decode(errors="ignore")
 
 
-def socket_descriptor(transport: object) -> int:
+def socket_descriptor(transport: asyncio.BaseTransport) -> int:
     """The descriptor of the plain TCP socket under `transport`, or -1 where bytes written to
     it directly would be wrong (TLS: they must go through the TLS layer) or impossible."""
-    if os.name != "posix":
+    if os.name != "posix" or transport.get_extra_info("sslcontext") is not None:
         return -1
-    get_extra_info = getattr(transport, "get_extra_info", None)
-    if get_extra_info is None or get_extra_info("sslcontext") is not None:
-        return -1
-    sock = get_extra_info("socket")
+    sock = transport.get_extra_info("socket")
     try:
         return int(sock.fileno()) if sock is not None else -1
     except (AttributeError, OSError, ValueError):
