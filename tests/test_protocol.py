@@ -7,6 +7,12 @@ from hubbub import protocol
 from hubbub.errors import ErrorCode, ProtocolError
 
 
+@pytest.mark.parametrize("command_id", [1, 42, protocol.MAX_COMMAND_ID])
+def test_command_ids_up_to_the_largest_exact_json_integer_decode(command_id: int) -> None:
+    (command,) = protocol.decode_frame(b'{"id":%d,"ping":{}}' % command_id)
+    assert command.id == command_id and command.method == "ping" and command.error is None
+
+
 def test_several_commands_share_one_frame() -> None:
     commands = protocol.decode_frame('{"id":1,"ping":{}}\n{"id":2,"subscribe":{"channel":"a"}}\n')
     assert [(c.id, c.method) for c in commands] == [(1, "ping"), (2, "subscribe")]
@@ -14,7 +20,19 @@ def test_several_commands_share_one_frame() -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    ["not json", "[1,2]", '{"ping":{}}', '{"id":"1","ping":{}}', '{"id":0,"ping":{}}', '{"id":1.5,"ping":{}}', "\n\n"],
+    [
+        "not json",
+        "[1,2]",
+        '{"ping":{}}',
+        '{"id":"1","ping":{}}',
+        '{"id":0,"ping":{}}',
+        '{"id":-1,"ping":{}}',
+        '{"id":1.5,"ping":{}}',
+        '{"id":true,"ping":{}}',
+        '{"id":9007199254740992,"ping":{}}',
+        "\n\n",
+        "  ",
+    ],
 )
 def test_frames_without_a_usable_id_are_protocol_errors(frame: str) -> None:
     with pytest.raises(ProtocolError):

@@ -122,6 +122,10 @@ REQUEST_TYPES: dict[str, type[Request]] = {
     "read_positions": ReadPositionsRequest,
     "rpc": RpcRequest,
 }
+# One decoder per request type, built once: `msgspec.json.decode(..., type=)` looks the type up per call.
+_REQUEST_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    method: msgspec.json.Decoder(request_type) for method, request_type in REQUEST_TYPES.items()
+}
 
 
 @dataclass(slots=True)
@@ -350,6 +354,8 @@ def decode_frame(frame: bytes | str) -> list[Command]:
     """
     if isinstance(frame, str):
         frame = frame.encode()
+    if b"\n" not in frame and frame.strip():  # one command, the common case
+        return [_decode_command(frame)]
     commands = []
     for line in frame.split(b"\n"):
         if line.strip():
@@ -371,11 +377,11 @@ def _decode_command(line: bytes) -> Command:
         error = CommandError(ErrorCode.BAD_REQUEST, f"a command has exactly one method field, got: {methods}")
         return Command(command_id, "", None, error)
     method, params = next(iter(fields.items()))
-    request_type = REQUEST_TYPES.get(method)
-    if request_type is None:
+    decoder = _REQUEST_DECODERS.get(method)
+    if decoder is None:
         return Command(command_id, method, None, CommandError(ErrorCode.METHOD_NOT_FOUND, f"unknown method {method!r}"))
     try:
-        request = msgspec.json.decode(params, type=request_type)
+        request = decoder.decode(params)
     except msgspec.ValidationError as exc:
         return Command(command_id, method, None, CommandError(ErrorCode.BAD_REQUEST, f"{method}: {exc}"))
     except msgspec.DecodeError as exc:  # pragma: no cover - the outer decode already parsed it
@@ -386,10 +392,14 @@ def _decode_command(line: bytes) -> Command:
 def _decode_id(raw_id: Raw | None) -> int:
     if raw_id is None:
         raise ProtocolError("command without an id")
-    try:
-        value: Any = msgspec.json.decode(raw_id, type=int)
-    except msgspec.ValidationError:
-        raise ProtocolError("command id must be an integer") from None
+    text = bytes(raw_id)
+    if text.isdigit():  # valid JSON already (the outer decode): a plain integer, no leading zero
+        value: Any = int(text)
+    else:
+        try:
+            value = msgspec.json.decode(text, type=int)
+        except msgspec.ValidationError:
+            raise ProtocolError("command id must be an integer") from None
     if not 1 <= value <= MAX_COMMAND_ID:
         raise ProtocolError(f"command id must be between 1 and {MAX_COMMAND_ID}")
     return int(value)

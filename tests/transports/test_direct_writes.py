@@ -16,7 +16,7 @@ from websockets.typing import Subprotocol
 from hubbub import Client
 from hubbub.protocol import Raw
 from hubbub.server import Server
-from hubbub.transports.sink import WebSocketSink
+from hubbub.transports.sink import FD_UNKNOWN, WebSocketSink
 from hubbub.transports.wsconnection import WebSocketConnection
 from tests.conftest import StartServer
 from tests.transports.test_internals import subscribed_to_news
@@ -72,15 +72,17 @@ async def test_an_idle_subscriber_is_written_on_its_socket_until_the_connection_
     start_server: StartServer,
 ) -> None:
     """The direct write goes to the plain TCP socket's descriptor (transports/sink.py); an abort
-    stops it at once, as after connection_lost the descriptor may be another connection's."""
+    stops it at once, as after connection_lost the descriptor may be another connection's. The
+    descriptor is looked up at the first direct write, not when the connection opens."""
     server = await start_server()
     socket_, connection, sink = await subscriber_with_sink(server)
     assert server.hub is not None and connection.transport is not None
-    assert sink._fd == connection.transport.get_extra_info("socket").fileno()
+    assert sink._fd == FD_UNKNOWN
     for n in range(3):
         await server.hub.publish("news", Raw(b'{"n":%d}' % n))
         [message] = await asyncio.wait_for(socket_.read_messages(), 5)
         assert message["push"]["pub"]["data"] == {"n": n}
+        assert sink._fd == connection.transport.get_extra_info("socket").fileno()
     connection.abort()
     assert not connection.writes_frames
     assert sink.write_now(b'{"push":{"channel":"news","pub":{"data":"late"}}}') >= 0
