@@ -71,6 +71,8 @@ BAD_REQUESTS = {
     "no-key": (upgrade(drop="Sec-WebSocket-Key"), 400, None),
     "key-not-base64": (upgrade(key="not base64!"), 400, None),
     "key-of-15-bytes": (upgrade(key="AAAAAAAAAAAAAAAAAAAA"), 400, None),
+    "key-without-padding": (upgrade(key=RFC_KEY.rstrip("=")), 400, None),
+    "key-not-ascii": (upgrade(key="\u00e9" * 24), 400, None),
     "two-keys": (upgrade(extra=f"Sec-WebSocket-Key: {RFC_KEY}\r\n"), 400, None),
     "two-hosts": (upgrade(extra="Host: evil.example\r\n"), 400, None),
     "two-origins": (upgrade(extra="Origin: http://127.0.0.1\r\nOrigin: http://evil.example\r\n"), 400, None),
