@@ -119,7 +119,8 @@ HOST_ANSWERS: dict[str, dict[str, int | None]] = {
     "asgi": {
         "post": 405, "http-1.0": 101, "no-upgrade-header": 404, "no-connection-header": 404,
         "upgrade-to-two-protocols": 404, "connection-without-upgrade": 404, "old-version": 400, "no-key": 400,
-        "key-not-base64": 400, "key-of-15-bytes": 400, "two-keys": 400, "two-hosts": 400, "two-origins": 400,
+        "key-not-base64": 400, "key-of-15-bytes": 400, "key-without-padding": 400, "key-not-ascii": 400,
+        "two-keys": 400, "two-hosts": 400, "two-origins": 400,
         "unknown-subprotocol-only": 400, "request-body": None, "chunked-body": None, "obs-fold": 400,
         "header-without-colon": 400, "control-character-in-value": None, "garbage-request-line": 400,
         "two-spaces-in-request-line": 400, "non-ascii-path": 400, "head-over-the-limit": None,
@@ -127,7 +128,9 @@ HOST_ANSWERS: dict[str, dict[str, int | None]] = {
     "aiohttp": {
         "post": 405, "http-1.0": 101, "no-upgrade-header": 400, "no-connection-header": 400,
         "upgrade-to-two-protocols": 400, "connection-without-upgrade": 400, "old-version": 101, "no-key": 400,
-        "key-not-base64": 400, "key-of-15-bytes": 400, "two-keys": 101, "two-hosts": 400, "two-origins": 403,
+        "key-not-base64": 400, "key-of-15-bytes": 400, "key-without-padding": 400,
+        "key-not-ascii": 400,  # the mount's own check: aiohttp's prepare raised on it (a 500)
+        "two-keys": 101, "two-hosts": 400, "two-origins": 403,
         "unknown-subprotocol-only": 400, "request-body": 101, "chunked-body": 101, "obs-fold": 400,
         "header-without-colon": 400, "control-character-in-value": 400, "garbage-request-line": 400,
         "two-spaces-in-request-line": 101, "non-ascii-path": 400, "head-over-the-limit": 400,

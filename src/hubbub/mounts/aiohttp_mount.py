@@ -45,6 +45,8 @@ def attach_aiohttp(app: web.Application, server: Server, path: str = WEBSOCKET_P
         offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         if offered and first_spoken(offered) is None:
             return web.Response(status=400, text=UNSUPPORTED_SUBPROTOCOL + "\n")
+        if not headers.get("sec-websocket-key", "").isascii():  # aiohttp's prepare raises on it: a 500
+            return web.Response(status=400, text="invalid Sec-WebSocket-Key\n")
         await ws.prepare(request)
         protocol = wire.for_subprotocol(ws.ws_protocol)
 
