@@ -10,6 +10,8 @@ from hubbub.config import NamespaceOptions
 from hubbub.core.publishing import Publishing
 from hubbub.errors import CommandError, ErrorCode
 
+_decode_client_info = msgspec.json.Decoder(protocol.ClientInfo).decode  # built once: see protocol.py
+
 
 class Presence:
     """Records members joining and leaving channels; pushes join/leave where the namespace asks."""
@@ -39,5 +41,5 @@ class Presence:
         if not options.presence:
             raise CommandError(ErrorCode.NOT_AVAILABLE, f"presence is not enabled for channel {channel!r}")
         entries = await self.store.get(channel)
-        clients = {client: msgspec.json.decode(info, type=protocol.ClientInfo) for client, info in entries.items()}
+        clients = {client: _decode_client_info(info) for client, info in entries.items()}
         return protocol.PresenceResult(clients=clients)

@@ -13,9 +13,11 @@ from hubbub.backends.base import HistoryStore, StoredPublication
 from hubbub.config import NamespaceOptions
 from hubbub.errors import CommandError, ErrorCode
 
+_decode_client_info = msgspec.json.Decoder(protocol.ClientInfo).decode  # built once: see protocol.py
+
 
 def publication_from_store(stored: StoredPublication) -> protocol.Publication:
-    info = msgspec.json.decode(stored.info, type=protocol.ClientInfo) if stored.info else None
+    info = _decode_client_info(stored.info) if stored.info else None
     at = round(stored.time * 1000) if stored.time is not None else None
     return protocol.Publication(data=Raw(stored.data), offset=stored.offset, info=info, time=at)
 

@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Raw
 
 _decode_object = msgspec.json.Decoder(dict[str, Raw]).decode
+_decode_str = msgspec.json.Decoder(str).decode  # per push line: prebuilt, ~4x faster than decode(type=)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,4 +37,4 @@ def lines_of(payload: bytes) -> Iterator[Line]:
         if channel_raw is None:
             yield Line(raw, fields=fields)
         else:
-            yield Line(raw, None, msgspec.json.decode(channel_raw, type=str), bytes(channel_raw), fields)
+            yield Line(raw, None, _decode_str(channel_raw), bytes(channel_raw), fields)

@@ -255,6 +255,7 @@ _RESULTS: dict[str, msgspec.json.Decoder[Any]] = {
 }
 _decode_push = msgspec.json.Decoder(_Push).decode
 _decode_error = msgspec.json.Decoder(_Error).decode
+_decode_id = msgspec.json.Decoder(int).decode  # per reply: a prebuilt decoder is ~4x faster than decode(type=)
 
 Shaped = dict[str, Any]
 
@@ -281,7 +282,7 @@ class Shaper:
         if push is not None:
             self._push(_decode_push(push), out)
             return
-        command_id = msgspec.json.decode(fields.pop("id"), type=int)
+        command_id = _decode_id(fields.pop("id"))
         if command_id > MAX_ID:  # a `send`'s rpc: nobody asked for its answer
             return
         error = fields.get("error")
