@@ -68,29 +68,31 @@ class UpgradeRequest:
 
 def parse_head(head: bytes) -> UpgradeRequest:
     """Parse everything before the blank line; raise HandshakeError (400) on any malformation."""
-    lines = head.split(b"\r\n")
-    try:
-        raw_method, raw_path, raw_version = lines[0].split(b" ")
-    except ValueError:
-        raise HandshakeError(HTTPStatus.BAD_REQUEST, "invalid HTTP request line") from None
-    if not TOKEN.fullmatch(raw_method) or not raw_path.startswith(b"/") or not raw_path.isascii():
-        raise HandshakeError(HTTPStatus.BAD_REQUEST, "invalid HTTP request line")
-    if raw_version not in (b"HTTP/1.1", b"HTTP/1.0"):
-        raise HandshakeError(HTTPStatus.BAD_REQUEST, "unsupported protocol; expected HTTP/1.1")
     request_line_end = head.find(b"\r\n")
     if request_line_end >= 0 and not FIELD_LINES.fullmatch(head, request_line_end + 2):
-        _refuse_field_lines(lines[1:])
+        _refuse_field_lines(head.split(b"\r\n")[1:])
+    # Checked: names are tokens (ASCII) and values visible octets, so one ISO-8859-1 decode of
+    # the whole head gives what a decode per name and per value would (HTTP's field text).
+    lines = head.decode("iso-8859-1").split("\r\n")
+    try:
+        method, path, version = lines[0].split(" ")
+    except ValueError:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "invalid HTTP request line") from None
+    if not TOKEN_TEXT.fullmatch(method) or not path.startswith("/") or not path.isascii():
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "invalid HTTP request line")
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "unsupported protocol; expected HTTP/1.1")
     headers: dict[str, str] = {}
     for line in lines[1:]:
-        raw_name, _, raw_value = line.partition(b":")
-        name = raw_name.decode().lower()
-        value = raw_value.strip(b" \t").decode("iso-8859-1")
+        name, _, value = line.partition(":")
+        name = name.lower()
+        value = value.strip(" \t")
         if name in headers:
             if name in SINGLETON_FIELDS:
                 raise HandshakeError(HTTPStatus.BAD_REQUEST, f"duplicate {name} header")
             value = f"{headers[name]}, {value}"
         headers[name] = value
-    return UpgradeRequest(raw_method.decode(), raw_path.decode(), raw_version.decode(), headers)
+    return UpgradeRequest(method, path, version, headers)
 
 
 def _refuse_field_lines(lines: list[bytes]) -> NoReturn:
