@@ -47,7 +47,7 @@ def application_for(
 ) -> Application | None:
     """A connection's Application, or None when the app configured no hook (nothing to ask). The
     peer's headers (names lower-cased) are cut to the allow-list here, once, for every transport."""
-    if runner is None or not runner.hooks.any:
+    if runner is None or not runner.has_hooks:
         return None
     headers = {name: value for name, value in peer.headers.items() if name in forwarded_headers}
     peer = Peer(peer.transport, peer.remote, headers)

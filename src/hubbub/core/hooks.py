@@ -193,6 +193,7 @@ class HookRunner:
         max_pending_notifications: int = 10_000,
     ) -> None:
         self.hooks = hooks
+        self.has_hooks = hooks.any  # asked once per connection: read once here
         self._stats = stats
         self._timeout = timeout
         self._slots = asyncio.Semaphore(max(1, concurrency))

@@ -76,6 +76,7 @@ class WebSocketEndpoint:
         self.is_draining = is_draining
         self.server: WebSocketServer | None = None
         self._call_later: CallLater | None = None  # `loop.call_later`, bound once for every session
+        self._call_later_loop: asyncio.AbstractEventLoop | None = None  # the loop it is bound to
         settings = hub.settings
         self.admission = self._admission = Admission(settings, hub.count_limit_hit)
         self._registry = ConnectionRegistry()
@@ -206,8 +207,9 @@ class WebSocketEndpoint:
         """One bound method for every session of this loop, not one per session (64 bytes each)."""
         loop = asyncio.get_running_loop()
         call_later = self._call_later
-        if call_later is None or getattr(call_later, "__self__", None) is not loop:
+        if call_later is None or self._call_later_loop is not loop:
             call_later = self._call_later = loop.call_later
+            self._call_later_loop = loop
         return call_later
 
 
