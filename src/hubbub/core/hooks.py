@@ -12,7 +12,6 @@ A hook refuses by raising `hubbub.Refuse(code, message)`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import secrets
@@ -163,9 +162,9 @@ class Hooks:
     disconnect: Hook[DisconnectEvent, None] | None = None
     unsubscribe: Hook[UnsubscribeEvent, None] | None = None
 
-    @functools.cached_property
+    @property
     def any(self) -> bool:
-        """Asked once per connection (no hook: nothing to ask); the hooks never change."""
+        """Whether any hook is set (HookRunner reads it once: the hooks never change)."""
         return any(getattr(self, name) is not None for name in HOOK_NAMES)
 
     def merged(self, other: Hooks) -> Hooks:
@@ -193,7 +192,7 @@ class HookRunner:
         max_pending_notifications: int = 10_000,
     ) -> None:
         self.hooks = hooks
-        self.has_hooks = hooks.any  # asked once per connection: read once here
+        self.has_hooks = hooks.any  # asked once per connection (application_for)
         self._stats = stats
         self._timeout = timeout
         self._slots = asyncio.Semaphore(max(1, concurrency))
