@@ -90,6 +90,26 @@ async def test_an_idle_subscriber_is_written_on_its_socket_until_the_connection_
     socket_.close()
 
 
+async def test_a_closing_connection_gets_no_direct_write_after_its_close_frame(start_server: StartServer) -> None:
+    """The sink's `accepting` mirrors the connection's `writes_frames` (so a direct write reads
+    the sink alone): once the closing handshake has sent the close frame, no data frame may
+    follow it (RFC 6455 section 5.5.1), though the TCP connection is still open."""
+    server = await start_server()
+    socket_, connection, sink = await subscriber_with_sink(server)
+    assert server.hub is not None
+    await server.hub.publish("news", Raw(b'{"n":1}'))  # a direct write: the descriptor is known
+    [message] = await asyncio.wait_for(socket_.read_messages(), 5)
+    assert message["push"]["pub"]["data"] == {"n": 1} and sink.accepting
+    connection.close(1000, "bye")
+    assert not sink.accepting and connection.transport is not None
+    assert sink.write_now(b'{"push":{"channel":"news","pub":{"data":"late"}}}') == 0
+    opcode, payload = await asyncio.wait_for(socket_.read_frame(), 5)
+    assert opcode == 0x8 and payload[:2] == (1000).to_bytes(2, "big")
+    await socket_.send_bytes(b"\x88\x80" + os.urandom(4))  # our close frame: the server closes TCP
+    assert await asyncio.wait_for(socket_.reader.read(), 5) == b""  # no data frame after the close
+    socket_.close()
+
+
 async def test_a_direct_write_goes_behind_what_the_transport_still_holds(start_server: StartServer) -> None:
     """The transport holds the rest of a partial write; the kernel then makes room (the reader
     drains its socket); a direct write in that moment must queue behind the held bytes, not

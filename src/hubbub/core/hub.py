@@ -70,6 +70,9 @@ class ChannelSubscribers:
     # The epoch of the stream `delivered` counts in (from the last subscribe's read): a replay
     # from a stream with another epoch is no continuation, whatever its offsets say.
     epoch: str | None = None
+    # `live`'s outboxes as a list, for the fan-out: walking a list is cheaper than a dict's
+    # values once per delivery. Rebuilt at the first fan-out after a membership change.
+    fanout: list[Outbox] | None = None
 
     def __len__(self) -> int:
         return len(self.live) + len(self.catching_up) + len(self.settling)
@@ -80,12 +83,20 @@ class ChannelSubscribers:
     def add_live(self, client_id: str, outbox: Outbox) -> None:
         self.live[client_id] = outbox
         self.batch = None
+        self.fanout = None
 
     def remove(self, client_id: str) -> None:
         self.live.pop(client_id, None)
         self.catching_up.pop(client_id, None)
         self.settling.pop(client_id, None)
         self.batch = None  # the next message opens a batch for those who stay
+        self.fanout = None
+
+    def live_outboxes(self) -> list[Outbox]:
+        fanout = self.fanout
+        if fanout is None:
+            fanout = self.fanout = [*self.live.values()]
+        return fanout
 
 
 class Control(msgspec.Struct, omit_defaults=True):
@@ -276,7 +287,7 @@ class Hub:
             return
         if live:
             batch = subscribers.batch = self.flusher.open_batch(frame)
-            for outbox in live.values():
+            for outbox in subscribers.live_outboxes():
                 outbox.push_batch(batch)
 
     @staticmethod

@@ -19,12 +19,15 @@ into its queue first, so its order is the order things were queued (docs/archite
 
 from __future__ import annotations
 
-import sys
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Protocol
 
 Callback = Callable[[], None]
+
+# "No limit" as a number: far above any queue, and small enough for a machine word, which
+# compiled code compares and subtracts without boxing (sys.maxsize is not: a slow path per call).
+UNLIMITED = 1 << 60
 
 
 class Sink(Protocol):
@@ -51,7 +54,12 @@ class DirectSink:
     `buffered_bytes` in one. A base class, not a protocol, so that compiled, the outbox's call
     is a native one (no attribute lookup, no boxed result) once per delivery."""
 
-    __slots__ = ()
+    __slots__ = ("accepting",)
+
+    def __init__(self) -> None:
+        # Whether the transport under this sink takes data now (open, not closing): its owner
+        # keeps it current, so that a direct write reads this object alone, not its owner too.
+        self.accepting = False
 
     def write_now(self, payload: bytes) -> int:
         """Write `payload` unless paused: -1 when paused, else the bytes still buffered."""
@@ -157,8 +165,8 @@ class Flusher:
             outboxes = batch.direct
             start = batch.written
             end = min(len(outboxes), start + room)
-            for outbox in outboxes if start == 0 and end == len(outboxes) else outboxes[start:end]:
-                outbox.write_direct(batch, payload)
+            for index in range(start, end):  # no slice copied when the list takes several
+                outboxes[index].write_direct(batch, payload)
             room -= end - start
             if end == len(outboxes):
                 direct.popleft()
@@ -236,17 +244,19 @@ class Outbox:
         self._sink = sink
         self._flusher = flusher
         self._pending: list[Entry] = []
-        self._pending_bytes = 0
+        self._pending_bytes = 0  # 0 exactly when nothing is queued: every entry counts its newline
         self._counted = 0  # entries of _pending whose bytes are exact in _pending_bytes
         self._latest: dict[str, bytes] = {}
-        self._max_bytes = sys.maxsize if max_bytes is None else max_bytes  # None: never cut
+        self._max_bytes = UNLIMITED if max_bytes is None else max_bytes  # None: never cut
         self._budget = self._max_bytes  # max_bytes minus what the transport held at the last flush
         self._max_batch_bytes = max_batch_bytes
         self._scheduled = False
         self._waiting = False
         self._direct: TurnBatch | None = None  # a batch the flusher writes without queueing it
         # A sink's optional one-call write: direct writes use it, one call per delivery instead of three.
-        self._direct_sink = sink if isinstance(sink, DirectSink) else None
+        # Declared, not inferred: inferred, the type is an intersection of `Sink` and `DirectSink`,
+        # which mypyc calls by method name (a lookup per delivery) instead of natively.
+        self._direct_sink: DirectSink | None = sink if isinstance(sink, DirectSink) else None
         self._on_overflow = on_overflow
         self.closed = False
 
@@ -275,7 +285,9 @@ class Outbox:
             self._drops["closed"] += 1
             return
         if self._direct is None:
-            if not self._pending and not self._waiting and not self._latest and batch.size <= self._budget:
+            # Nothing queued (no bytes counted means no entry, none conflated either): only the
+            # outbox itself is read here, not its queue's list and dict, once per delivery.
+            if self._pending_bytes == 0 and not self._waiting and batch.size <= self._budget:
                 self._direct = batch  # idle: the flusher writes it with the batch's other outboxes
                 batch.direct.append(self)
                 return

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from collections.abc import Callable
-from os import write as write_descriptor
+from typing import cast
 
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 
-from hubbub.core.outbox import DirectSink
+from hubbub.core.outbox import UNLIMITED, DirectSink
 from hubbub.transports.frames import FrameCache
 from hubbub.transports.wsconnection import WebSocketConnection
 
@@ -43,6 +42,10 @@ def socket_descriptor(transport: asyncio.BaseTransport) -> int:
 
 FD_UNKNOWN = -2  # the descriptor is looked up at the first direct write, not per connection
 
+# os.write, taking the descriptor as the int object the sink keeps: compiled, an int argument
+# would be boxed anew per call (a descriptor above 256 is no cached small int).
+write_descriptor = cast(Callable[[object, bytes], int], os.write)
+
 
 class WebSocketSink(DirectSink):
     """Writes outbox frames straight into one connection's transport.
@@ -54,20 +57,36 @@ class WebSocketSink(DirectSink):
     takes over context); a window zlib cannot make (8 bits) goes through the protocol instead.
     """
 
-    __slots__ = ("_connection", "_deflate_bits", "_fd", "_frames", "_protocol", "_threshold", "_transport")
+    __slots__ = (
+        "_buffered",
+        "_connection",
+        "_deflate_bits",
+        "_descriptor",
+        "_fd",
+        "_frames",
+        "_protocol",
+        "_threshold",
+        "_transport",
+    )
 
     def __init__(self, connection: WebSocketConnection, frames: FrameCache, compression_threshold: int = 0) -> None:
         assert connection.transport is not None, "a sink is made for an open connection"
+        super().__init__()
         self._connection = connection
+        connection.direct_sink = self  # it keeps `accepting` equal to its writes_frames
+        self.accepting = connection.writes_frames
         self._protocol = connection.protocol  # made in the upgrade when an extension was negotiated
         self._transport = connection.transport  # one per connection, for its whole life
         self._frames = frames
-        # Looked up when first needed: uvloop builds a socket object for it (~5 us, about 2% of
-        # a connect + subscribe), which connections that never get a direct write do not pay.
+        # Looked up at the first direct write (`_write_now_slowly`); the other two are set then
+        # only if the socket takes direct writes: the descriptor's int object, and the transport's
+        # get_write_buffer_size bound (a call through it skips a method lookup by name).
         self._fd = FD_UNKNOWN
+        self._descriptor: object = None
+        self._buffered: Callable[[], int] | None = None
         extensions = connection.extensions
         # Frames shorter than this go out raw and uncompressed: all of them without an extension.
-        self._threshold = compression_threshold if extensions else sys.maxsize
+        self._threshold = compression_threshold if extensions else UNLIMITED
         self._deflate_bits = 0
         if len(extensions) == 1 and isinstance(extensions[0], PerMessageDeflate):
             deflate = extensions[0]
@@ -100,30 +119,50 @@ class WebSocketSink(DirectSink):
     def write_now(self, payload: bytes) -> int:
         """`writable`, `write` and `buffered_bytes` in one call, for the outbox's direct writes
         (one call per delivery instead of three): -1 when paused, else the bytes still buffered."""
+        frames = self._frames
+        buffered = self._buffered
+        if self.accepting and buffered is not None and len(payload) < self._threshold:
+            # The common case reads this object, the frame cache and the transport, not the
+            # connection: `accepting` mirrors its writes_frames, and an empty transport buffer
+            # means it is not paused (the transport resumes it before its buffer is empty).
+            frame = frames.frame if payload is frames.payload else frames.frame_for(payload)
+            if buffered() == 0:
+                # Nothing buffered in the transport: write to the socket as the transport itself
+                # would, minus its buffer bookkeeping (docs/architecture.md). The descriptor
+                # stays open until connection_lost, which clears `accepting` first.
+                try:
+                    sent = write_descriptor(self._descriptor, frame)
+                except OSError:  # full (EAGAIN), or broken: the transport's write meets it
+                    sent = 0
+                if sent == len(frame):
+                    return 0
+                frame = frame[sent:]  # the rest, in order, behind nothing
+            elif self._connection.paused:
+                return -1
+            try:
+                self._transport.write(frame)
+            except Exception as exc:  # a dead transport must not abort the fan-out
+                log.debug("write to %s failed: %s", self._connection.remote_address, exc)
+            return buffered()
+        return self._write_now_slowly(payload)
+
+    def _write_now_slowly(self, payload: bytes) -> int:
+        """`write_now` on its first call (the descriptor is looked up then: uvloop builds a socket
+        object for it, ~5 us, which connections that never get a direct write do not pay), over
+        TLS, for frames to compress, and while the connection is paused or closing."""
         connection = self._connection
         if connection.paused:
             return -1
         transport = self._transport
         if connection.writes_frames and len(payload) < self._threshold:
-            frames = self._frames
+            if self._fd == FD_UNKNOWN:
+                fd = self._fd = socket_descriptor(transport)
+                if fd >= 0:
+                    self._descriptor = fd
+                    self._buffered = transport.get_write_buffer_size
+                    return self.write_now(payload)
             try:
-                frame = frames.frame if payload is frames.payload else frames.frame_for(payload)
-                fd = self._fd
-                if fd == FD_UNKNOWN:
-                    fd = self._fd = socket_descriptor(transport)
-                # Nothing buffered in the transport: write to the socket as the transport itself
-                # would, minus its buffer bookkeeping (docs/architecture.md). The descriptor
-                # stays open until connection_lost, which clears writes_frames first.
-                if fd >= 0 and transport.get_write_buffer_size() == 0:
-                    try:
-                        sent = write_descriptor(fd, frame)
-                    except OSError:  # full (EAGAIN), or broken: the transport's write meets it
-                        sent = 0
-                    if sent == len(frame):
-                        return 0
-                    transport.write(frame[sent:])  # the rest, in order, behind nothing
-                else:
-                    transport.write(frame)
+                transport.write(self._frames.frame_for(payload))
             except Exception as exc:  # a dead transport must not abort the fan-out
                 log.debug("write to %s failed: %s", connection.remote_address, exc)
         else:

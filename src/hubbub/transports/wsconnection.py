@@ -35,6 +35,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from hubbub.core.outbox import DirectSink
 from hubbub.errors import DisconnectCode
 from hubbub.transports.frame_reader import FrameReader
 from hubbub.transports.frames import OP_BINARY, OP_PING, OP_PONG, OP_TEXT, control_frame, data_frame
@@ -175,6 +176,8 @@ class WebSocketConnection(asyncio.Protocol):
         "_timer",
         "_worker",
         "_writable_callbacks",
+        "_writes_frames",
+        "direct_sink",
         "events",
         "exchange",
         "options",
@@ -184,7 +187,6 @@ class WebSocketConnection(asyncio.Protocol):
         "protocol",
         "remote_address",
         "transport",
-        "writes_frames",
     )
 
     def __init__(self, registry: ConnectionRegistry, events: ConnectionEvents, options: ConnectionOptions) -> None:
@@ -199,8 +201,10 @@ class WebSocketConnection(asyncio.Protocol):
         self.remote_address: Any = None
         self.paused = False  # the transport asked us to stop writing
         # The protocol is OPEN, so data frames may be written raw (the sinks' check per write:
-        # an attribute here instead of the protocol's property). Set where the state can change.
-        self.writes_frames = False
+        # an attribute here instead of the protocol's property). Set where the state can change;
+        # `writes_frames` also keeps the direct sink's copy (`DirectSink.accepting`) current.
+        self._writes_frames = False
+        self.direct_sink: DirectSink | None = None
         self.pings: dict[bytes, asyncio.Future[None]] | None = None
         self._handler: MessageHandler | None = None
         self._inbox: deque[Message] | None = None
@@ -221,6 +225,16 @@ class WebSocketConnection(asyncio.Protocol):
     def _lost(self) -> bool:
         """The transport is gone (the peer, the network or we closed it)."""
         return self.phase is Phase.CLOSING or self.phase is Phase.GONE
+
+    @property
+    def writes_frames(self) -> bool:
+        return self._writes_frames
+
+    @writes_frames.setter
+    def writes_frames(self, value: bool) -> None:
+        self._writes_frames = value
+        if self.direct_sink is not None:
+            self.direct_sink.accepting = value
 
     @property
     def state(self) -> State:
