@@ -5,9 +5,11 @@ under TLS, nothing after an abort."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import websockets.asyncio.client
@@ -22,6 +24,7 @@ from tests.conftest import StartServer
 from tests.transports.test_internals import subscribed_to_news
 from tests.wire import BareWebSocket
 
+SOURCE = Path(__file__).parents[2] / "src" / "hubbub" / "transports"  # the source, also for a compiled build
 BOTH_LOOPS = True  # tests/conftest.py: each test runs on asyncio's loop and on uvloop
 
 
@@ -117,6 +120,9 @@ async def test_a_direct_write_goes_behind_what_the_transport_still_holds(start_s
     server = await start_server()
     socket_, connection, sink = await subscriber_with_sink(server)
     assert server.hub is not None and connection.transport is not None
+    await server.hub.publish("news", Raw(b'{"n":0}'))  # a complete direct write: buffer known empty
+    [message] = await asyncio.wait_for(socket_.read_messages(), 5)
+    assert message["push"]["pub"]["data"] == {"n": 0} and sink.transport_empty
     client_transport = socket_.writer.transport
     client_descriptor = socket_.writer.get_extra_info("socket").fileno()
     client_transport.pause_reading()  # type: ignore[attr-defined]  # the kernel's buffers fill
@@ -143,6 +149,26 @@ async def test_a_direct_write_goes_behind_what_the_transport_still_holds(start_s
         received += [message["n"] for message in await asyncio.wait_for(socket_.read_messages(), 10)]
     assert received == [*range(1, sent + 1), "direct"]
     socket_.close()
+
+
+def test_only_one_function_per_module_writes_to_the_transport() -> None:
+    """A direct write trusts `transport_empty` until the next write through the transport, so
+    every such write must go through the one function that clears it, in the connection and in
+    the sink (anything else could leave bytes in the buffer that a direct write overtakes)."""
+    for module in ("wsconnection", "sink"):
+        tree = ast.parse((SOURCE / f"{module}.py").read_text())
+        writers = set()
+        for function in ast.walk(tree):
+            if isinstance(function, ast.FunctionDef):
+                for node in ast.walk(function):
+                    if (
+                        isinstance(node, ast.Call)
+                        and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "write"
+                        and ast.unparse(node.func.value).endswith("transport")
+                    ):
+                        writers.add(function.name)
+        assert writers == {"_transport_write"}, (module, writers)
 
 
 async def test_tls_fan_out_to_an_idle_subscriber_goes_through_tls(

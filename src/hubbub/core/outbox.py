@@ -54,12 +54,15 @@ class DirectSink:
     `buffered_bytes` in one. A base class, not a protocol, so that compiled, the outbox's call
     is a native one (no attribute lookup, no boxed result) once per delivery."""
 
-    __slots__ = ("accepting",)
+    __slots__ = ("accepting", "transport_empty")
 
     def __init__(self) -> None:
         # Whether the transport under this sink takes data now (open, not closing): its owner
         # keeps it current, so that a direct write reads this object alone, not its owner too.
         self.accepting = False
+        # True only while the transport is known to hold no bytes: set by a complete direct
+        # write, cleared by every other write to the transport (which may leave bytes behind).
+        self.transport_empty = False
 
     def write_now(self, payload: bytes) -> int:
         """Write `payload` unless paused: -1 when paused, else the bytes still buffered."""

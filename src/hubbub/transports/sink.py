@@ -97,12 +97,11 @@ class WebSocketSink(DirectSink):
         if not self._connection.writes_frames:  # closing: no data frame after the close frame
             return
         protocol = self._protocol
-        transport = self._transport
         try:
             if len(payload) < self._threshold:
-                transport.write(self._frames.frame_for(payload))
+                self._transport_write(self._frames.frame_for(payload))
             elif self._deflate_bits:
-                transport.write(self._frames.deflated_frame_for(payload, self._deflate_bits))
+                self._transport_write(self._frames.deflated_frame_for(payload, self._deflate_bits))
             else:
                 data = self._frames.data_for(payload)
                 if not data:  # nothing for this protocol's client in it
@@ -122,11 +121,14 @@ class WebSocketSink(DirectSink):
         frames = self._frames
         buffered = self._buffered
         if self.accepting and buffered is not None and len(payload) < self._threshold:
-            # The common case reads this object, the frame cache and the transport, not the
-            # connection: `accepting` mirrors its writes_frames, and an empty transport buffer
-            # means it is not paused (the transport resumes it before its buffer is empty).
+            # The common case reads this object, the frame cache and at most the transport, not
+            # the connection: `accepting` mirrors its writes_frames, an empty transport buffer
+            # means it is not paused (a transport resumes its protocol before its buffer empties),
+            # and after a complete direct write the buffer is known to be empty until the next
+            # write through the transport (`transport_empty`: uvloop's buffer size lives in the
+            # libuv handle, one more cache miss per delivery to ask).
             frame = frames.frame if payload is frames.payload else frames.frame_for(payload)
-            if buffered() == 0:
+            if self.transport_empty or buffered() == 0:
                 # Nothing buffered in the transport: write to the socket as the transport itself
                 # would, minus its buffer bookkeeping (docs/architecture.md). The descriptor
                 # stays open until connection_lost, which clears `accepting` first.
@@ -135,12 +137,13 @@ class WebSocketSink(DirectSink):
                 except OSError:  # full (EAGAIN), or broken: the transport's write meets it
                     sent = 0
                 if sent == len(frame):
+                    self.transport_empty = True
                     return 0
                 frame = frame[sent:]  # the rest, in order, behind nothing
             elif self._connection.paused:
                 return -1
             try:
-                self._transport.write(frame)
+                self._transport_write(frame)
             except Exception as exc:  # a dead transport must not abort the fan-out
                 log.debug("write to %s failed: %s", self._connection.remote_address, exc)
             return buffered()
@@ -162,12 +165,17 @@ class WebSocketSink(DirectSink):
                     self._buffered = transport.get_write_buffer_size
                     return self.write_now(payload)
             try:
-                transport.write(self._frames.frame_for(payload))
+                self._transport_write(self._frames.frame_for(payload))
             except Exception as exc:  # a dead transport must not abort the fan-out
                 log.debug("write to %s failed: %s", connection.remote_address, exc)
         else:
             self.write(payload)
         return transport.get_write_buffer_size()
+
+    def _transport_write(self, frame: bytes) -> None:
+        """Every write of this sink to the transport (bytes may stay in its buffer after it)."""
+        self.transport_empty = False
+        self._transport.write(frame)
 
     def writable(self) -> bool:
         return not self._connection.paused

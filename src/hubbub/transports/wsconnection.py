@@ -288,7 +288,7 @@ class WebSocketConnection(asyncio.Protocol):
         try:
             for data in protocol.data_to_send():
                 if data:
-                    transport.write(data)
+                    self._transport_write(transport, data)
                 elif transport.can_write_eof():
                     transport.write_eof()
                 else:  # TLS cannot half-close
@@ -464,9 +464,18 @@ class WebSocketConnection(asyncio.Protocol):
         if transport is None:
             return
         try:
-            transport.write(frame)
+            self._transport_write(transport, frame)
         except Exception as exc:  # a transport closing under us (uvloop raises): connection_lost follows
             log.debug("write to %s failed: %s", self.remote_address, exc)
+
+    def _transport_write(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Every write of this connection to its transport: it may leave bytes in the transport's
+        buffer, so the direct sink may no longer take the buffer for empty (transports/sink.py).
+        tests/transports/test_direct_writes.py checks no other code here writes to the transport."""
+        sink = self.direct_sink
+        if sink is not None:
+            sink.transport_empty = False
+        transport.write(data)
 
     def _parse(self, data: bytes) -> None:
         protocol = self._open_protocol()
@@ -581,7 +590,7 @@ class WebSocketConnection(asyncio.Protocol):
             self._refuse(error_response(HandshakeError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")))
             return b""
         assert self.transport is not None
-        self.transport.write(answer)
+        self._transport_write(self.transport, answer)
         if protocol is not None and protocol.extensions:
             protocol.subprotocol = subprotocol
             self.protocol = protocol
@@ -606,7 +615,7 @@ class WebSocketConnection(asyncio.Protocol):
         if "Connection" not in response.headers:
             response.headers["Connection"] = "close"
         if self.transport is not None:
-            self.transport.write(response.serialize())
+            self._transport_write(self.transport, response.serialize())
             self.transport.close()
 
     def _frame_received(self, frame: Frame) -> None:
