@@ -189,6 +189,7 @@ class SlowReplay:
         self.seconds = seconds
         self.proxy = proxy
         self.replays: list[str] = []
+        self.replayed = asyncio.Event()
         self.heard = asyncio.Event()
 
     def on_channel_message(self, channel: str, offset: int | None, frame: bytes) -> None:
@@ -199,6 +200,7 @@ class SlowReplay:
 
     async def on_resubscribed(self, reason: str) -> None:
         self.replays.append(reason)
+        self.replayed.set()
         if self.proxy is not None:
             self.proxy.silence_subscribers()
         await asyncio.sleep(self.seconds)  # the replay's own duration: reading a long history
@@ -260,7 +262,8 @@ async def test_subscriptions_changing_while_the_broker_resubscribes_fail_nothing
     url = request.getfixturevalue(backend)  # one Redis, or a Redis Cluster
     prefix = f"test-{uuid.uuid4().hex}"
     broker = RedisClusterBroker(url, prefix) if backend == "redis_cluster_url" else RedisBroker(url, prefix)
-    broker.set_handler(SlowReplay(0))
+    handler = SlowReplay(0)
+    broker.set_handler(handler)
     await broker.open()
 
     async def churn(name: str) -> None:
@@ -277,6 +280,78 @@ async def test_subscriptions_changing_while_the_broker_resubscribes_fail_nothing
         await asyncio.wait_for(broker.wait_health(True), 10)
         kept = RedisKeys(prefix).shard_pubsub("kept") if backend == "redis_cluster_url" else f"{prefix}:pubsub:kept"
         assert await subscribed_names(url, prefix) == {kept.encode()}
+        assert handler.replays == ["test"] * 5  # the churn itself started no resubscribe
+    finally:
+        await broker.close()
+
+
+async def test_a_cluster_resubscribe_ends_the_shard_readers_before_it_closes_their_pubsub(
+    redis_cluster_url: str,
+) -> None:
+    """Closing a cluster pub/sub hands each shard's connection back to that node's pool; a
+    reader still inside redis-py's read would reconnect it under its next user, two coroutines
+    reading one socket (CI saw a subscribe fail so: `readuntil() called while another coroutine
+    is already waiting`)."""
+    broker = RedisClusterBroker(redis_cluster_url, f"test-{uuid.uuid4().hex}")
+    handler = SlowReplay(0)
+    broker.set_handler(handler)
+    await broker.open()
+    try:
+        for index in range(12):  # channels on every shard
+            await broker.subscribe(f"room-{index}")
+        readers = [reader for _, reader in broker._shard_readers.values()]
+        old_pubsub: Any = broker._pubsub  # redis-py's cluster pub/sub
+        assert len(readers) == len(old_pubsub.node_pubsub_mapping) > 1
+        close = old_pubsub.aclose
+        still_reading: list[asyncio.Task[None]] = []
+
+        async def close_watched() -> None:
+            still_reading.extend(reader for reader in readers if not reader.done())
+            await close()
+
+        old_pubsub.aclose = close_watched
+        broker.resubscribe("test")
+        await broker.publish_control(b"wake the reader")
+        await asyncio.wait_for(handler.replayed.wait(), 10)
+        assert still_reading == []
+        assert broker._pubsub is not old_pubsub and len(broker._shard_readers) == len(readers)
+        handler.heard.clear()
+        await broker.publish("room-0", None, b"{}")  # the new readers read
+        await asyncio.wait_for(handler.heard.wait(), 10)
+        assert handler.replays == ["test"]
+    finally:
+        await broker.close()
+
+
+async def test_a_shard_pubsub_still_connecting_is_not_taken_for_a_lost_connection(redis_cluster_url: str) -> None:
+    """The shard watcher syncs its readers every half second; one that lands while an SSUBSCRIBE
+    is connecting a new shard's pub/sub must leave it to that SSUBSCRIBE, not read a pub/sub with
+    no connection yet (redis-py raises), resubscribe everything and report the node not ready."""
+    broker = RedisClusterBroker(redis_cluster_url, f"test-{uuid.uuid4().hex}")
+    handler = SlowReplay(0)
+    broker.set_handler(handler)
+    await broker.open()
+    try:
+        await broker.subscribe("first")
+        cluster_pubsub: Any = broker._pubsub
+        mapping = cluster_pubsub.node_pubsub_mapping
+        channel = next(f"room-{index}" for index in range(1000) if broker._home_of(f"room-{index}") not in mapping)
+        home = broker._home_of(channel)
+        # Its pub/sub then dials the node, not an idle connection of the command pool.
+        cluster: Any = broker._redis
+        await cluster.get_node(node_name=home).disconnect_free_connections()
+        subscribing = asyncio.get_running_loop().create_task(broker.subscribe(channel))
+        for _ in range(100_000):  # loop turns, until the new shard's pub/sub exists, unconnected
+            connecting = mapping.get(home)
+            if connecting is not None and connecting.connection is None:
+                break
+            assert not subscribing.done(), "the SSUBSCRIBE connected without a turn of the loop"
+            await asyncio.sleep(0)
+        broker._sync_shard_readers()  # the watcher's tick, in that window
+        await asyncio.wait_for(subscribing, 10)
+        await broker.publish(channel, None, b"{}")
+        await asyncio.wait_for(handler.heard.wait(), 10)
+        assert (broker.healthy, broker._deaf, handler.replays) == (True, None, [])
     finally:
         await broker.close()
 

@@ -766,6 +766,7 @@ class RedisBroker:
             attempt += 1
             try:
                 async with self._pubsub_lock:
+                    await self._stop_readers()
                     with contextlib.suppress(RedisError, OSError):
                         await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                     self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
@@ -788,6 +789,10 @@ class RedisBroker:
         # heartbeat's timeout must not count as silence, or every slow replay starts another.
         self._heard_at = time.monotonic()
         self._set_health(True)
+
+    async def _stop_readers(self) -> None:
+        """End every task reading the pub/sub before it is closed (here, the one reader is the
+        caller); a cluster broker's shard readers must not outlive it."""
 
     async def wait_health(self, healthy: bool) -> None:
         """Return once the broker's health is `healthy` (for probes and tests)."""
@@ -875,7 +880,9 @@ class RedisClusterBroker(RedisBroker):
         pubsub = self._pubsub
         mapping: dict[str, Any] = getattr(pubsub, "node_pubsub_mapping", {})
         loop = asyncio.get_running_loop()
-        for name in mapping:
+        for name, node_pubsub in mapping.items():
+            if node_pubsub.connection is None:
+                continue  # an SSUBSCRIBE is still connecting it: its own sync starts the reader
             read_by = self._shard_readers.get(name)
             if read_by is None or read_by[0] is not pubsub or read_by[1].done():
                 if read_by is not None:
@@ -915,8 +922,9 @@ class RedisClusterBroker(RedisBroker):
 
     async def _read_shard(self, name: str, pubsub: Any) -> None:
         node = self._redis.get_node(node_name=name)  # type: ignore[union-attr]
-        # Ends when the shard holds no subscription of ours, or a resubscribe replaced the pub/sub.
-        while self._is_current(pubsub) and name in pubsub.node_pubsub_mapping:
+        # Ends when the shard holds no subscription of ours, or a resubscribe replaced the pub/sub,
+        # or the shard's pub/sub is a new one still connecting (its SSUBSCRIBE starts a reader).
+        while self._is_current(pubsub) and self._connected_on(pubsub, name):
             try:
                 message = await pubsub.get_sharded_message(
                     ignore_subscribe_messages=False, timeout=1.0, target_node=node
@@ -940,6 +948,22 @@ class RedisClusterBroker(RedisBroker):
                 # Redis ended it, not us: the slot moved (resharding, failover). Follow it.
                 log.info("shard %s dropped a subscription (its slot moved): resubscribing", name)
                 self.resubscribe("slot_moved")
+
+    @staticmethod
+    def _connected_on(pubsub: Any, name: str) -> bool:
+        node_pubsub = pubsub.node_pubsub_mapping.get(name)
+        return node_pubsub is not None and node_pubsub.connection is not None
+
+    async def _stop_readers(self) -> None:
+        """Cancel the shard readers before their pub/sub closes: closing hands each shard's
+        connection back to that node's pool, and a reader still in redis-py's read would retry on
+        it by reconnecting it under whoever took it next (the new pub/sub, a command): two
+        coroutines reading one socket, which asyncio refuses mid-subscribe."""
+        readers = [reader for _, reader in self._shard_readers.values()]
+        self._shard_readers.clear()
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
 
     async def close(self) -> None:
         for task in (self._watcher, *(reader for _, reader in self._shard_readers.values())):
