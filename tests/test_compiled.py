@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import hubbub
-from hubbub.compiled import MODULES, build_kind, compiled_modules
+from hubbub.compiled import C_HELPERS, MODULES, build_kind, compiled_modules
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,8 +25,16 @@ EXPECTED_KIND = "compiled" if EXPECT_COMPILED else "pure Python"
 
 
 def test_every_listed_module_is_loaded_as_this_build_expects() -> None:
-    assert compiled_modules() == dict.fromkeys(MODULES, EXPECT_COMPILED)
+    assert compiled_modules() == dict.fromkeys((*MODULES, *C_HELPERS), EXPECT_COMPILED)
     assert build_kind() == EXPECTED_KIND
+
+
+def test_the_direct_writes_use_the_c_helper_only_in_the_compiled_build() -> None:
+    import os
+
+    from hubbub.transports import sink
+
+    assert (sink.write_descriptor is os.write) is not EXPECT_COMPILED
 
 
 def test_the_compiled_modules_keep_their_source_beside_them() -> None:

@@ -39,12 +39,16 @@ MODULES = (
     "hubbub.transports.wsconnection",
 )
 
+# Extensions written in C (beside their `.py`-less stub), built with the compiled ones: the
+# pure build runs without them (the module importing one falls back to the standard library).
+C_HELPERS = ("hubbub.transports._send",)
+
 
 def compiled_modules() -> dict[str, bool]:
-    """Each module of `MODULES` and whether it was loaded from a C extension."""
+    """Each module of `MODULES` and `C_HELPERS` and whether it was loaded from a C extension."""
     extension = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     status = {}
-    for name in MODULES:
+    for name in (*MODULES, *C_HELPERS):
         spec = importlib.util.find_spec(name)
         status[name] = spec is not None and spec.origin is not None and spec.origin.endswith(extension)
     return status

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Final
 
 from hubbub.config import DEFAULT_NAMESPACE, NamespaceOptions
 from hubbub.errors import CommandError, ErrorCode
 
-_CHANNEL = re.compile(r"^(?:([A-Za-z0-9_\-]{1,64}):)?([A-Za-z0-9_\-=@.,;/]+)$")
+_CHANNEL: Final = re.compile(r"^(?:([A-Za-z0-9_\-]{1,64}):)?([A-Za-z0-9_\-=@.,;/]+)$")
 
 
 def namespace_of(channel: str) -> str:

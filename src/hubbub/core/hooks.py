@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from hubbub.core.stats import Stats
 from hubbub.errors import CommandError, ErrorCode
@@ -106,7 +106,7 @@ class PublishEvent:
     data: Any
 
 
-KEEP = object()  # PublishDecision.data's default: publish the data as the client sent it
+KEEP: Final = object()  # PublishDecision.data's default: publish the data as the client sent it
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +172,7 @@ class Hooks:
         return Hooks(**{name: getattr(self, name) or getattr(other, name) for name in HOOK_NAMES})
 
 
-HOOK_NAMES = ("connect", "refresh", "subscribe", "publish", "rpc", "disconnect", "unsubscribe")
+HOOK_NAMES: Final = ("connect", "refresh", "subscribe", "publish", "rpc", "disconnect", "unsubscribe")
 
 
 class BadAnswer(Exception):

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 from msgspec import Raw
@@ -37,7 +37,7 @@ __all__ = ["ChannelSubscribers", "Control", "Counts", "Hub", "namespace_of"]
 
 log = logging.getLogger("hubbub.hub")
 
-DELIVERY_CHECKS = 32  # channels whose history top `watch_delivery` reads per interval
+DELIVERY_CHECKS: Final = 32  # channels whose history top `watch_delivery` reads per interval
 
 
 @dataclass(slots=True)
@@ -591,4 +591,4 @@ def members_of(channel: str, options: NamespaceOptions) -> list[str]:
     return [member for member in permissions.channel_parts(channel)[1].split(",") if member]
 
 
-_NONE: frozenset[str] = frozenset()  # the channels of a member with no subscription
+_NONE: Final[frozenset[str]] = frozenset()  # the channels of a member with no subscription

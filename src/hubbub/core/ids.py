@@ -8,9 +8,10 @@ with an empty block, so two processes never hand out the same IDs.
 from __future__ import annotations
 
 import os
+from typing import Final
 
-ID_BYTES = 8
-BLOCK_IDS = 512  # IDs per read from the OS
+ID_BYTES: Final = 8
+BLOCK_IDS: Final = 512  # IDs per read from the OS
 
 
 class RandomIds:
@@ -34,7 +35,7 @@ class RandomIds:
         self._next = 0
 
 
-CLIENT_IDS = RandomIds()
+CLIENT_IDS: Final = RandomIds()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=CLIENT_IDS.forget)
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 Callback = Callable[[], None]
 
 # "No limit" as a number: far above any queue, and small enough for a machine word, which
 # compiled code compares and subtracts without boxing (sys.maxsize is not: a slow path per call).
-UNLIMITED = 1 << 60
+UNLIMITED: Final = 1 << 60
 
 
 class Sink(Protocol):

@@ -13,12 +13,14 @@ mode). The `user` namespace is personal whatever its settings say: only its owne
 
 from __future__ import annotations
 
+from typing import Final
+
 from hubbub.config import NamespaceOptions
 from hubbub.core.auth import Credentials
 from hubbub.errors import CommandError, ErrorCode
 
-PERSONAL_NAMESPACE = "user"
-READ_ACTIONS = ("subscribe", "read_history", "read_presence")
+PERSONAL_NAMESPACE: Final = "user"
+READ_ACTIONS: Final = ("subscribe", "read_history", "read_presence")
 
 
 def channel_parts(channel: str) -> tuple[str, str]:

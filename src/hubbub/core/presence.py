@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 from hubbub import protocol
@@ -10,7 +12,7 @@ from hubbub.config import NamespaceOptions
 from hubbub.core.publishing import Publishing
 from hubbub.errors import CommandError, ErrorCode
 
-_decode_client_info = msgspec.json.Decoder(protocol.ClientInfo).decode  # built once: see protocol.py
+_decode_client_info: Final = msgspec.json.Decoder(protocol.ClientInfo).decode  # built once: see protocol.py
 
 
 class Presence:

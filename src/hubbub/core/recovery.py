@@ -5,6 +5,8 @@ Reads history only; the hub decides what to do with what arrives meanwhile (see 
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 from msgspec import Raw
 
@@ -13,7 +15,7 @@ from hubbub.backends.base import HistoryStore, StoredPublication
 from hubbub.config import NamespaceOptions
 from hubbub.errors import CommandError, ErrorCode
 
-_decode_client_info = msgspec.json.Decoder(protocol.ClientInfo).decode  # built once: see protocol.py
+_decode_client_info: Final = msgspec.json.Decoder(protocol.ClientInfo).decode  # built once: see protocol.py
 
 
 def publication_from_store(stored: StoredPublication) -> protocol.Publication:

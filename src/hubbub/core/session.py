@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from collections.abc import Set as AbstractSet
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from msgspec import Raw
@@ -30,7 +30,7 @@ from hubbub.errors import CommandError, DisconnectCode, ErrorCode, close_code_al
 
 log = logging.getLogger("hubbub.session")
 
-SERVER_VERSION = "hubbub/0.1"
+SERVER_VERSION: Final = "hubbub/0.1"
 
 CallLater = Callable[[float, Callable[[], None]], Any]
 
@@ -600,7 +600,7 @@ class Session:
 
 
 # A module constant, not a class attribute, so the class can be compiled (docs/compiled.md).
-_HANDLERS: dict[str, Callable[[Session, protocol.Command], Awaitable[protocol.Reply | None]]] = {
+_HANDLERS: Final[dict[str, Callable[[Session, protocol.Command], Awaitable[protocol.Reply | None]]]] = {
     "connect": Session._connect,
     "refresh": Session._refresh,
     "sub_refresh": Session._sub_refresh,
@@ -618,7 +618,7 @@ _HANDLERS: dict[str, Callable[[Session, protocol.Command], Awaitable[protocol.Re
 }
 
 
-UNSUBSCRIBED_BY_SERVER = 0  # the unsubscribe push's code when the server API or the application ended it
+UNSUBSCRIBED_BY_SERVER: Final = 0  # the unsubscribe push's code when the server API or the application ended it
 
 
 def _connect_close_code(error: CommandError, by_hook: bool) -> int:

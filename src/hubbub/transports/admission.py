@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
+from typing import Final
 
 from websockets.exceptions import NegotiationError
 from websockets.http11 import Response
@@ -90,12 +91,12 @@ def select_subprotocol(offered: Sequence[Subprotocol]) -> Subprotocol | None:
 
 
 # GraphQL and Centrifugo's Protobuf only at their own paths (websocket.py).
-SPOKEN = (
+SPOKEN: Final = (
     *wire.PROTOCOLS,
     protocol.SUBPROTOCOL_GRAPHQL,
     *((centrifugo.SUBPROTOCOL_PROTOBUF,) if wire.PROTOBUF_AVAILABLE else ()),
 )
-UNSUPPORTED_SUBPROTOCOL = f"unsupported subprotocol; this server speaks {', '.join(SPOKEN)}" + (
+UNSUPPORTED_SUBPROTOCOL: Final = f"unsupported subprotocol; this server speaks {', '.join(SPOKEN)}" + (
     "" if wire.PROTOBUF_AVAILABLE else f" ({centrifugo.SUBPROTOCOL_PROTOBUF} needs hubbub[protobuf])"
 )
 

@@ -16,18 +16,19 @@ hands it the stream for good: then nothing is split here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 try:  # websockets' C speedup, as its own parser uses it
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - a websockets build without its C extension
     from websockets.utils import apply_mask
 
-FIN_TEXT = 0x81  # FIN, no RSV bits, opcode 1
-FIN_BINARY = 0x82  # FIN, no RSV bits, opcode 2
-FIN_PING = 0x89  # FIN, no RSV bits, opcode 9
-FIN_PONG = 0x8A  # FIN, no RSV bits, opcode 10
-MASKED = 0x80
-MAX_CONTROL_PAYLOAD = 125  # RFC 6455 section 5.5
+FIN_TEXT: Final = 0x81  # FIN, no RSV bits, opcode 1
+FIN_BINARY: Final = 0x82  # FIN, no RSV bits, opcode 2
+FIN_PING: Final = 0x89  # FIN, no RSV bits, opcode 9
+FIN_PONG: Final = 0x8A  # FIN, no RSV bits, opcode 10
+MASKED: Final = 0x80
+MAX_CONTROL_PAYLOAD: Final = 125  # RFC 6455 section 5.5
 
 
 def frame_bounds(buffer: bytes | bytearray, start: int) -> tuple[int, int]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
+from typing import Final
 
-OP_TEXT = 0x1
-OP_BINARY = 0x2
-OP_PING = 0x9
-OP_PONG = 0xA
+OP_TEXT: Final = 0x1
+OP_BINARY: Final = 0x2
+OP_PING: Final = 0x9
+OP_PONG: Final = 0xA
 
 
 def data_frame(opcode: int, payload: bytes) -> bytes:
@@ -40,9 +41,9 @@ def text_frame(payload: bytes) -> bytes:
     return data_frame(OP_TEXT, payload)
 
 
-RSV1 = 0x40  # permessage-deflate: this message is compressed (RFC 7692 section 6)
-SYNC_TAIL = b"\x00\x00\xff\xff"
-DEFLATE_MEM_LEVEL = 5  # the websockets default: less memory per compressor
+RSV1: Final = 0x40  # permessage-deflate: this message is compressed (RFC 7692 section 6)
+SYNC_TAIL: Final = b"\x00\x00\xff\xff"
+DEFLATE_MEM_LEVEL: Final = 5  # the websockets default: less memory per compressor
 
 
 def deflated_frame(opcode: int, payload: bytes, window_bits: int) -> bytes:

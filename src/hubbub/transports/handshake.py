@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from typing import NoReturn
+from typing import Final, NoReturn
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake
@@ -27,19 +27,19 @@ from websockets.http11 import Response
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
-HEAD_END = b"\r\n\r\n"
-ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
-TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-TOKEN_TEXT = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+HEAD_END: Final = b"\r\n\r\n"
+ACCEPT_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+TOKEN_TEXT: Final = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+FIELD_VALUE: Final = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 # Every field line at once (token name, colon, visible value; CRLF between lines): one regex
 # call per request instead of two per line. A head it refuses goes line by line for the error.
-FIELD_LINES = re.compile(
+FIELD_LINES: Final = re.compile(
     rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+:[\x09\x20-\x7e\x80-\xff]*(?:\r\n[-!#$%&'*+.^_`|~0-9a-zA-Z]+:[\x09\x20-\x7e\x80-\xff]*)*"
 )
 # Fields that must come once: a repeat could make two parties read different values. Any other
 # repeated field is joined into one comma-separated value (RFC 9110 section 5.3).
-SINGLETON_FIELDS = frozenset(
+SINGLETON_FIELDS: Final = frozenset(
     {"host", "origin", "sec-websocket-key", "sec-websocket-version", "content-length", "authorization"}
 )
 

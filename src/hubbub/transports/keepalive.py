@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Final
 
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
 from hubbub.transports.wsconnection import ConnectionRegistry, WebSocketConnection
 
-SLICE = 256  # connections pinged per loop callback
+SLICE: Final = 256  # connections pinged per loop callback
 Sent = list[tuple[WebSocketConnection, asyncio.Future[None]]]
 
 

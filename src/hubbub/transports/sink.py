@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 
@@ -20,7 +20,7 @@ from hubbub.transports.wsconnection import WebSocketConnection
 
 log = logging.getLogger("hubbub.sink")
 
-MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 section 5.5: control frame payload <= 125 bytes
+MAX_CLOSE_REASON_BYTES: Final = 123  # RFC 6455 section 5.5: control frame payload <= 125 bytes
 
 
 def close_reason(text: str) -> str:
@@ -40,11 +40,24 @@ def socket_descriptor(transport: asyncio.BaseTransport) -> int:
         return -1
 
 
-FD_UNKNOWN = -2  # the descriptor is looked up at the first direct write, not per connection
+FD_UNKNOWN: Final = -2  # the descriptor is looked up at the first direct write, not per connection
 
-# os.write, taking the descriptor as the int object the sink keeps: compiled, an int argument
-# would be boxed anew per call (a descriptor above 256 is no cached small int).
-write_descriptor = cast(Callable[[object, bytes], int], os.write)
+
+def _descriptor_writer() -> Callable[[object, bytes], int]:
+    """The compiled build's `_send.send_now`, one send(2) with the GIL held (os.write releases
+    and re-takes it per call: _send.c says why); os.write in the pure build. Both raise OSError for
+    a failed write; send_now returns 0 for a full buffer where os.write raises BlockingIOError."""
+    try:
+        from hubbub.transports._send import send_now
+    except ImportError:  # pure Python
+        return cast(Callable[[object, bytes], int], os.write)
+    return send_now
+
+
+# Writes bytes to the socket's descriptor, given as the int object the sink keeps (compiled, an
+# int argument would be boxed anew per call: a descriptor above 256 is no cached small int).
+# Final: compiled code reads it from a C static, not the module's dict, per delivery.
+write_descriptor: Final = _descriptor_writer()
 
 
 class WebSocketSink(DirectSink):

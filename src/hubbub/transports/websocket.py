@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from ssl import SSLContext
+from typing import Final
 
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Response
@@ -51,8 +52,8 @@ from hubbub.wire.centrifugo import SUBPROTOCOL_PROTOBUF
 
 log = logging.getLogger("hubbub.websocket")
 
-WEBSOCKET_PATH = "/connection/websocket"
-LISTEN_BACKLOG = 1024  # pending TCP connections the kernel queues during a reconnect storm
+WEBSOCKET_PATH: Final = "/connection/websocket"
+LISTEN_BACKLOG: Final = 1024  # pending TCP connections the kernel queues during a reconnect storm
 
 
 class WebSocketEndpoint:

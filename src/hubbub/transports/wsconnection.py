@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from enum import Enum
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.frames import Frame, Opcode
@@ -52,11 +52,11 @@ from hubbub.transports.handshake import (
 log = logging.getLogger("hubbub.websocket")
 
 Message = str | bytes
-WRITE_LIMIT_HIGH = 32 * 1024  # transport pauses writing above this (websockets' default)
-WRITE_LIMIT_LOW = WRITE_LIMIT_HIGH // 4
-MAX_PENDING_PINGS = 16  # unanswered pings remembered per connection; the oldest is forgotten
-HOLD_QUEUE = 1  # reasons to stop reading: bit flags
-HOLD_UNREAD = 2
+WRITE_LIMIT_HIGH: Final = 32 * 1024  # transport pauses writing above this (websockets' default)
+WRITE_LIMIT_LOW: Final = WRITE_LIMIT_HIGH // 4
+MAX_PENDING_PINGS: Final = 16  # unanswered pings remembered per connection; the oldest is forgotten
+HOLD_QUEUE: Final = 1  # reasons to stop reading: bit flags
+HOLD_UNREAD: Final = 2
 
 
 class MessageHandler(Protocol):
