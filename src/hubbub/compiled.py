@@ -39,8 +39,8 @@ MODULES = (
     "hubbub.transports.wsconnection",
 )
 
-# Extensions written in C (beside their `.py`-less stub), built with the compiled ones: the
-# pure build runs without them (the module importing one falls back to the standard library).
+# Extensions written in C (each with a `.pyi` stub and no `.py`), built with the compiled ones:
+# the pure build runs without them (the module importing one falls back to the standard library).
 C_HELPERS = ("hubbub.transports._send",)
 
 

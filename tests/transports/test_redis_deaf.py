@@ -306,7 +306,9 @@ async def test_a_cluster_resubscribe_ends_the_shard_readers_before_it_closes_the
         still_reading: list[asyncio.Task[None]] = []
 
         async def close_watched() -> None:
-            still_reading.extend(reader for reader in readers if not reader.done())
+            broker._sync_shard_readers()  # the shard watcher's tick, landing while it closes
+            started = [reader for _, reader in broker._shard_readers.values()]
+            still_reading.extend(reader for reader in [*readers, *started] if not reader.done())
             await close()
 
         old_pubsub.aclose = close_watched

@@ -841,6 +841,7 @@ class RedisClusterBroker(RedisBroker):
         self._shard_readers: dict[str, tuple[Any, asyncio.Task[None]]] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._homes: dict[str, str] = {}  # channel -> the shard it is subscribed on
+        self._retired: object = None  # the pub/sub a resubscribe is closing
 
     async def open(self) -> None:
         assert isinstance(self._redis, RedisCluster)
@@ -878,6 +879,8 @@ class RedisClusterBroker(RedisBroker):
     def _sync_shard_readers(self) -> None:
         """A reader per shard connection the cluster pub/sub holds now (they change with slot moves)."""
         pubsub = self._pubsub
+        if pubsub is self._retired:
+            return  # a resubscribe is closing it: the new one gets the readers
         mapping: dict[str, Any] = getattr(pubsub, "node_pubsub_mapping", {})
         loop = asyncio.get_running_loop()
         for name, node_pubsub in mapping.items():
@@ -959,6 +962,7 @@ class RedisClusterBroker(RedisBroker):
         connection back to that node's pool, and a reader still in redis-py's read would retry on
         it by reconnecting it under whoever took it next (the new pub/sub, a command): two
         coroutines reading one socket, which asyncio refuses mid-subscribe."""
+        self._retired = self._pubsub  # and no reader starts on it meanwhile (the shard watcher)
         readers = [reader for _, reader in self._shard_readers.values()]
         self._shard_readers.clear()
         for reader in readers:
