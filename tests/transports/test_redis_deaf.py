@@ -274,10 +274,12 @@ async def test_subscriptions_changing_while_the_broker_resubscribes_fail_nothing
     try:
         await broker.subscribe("kept")
         for _ in range(5):
+            handler.replayed.clear()
             broker.resubscribe("test")
             await broker.publish_control(b"wake the reader")  # it resubscribes on its next message
             await asyncio.gather(*(churn(f"churn-{index}") for index in range(8)))
-        await asyncio.wait_for(broker.wait_health(True), 10)
+            await asyncio.wait_for(handler.replayed.wait(), 10)  # this round's resubscribe happened
+            await asyncio.wait_for(broker.wait_health(True), 10)  # and the next round's is taken
         kept = RedisKeys(prefix).shard_pubsub("kept") if backend == "redis_cluster_url" else f"{prefix}:pubsub:kept"
         assert await subscribed_names(url, prefix) == {kept.encode()}
         assert handler.replays == ["test"] * 5  # the churn itself started no resubscribe
@@ -349,6 +351,8 @@ async def test_a_shard_pubsub_still_connecting_is_not_taken_for_a_lost_connectio
                 break
             assert not subscribing.done(), "the SSUBSCRIBE connected without a turn of the loop"
             await asyncio.sleep(0)
+        else:
+            pytest.fail("the new shard's pub/sub was never seen connecting")
         broker._sync_shard_readers()  # the watcher's tick, in that window
         await asyncio.wait_for(subscribing, 10)
         await broker.publish(channel, None, b"{}")
