@@ -851,6 +851,7 @@ class RedisClusterBroker(RedisBroker):
 
     async def _subscribe_all(self) -> None:
         assert isinstance(self._redis, RedisCluster)
+        self._retired = None  # a new pub/sub is in place: let the closed one go (and its listeners)
         await self._redis.nodes_manager.initialize()  # the slot map now, not when it last changed
         await self._pubsub.subscribe(self._keys.control, self._heartbeat_name)
         self._homes.clear()
