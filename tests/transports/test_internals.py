@@ -8,6 +8,7 @@ import asyncio
 import gc
 import socket
 import struct
+from typing import Any
 
 import pytest
 from websockets.frames import Frame, Opcode
@@ -17,7 +18,7 @@ from websockets.protocol import State
 from hubbub.protocol import Raw
 from hubbub.server import Server
 from hubbub.transports.frames import FrameCache, control_frame, text_frame
-from hubbub.transports.wsconnection import MAX_PENDING_PINGS, WebSocketConnection
+from hubbub.transports.wsconnection import MAX_PENDING_PINGS, WebSocketConnection, WebSocketServer
 from tests.conftest import OpenRaw, StartServer
 from tests.wire import BareWebSocket, client_frame
 
@@ -211,14 +212,84 @@ async def test_a_connection_makes_websockets_protocol_only_when_it_first_needs_o
     assert connection.protocol is not None and connection.close_code == 4000 and connection.close_reason == "bye"
 
 
-async def test_a_connection_without_a_protocol_reports_an_abrupt_end_as_1006(start_server: StartServer) -> None:
-    server = await start_server()
+async def connected_client(server: Server) -> tuple[BareWebSocket, WebSocketConnection, WebSocketServer]:
+    """A client past its `connect`, the server's side of it (its only connection) and what
+    serves them."""
     assert server._endpoint is not None and server._endpoint.server is not None
     client = await BareWebSocket.open(server.url)
     await client.send_json({"id": 1, "connect": {}})
     await client.read_messages()
     (connection,) = server._endpoint.server.connections
+    return client, connection, server._endpoint.server
+
+
+async def test_a_connection_without_a_protocol_reports_an_abrupt_end_as_1006(start_server: StartServer) -> None:
+    server = await start_server()
+    client, connection, serving = await connected_client(server)
     assert connection.close_code is None
     client.writer.transport.abort()  # no close frame: TCP just ends
-    await asyncio.wait_for(server._endpoint.server.wait_idle(), 5)
+    await asyncio.wait_for(serving.wait_idle(), 5)
     assert connection.state is State.CLOSED and connection.close_code == 1006 and connection.close_reason == ""
+
+
+async def test_a_peer_eof_ends_a_connection_without_making_websockets_protocol(start_server: StartServer) -> None:
+    """A client's FIN is how most connections end (a reconnect storm is mostly these): nothing
+    needs the sans-I/O protocol then, so none is made (about 58k instructions a connection)."""
+    server = await start_server()
+    client, connection, serving = await connected_client(server)
+    client.writer.write_eof()
+    assert await asyncio.wait_for(client.reader.read(), 5) == b""  # the server ends its side, sending nothing
+    await asyncio.wait_for(serving.wait_idle(), 5)
+    assert connection.protocol is None
+    assert connection.state is State.CLOSED and connection.close_code == 1006 and connection.close_reason == ""
+    client.close()
+
+
+async def test_a_protocol_made_after_the_peers_eof_is_closed_and_sends_nothing(start_server: StartServer) -> None:
+    """Between the peer's EOF and the transport's end nothing may go out, whatever asks for the
+    protocol then (a close from the session, say)."""
+    server = await start_server()
+    client, connection, _ = await connected_client(server)
+    connection.eof_received()  # as the transport reports a FIN, before it closes
+    assert connection.state is State.CLOSED and connection.close_code == 1006
+    connection.close(1001, "going away")  # too late: nothing is written
+    protocol = connection._open_protocol()
+    assert protocol.state is State.CLOSED and protocol.close_code == 1006 and not protocol.data_to_send()
+    connection.abort()
+    assert await asyncio.wait_for(client.reader.read(), 5) == b""  # no close frame came before the end
+    client.close()
+
+
+async def test_a_connection_asks_asyncio_for_its_loop_at_no_step_of_its_life(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`asyncio.get_running_loop()` is a `getpid` system call on Python 3.11: the connection and
+    its endpoint use the loop they were made on. Counts the calls through the `asyncio` name that
+    hubbub's code (compiled or not) looks up, over connect + subscribe + close; the first round
+    reads the channel's history top, which is a thread's work, not the connection's."""
+    server = await start_server()
+    assert server._endpoint is not None and server._endpoint.server is not None
+    real = asyncio.get_running_loop
+    calls = 0
+
+    def counted() -> asyncio.AbstractEventLoop:
+        nonlocal calls
+        calls += 1
+        return real()
+
+    monkeypatch.setattr(asyncio, "get_running_loop", counted)
+    for round_ in range(6):
+        if round_ == 1:
+            calls = 0
+        client = await BareWebSocket.open(server.url)
+        await client.send_json({"id": 1, "connect": {}})
+        await client.send_json({"id": 2, "subscribe": {"channel": "news"}})
+        replies: list[Any] = []
+        while len(replies) < 2:  # in one frame or two
+            replies += await client.read_messages()
+        assert [reply["id"] for reply in replies] == [1, 2]
+        client.writer.write_eof()
+        assert await asyncio.wait_for(client.reader.read(), 5) == b""
+        client.close()
+        await asyncio.wait_for(server._endpoint.server.wait_idle(), 5)
+    assert calls == 0

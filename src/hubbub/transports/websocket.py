@@ -111,7 +111,7 @@ class WebSocketEndpoint:
         settings = self.hub.settings
         loop = asyncio.get_running_loop()
         listening = await loop.create_server(
-            lambda: WebSocketConnection(self._registry, self, self._options),
+            lambda: WebSocketConnection(self._registry, self, self._options, loop),
             host,
             port,
             ssl=ssl,
@@ -200,13 +200,13 @@ class WebSocketEndpoint:
         sink = sink_type(connection, frames, threshold)
         kind = "centrifugo" if centrifugo else "websocket"
         app = application_for(self.hooks, self.hub, Peer(kind, address, request.headers), self.forwarded_headers)
-        session = Session(self.hub, sink, verifier=self.verifier, call_later=self._loop_call_later(), app=app)
+        call_later = self._loop_call_later(connection.loop)
+        session = Session(self.hub, sink, verifier=self.verifier, call_later=call_later, app=app)
         handler = CentrifugoHandler if centrifugo else SessionHandler
         return handler(self.hub, session, wire_protocol, self._admission, address, connection)
 
-    def _loop_call_later(self) -> CallLater:
+    def _loop_call_later(self, loop: asyncio.AbstractEventLoop) -> CallLater:
         """One bound method for every session of this loop, not one per session (64 bytes each)."""
-        loop = asyncio.get_running_loop()
         call_later = self._call_later
         if call_later is None or self._call_later_loop is not loop:
             call_later = self._call_later = loop.call_later

@@ -164,10 +164,12 @@ class WebSocketConnection(asyncio.Protocol):
     __slots__ = (
         "_accepted",
         "_close_timer",
+        "_eof_seen",
         "_fragments",
         "_handler",
         "_head",
         "_inbox",
+        "_loop",
         "_read_holds",
         "_reader",
         "_registry",
@@ -189,12 +191,22 @@ class WebSocketConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, registry: ConnectionRegistry, events: ConnectionEvents, options: ConnectionOptions) -> None:
+    def __init__(
+        self,
+        registry: ConnectionRegistry,
+        events: ConnectionEvents,
+        options: ConnectionOptions,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        # The loop that serves this connection: `asyncio.get_running_loop()` costs a `getpid`
+        # system call on Python 3.11, and a handshake would make three of them.
+        self._loop = loop
         self._registry = registry
         self.events = events
         self.options = options
         self.protocol: ServerProtocol | None = None  # made on first need after the upgrade (_open_protocol)
         self._accepted = False  # the upgrade was answered with 101
+        self._eof_seen = False  # the peer's EOF came while no protocol existed (eof_received)
         self._subprotocol: Subprotocol | None = None
         self._head: bytearray | None = bytearray()
         self.transport: asyncio.Transport | None = None
@@ -222,6 +234,10 @@ class WebSocketConnection(asyncio.Protocol):
     # What the endpoint and sessions use.
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
     def _lost(self) -> bool:
         """The transport is gone (the peer, the network or we closed it)."""
         return self.phase is Phase.CLOSING or self.phase is Phase.GONE
@@ -241,7 +257,7 @@ class WebSocketConnection(asyncio.Protocol):
         protocol = self.protocol
         if protocol is not None:
             return protocol.state
-        if self._lost:
+        if self._lost or self._eof_seen:
             return State.CLOSED
         return State.OPEN if self._accepted else State.CONNECTING
 
@@ -257,14 +273,18 @@ class WebSocketConnection(asyncio.Protocol):
         protocol = self.protocol
         if protocol is not None:
             return protocol.close_code
-        return 1006 if self._lost and self._accepted else None
+        return 1006 if self._closed_without_protocol else None
 
     @property
     def close_reason(self) -> str | None:
         protocol = self.protocol
         if protocol is not None:
             return protocol.close_reason
-        return "" if self._lost and self._accepted else None
+        return "" if self._closed_without_protocol else None
+
+    @property
+    def _closed_without_protocol(self) -> bool:
+        return (self._lost or self._eof_seen) and self._accepted
 
     @property
     def handler(self) -> MessageHandler | None:
@@ -296,7 +316,7 @@ class WebSocketConnection(asyncio.Protocol):
         except Exception as exc:  # a transport closing under us (uvloop raises): connection_lost follows
             log.debug("write to %s failed: %s", self.remote_address, exc)
         if self._close_timer is None and self.options.close_timeout is not None and protocol.close_expected():
-            self._close_timer = asyncio.get_running_loop().call_later(self.options.close_timeout, self.abort)
+            self._close_timer = self._loop.call_later(self.options.close_timeout, self.abort)
 
     def send_message(self, message: Message) -> None:
         """One message, through the protocol when there is one (compressed when negotiated);
@@ -328,7 +348,7 @@ class WebSocketConnection(asyncio.Protocol):
             return None
         if len(self.pings) >= MAX_PENDING_PINGS:  # a peer that never answers (no ping_timeout set)
             self.pings.pop(next(iter(self.pings))).cancel()
-        pong: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pong: asyncio.Future[None] = self._loop.create_future()
         self.pings[data] = pong
         if protocol is None:
             self._write(control_frame(OP_PING, data))
@@ -379,7 +399,7 @@ class WebSocketConnection(asyncio.Protocol):
             return
         transport.close()
         if self._close_timer is None and self.options.close_timeout is not None:
-            self._close_timer = asyncio.get_running_loop().call_later(self.options.close_timeout, self.abort)
+            self._close_timer = self._loop.call_later(self.options.close_timeout, self.abort)
 
     def exchange_done(self) -> None:
         """The exchange cleaned up after its transport went: the connection is gone."""
@@ -389,7 +409,7 @@ class WebSocketConnection(asyncio.Protocol):
     def when_writable(self, callback: Callable[[], None]) -> None:
         """Call back once the transport takes writes again (or the connection is gone)."""
         if not self.paused or self._lost:
-            asyncio.get_running_loop().call_soon(callback)
+            self._loop.call_soon(callback)
             return
         if self._writable_callbacks is None:
             self._writable_callbacks = []
@@ -404,7 +424,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.remote_address = transport.get_extra_info("peername")
         self._registry.add(self)
         if self.options.handshake_timeout is not None:
-            self._timer = asyncio.get_running_loop().call_later(self.options.handshake_timeout, self._handshake_expired)
+            self._timer = self._loop.call_later(self.options.handshake_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
         if self.exchange is not None:
@@ -440,7 +460,7 @@ class WebSocketConnection(asyncio.Protocol):
             return False
         protocol = self.protocol
         if protocol is None:
-            return not self._lost
+            return not self._lost and not self._eof_seen
         return protocol.state is State.OPEN and protocol.current_size is None and not protocol.extensions
 
     def _control(self, opcode: int, payload: bytes) -> None:
@@ -457,6 +477,9 @@ class WebSocketConnection(asyncio.Protocol):
         if protocol is None:
             protocol = self.protocol = _sans_io(self.options, None)
             protocol.subprotocol = self._subprotocol
+            if self._eof_seen:  # closed as the peer's EOF left it; nothing is sent after EOF
+                protocol.receive_eof()
+                protocol.data_to_send()
         return protocol
 
     def _write(self, frame: bytes) -> None:
@@ -486,12 +509,17 @@ class WebSocketConnection(asyncio.Protocol):
                 self._frame_received(event)
 
     def eof_received(self) -> bool | None:
-        if self.state is State.OPEN:
-            self._open_protocol()  # it reports the closure (CLOSED, 1006) as websockets does
-        if self.protocol is not None:
-            self.protocol.receive_eof()
+        protocol = self.protocol
+        if protocol is None:
+            # Nothing half-read or negotiated needs websockets' protocol, so none is made to
+            # report the end (a reconnect storm is mostly these): the state reads CLOSED with code
+            # 1006, as websockets reports it, and the transport's close sends our FIN.
+            self._eof_seen = self._accepted
             self.writes_frames = False
-            self.flush()
+            return None
+        protocol.receive_eof()
+        self.writes_frames = False
+        self.flush()
         return None  # let the transport close: a WebSocket never writes after the peer's EOF
 
     def pause_writing(self) -> None:
@@ -526,7 +554,7 @@ class WebSocketConnection(asyncio.Protocol):
         elif not had_handler:
             self._gone()
         elif self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._run_inbox())
+            self._worker = self._loop.create_task(self._run_inbox())
         # else: the running worker finishes the inbox, then closes the handler
 
     def _gone(self) -> None:
@@ -668,7 +696,7 @@ class WebSocketConnection(asyncio.Protocol):
         if len(self._inbox) >= self.options.max_queued_messages:
             self._hold_reading(HOLD_QUEUE)
         if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._run_inbox())
+            self._worker = self._loop.create_task(self._run_inbox())
 
     async def _run_inbox(self) -> None:
         """Runs the handler on queued messages in order; exists only while there are some."""
