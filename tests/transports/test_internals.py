@@ -71,6 +71,22 @@ async def test_open_connections_do_not_keep_their_handshake(start_server: StartS
     assert await client.ok("ping") == {}  # and the connection still works
 
 
+async def test_an_idle_connection_keeps_no_inbox(start_server: StartServer) -> None:
+    """The inbox's deque (760 bytes empty, more than a sixth of an idle connection) goes once its
+    messages are handled; the next message makes a new one."""
+    server = await start_server()
+    client, connection, _ = await connected_client(server)
+    assert connection._inbox is None and connection._worker is None
+    await client.send_json({"id": 2, "subscribe": {"channel": "news"}})
+    await client.send_json({"id": 3, "ping": {}})
+    replies: list[Any] = []
+    while len(replies) < 2:
+        replies += await client.read_messages()
+    assert [reply["id"] for reply in replies] == [2, 3]
+    assert connection._inbox is None and connection._worker is None
+    client.close()
+
+
 async def test_one_timer_pings_every_connection_without_a_task_each(start_server: StartServer) -> None:
     """Pings arrive every ping_interval; an idle connection carries no task of its own."""
     server = await start_server(ping_interval=0.1, ping_timeout=5)

@@ -716,6 +716,8 @@ class WebSocketConnection(asyncio.Protocol):
                     inbox.clear()
         finally:
             self._worker = None
+            if not inbox:  # an empty deque is 760 bytes: an idle connection keeps none
+                self._inbox = None
         if self.phase is Phase.CLOSING:
             self._inbox = None
             try:
