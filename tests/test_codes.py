@@ -318,7 +318,7 @@ async def unexpected_fault(start: StartServer) -> tuple[int | None, bool | None]
 
 @close_trigger(3005)
 async def token_expires_without_refresh(start: StartServer) -> tuple[int | None, bool | None]:
-    wire = await Wire.open(await start(token_secret=SECRET), mint_token(SECRET, "alice", ttl=1))
+    wire = await Wire.open(await start(token_secret=SECRET), mint_token(SECRET, "alice", ttl=2))
     return await wire.close_code(timeout=5)
 
 

@@ -346,7 +346,7 @@ async def test_a_fixed_subscription_token_ends_the_subscription_at_its_expiry(st
     """No token function: at exp the iteration ends and `unsubscribed` says why; the connection stays."""
     server = await start_server(token_secret=SECRET, namespaces=VIP_NAMESPACES, refresh_before=1)
     async with Client(server.url, token=mint_token(SECRET, "alice")) as client:
-        subscription = await client.subscribe("vip:gala", token=mint_token(SECRET, "alice", ttl=1, channel="vip:gala"))
+        subscription = await client.subscribe("vip:gala", token=mint_token(SECRET, "alice", ttl=2, channel="vip:gala"))
         async with asyncio.timeout(5):
             async for _ in subscription:
                 pass  # ends when the server unsubscribes it

@@ -50,7 +50,7 @@ async def test_a_refresh_for_another_user_or_a_bad_token_is_refused_in_the_pong(
 
 
 async def test_expiry_without_a_refresh_closes_4403(graphql_server: Server) -> None:
-    wire = await GqlWire.open(graphql_server, payload={"token": mint_token(SECRET, "alice", ttl=1)})
+    wire = await GqlWire.open(graphql_server, payload={"token": mint_token(SECRET, "alice", ttl=2)})
     assert await wire.close_code(timeout=5) == 4403
 
 

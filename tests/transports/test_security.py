@@ -198,7 +198,7 @@ async def test_client_refreshes_when_the_server_asks_and_stays(start_server: Sta
 async def test_connection_without_refresh_is_closed_at_exp(start_server: StartServer, open_raw: OpenRaw) -> None:
     server = await start_server(token_secret=SECRET, refresh_before=0.5)
     client = await open_raw(server, connect=False)
-    result = await client.ok("connect", {"token": mint_token(SECRET, "alice", ttl=1)})
+    result = await client.ok("connect", {"token": mint_token(SECRET, "alice", ttl=2)})
     assert result["expires"] is True
     refresh = await client.next_message(timeout=5)
     assert "refresh" in refresh["push"]
