@@ -101,9 +101,11 @@ async def test_expiry_without_refresh_ends_subscriptions_and_connections_with_sd
     centrifugo_server: Server, http: aiohttp.ClientSession, protobuf: bool
 ) -> None:
     wire = await CentrifugoWire.open(http, centrifugo_server, protobuf=protobuf)
-    connect = await connected(wire, ttl=3)
+    # mint_token counts whole seconds: a 2 s subscription token lives 1-2 s, a 4 s connection
+    # token 3-4 s, so the subscription always ends first, and neither is dead on arrival.
+    connect = await connected(wire, ttl=4)
     assert connect["expires"] is True and int(connect["ttl"]) == 1  # half of a short token's life
-    token = mint_token(SECRET, "alice", ttl=1, channel="private:plans")
+    token = mint_token(SECRET, "alice", ttl=2, channel="private:plans")
     await wire.call("subscribe", {"channel": "private:plans", "token": token})
     ended = await wire.message()  # no sub_refresh ask (the SDK has its own timer): the end
     assert ended["push"]["channel"] == "private:plans"
