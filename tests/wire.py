@@ -91,6 +91,13 @@ class BareWebSocket:
             assert opcode == 0x1, f"expected a text frame, got opcode {opcode}"
             return [json.loads(line) for line in payload.split(b"\n")]
 
+    async def read_replies(self, count: int, timeout: float = 5) -> list[dict[str, Any]]:
+        """The next `count` messages, however the server framed them (one frame or several)."""
+        messages: list[dict[str, Any]] = []
+        while len(messages) < count:
+            messages += await asyncio.wait_for(self.read_messages(), timeout)
+        return messages
+
     async def close_code(self) -> int | None:
         """Read (and drop) frames until the close frame; return its code."""
         while True:

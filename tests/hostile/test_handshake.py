@@ -150,9 +150,7 @@ async def test_frames_sent_with_the_upgrade_request_are_not_lost(server: Server)
     writer.write(upgrade() + client_frame(b'{"id":1,"connect":{}}\n{"id":2,"ping":{}}'))
     await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     socket = BareWebSocket(reader, writer)
-    replies: list[dict[str, object]] = []
-    while len(replies) < 2:
-        replies += await asyncio.wait_for(socket.read_messages(), 5)
+    replies = await socket.read_replies(2)
     assert [reply["id"] for reply in replies] == [1, 2]
     assert json.dumps(replies[1]) == '{"id": 2, "ping": {}}'
     writer.close()

@@ -8,7 +8,6 @@ import asyncio
 import gc
 import socket
 import struct
-from typing import Any
 
 import pytest
 from websockets.frames import Frame, Opcode
@@ -79,10 +78,7 @@ async def test_an_idle_connection_keeps_no_inbox(start_server: StartServer) -> N
     assert connection._inbox is None and connection._worker is None
     await client.send_json({"id": 2, "subscribe": {"channel": "news"}})
     await client.send_json({"id": 3, "ping": {}})
-    replies: list[Any] = []
-    while len(replies) < 2:
-        replies += await client.read_messages()
-    assert [reply["id"] for reply in replies] == [2, 3]
+    assert [reply["id"] for reply in await client.read_replies(2)] == [2, 3]
     assert connection._inbox is None and connection._worker is None
     client.close()
 
@@ -156,9 +152,7 @@ async def subscribed_to_news(server: Server) -> tuple[BareWebSocket, WebSocketCo
     socket_ = await BareWebSocket.open(server.url)
     await socket_.send_json({"id": 1, "connect": {}})
     await socket_.send_json({"id": 2, "subscribe": {"channel": "news"}})
-    replies: list[dict[str, object]] = []
-    while len(replies) < 2:
-        replies += await asyncio.wait_for(socket_.read_messages(), 5)
+    await socket_.read_replies(2)
     assert server._endpoint is not None and server._endpoint.server is not None
     [connection] = server._endpoint.server.connections
     return socket_, connection
@@ -203,8 +197,7 @@ async def test_a_connection_makes_websockets_protocol_only_when_it_first_needs_o
     client = await BareWebSocket.open(server.url)
     await client.send_json({"id": 1, "connect": {}})
     await client.send_json({"id": 2, "subscribe": {"channel": "news"}})
-    replies = [message for _ in range(2) for message in await client.read_messages()]
-    assert [reply["id"] for reply in replies] == [1, 2]
+    assert [reply["id"] for reply in await client.read_replies(2)] == [1, 2]
     await server.hub.publish("news", Raw(b'"hello"'))
     (push,) = await client.read_messages()
     assert push["push"]["pub"]["data"] == "hello"
@@ -300,10 +293,7 @@ async def test_a_connection_asks_asyncio_for_its_loop_at_no_step_of_its_life(
         client = await BareWebSocket.open(server.url)
         await client.send_json({"id": 1, "connect": {}})
         await client.send_json({"id": 2, "subscribe": {"channel": "news"}})
-        replies: list[Any] = []
-        while len(replies) < 2:  # in one frame or two
-            replies += await client.read_messages()
-        assert [reply["id"] for reply in replies] == [1, 2]
+        assert [reply["id"] for reply in await client.read_replies(2)] == [1, 2]
         client.writer.write_eof()
         assert await asyncio.wait_for(client.reader.read(), 5) == b""
         client.close()

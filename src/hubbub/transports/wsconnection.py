@@ -243,6 +243,11 @@ class WebSocketConnection(asyncio.Protocol):
         return self.phase is Phase.CLOSING or self.phase is Phase.GONE
 
     @property
+    def _ended(self) -> bool:
+        """Nothing more comes in: the transport is gone or the peer's EOF came."""
+        return self._lost or self._eof_seen
+
+    @property
     def writes_frames(self) -> bool:
         return self._writes_frames
 
@@ -257,7 +262,7 @@ class WebSocketConnection(asyncio.Protocol):
         protocol = self.protocol
         if protocol is not None:
             return protocol.state
-        if self._lost or self._eof_seen:
+        if self._ended:
             return State.CLOSED
         return State.OPEN if self._accepted else State.CONNECTING
 
@@ -284,7 +289,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     @property
     def _closed_without_protocol(self) -> bool:
-        return (self._lost or self._eof_seen) and self._accepted
+        return self._ended and self._accepted
 
     @property
     def handler(self) -> MessageHandler | None:
@@ -460,7 +465,7 @@ class WebSocketConnection(asyncio.Protocol):
             return False
         protocol = self.protocol
         if protocol is None:
-            return not self._lost and not self._eof_seen
+            return not self._ended
         return protocol.state is State.OPEN and protocol.current_size is None and not protocol.extensions
 
     def _control(self, opcode: int, payload: bytes) -> None:
