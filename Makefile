@@ -42,7 +42,8 @@ COMPILED_TESTS := tests/test_compiled.py tests/core tests/transports tests/hosti
 compiled: $(COMPILED_STAMP)  ## the mypyc-compiled wheel in dist/, unpacked into build/compiled (docs/compiled.md)
 
 $(COMPILED_STAMP): $(STAMP) $(COMPILED_SOURCES)
-	rm -rf $(COMPILED) dist/hubbub-*.whl
+	# build/lib.* too: setuptools packs what it finds there, so a module taken out of MODULES would stay compiled
+	rm -rf $(COMPILED) dist/hubbub-*.whl build/lib.*
 	COMPILE_HUBBUB=1 $(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 	$(BIN)/python -m pip install --quiet --no-deps --target $(COMPILED) dist/hubbub-*.whl
 	touch $@
