@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from typing import Any
 
 import pytest
@@ -285,6 +287,48 @@ async def test_a_broker_failing_to_unsubscribe_still_leaves_presence(loop: Manua
     alice.session.closed()
     await hub.remove_session(alice.session)  # logs the failure, goes on with the cleanup
     assert (await hub.presence("chat:room")).clients == {}
+
+
+class UnsubscribeFailsFor(MemoryBroker):
+    """A broker that fails to unsubscribe from one channel."""
+
+    def __init__(self, failing: str) -> None:
+        super().__init__()
+        self.failing = failing
+
+    async def unsubscribe(self, channel: str) -> None:
+        if channel == self.failing:
+            raise OSError("the broker is gone")
+        await super().unsubscribe(channel)
+
+
+class SuspendingPresence(MemoryPresence):
+    """Removals that wait, as a networked store's do."""
+
+    async def remove(self, channel: str, client_id: str) -> None:
+        await asyncio.sleep(0)
+        await super().remove(channel, client_id)
+
+
+async def test_a_failed_unsubscribe_leaves_no_exception_behind(loop: ManualLoop) -> None:
+    """Compiled by mypyc (up to 2.4.1 at least, mypyc/mypyc#1114), an exception that left a
+    `finally` block which awaited stayed the thread's current exception, and the next such block
+    to finish normally raised it again: after one broker failure, unsubscribes of unrelated
+    channels failed with "internal error". The hub's cleanup waits outside `finally`."""
+    settings = Settings(namespaces=NAMESPACES, history_path=None)
+    broker = UnsubscribeFailsFor("chat:a")
+    hub = Hub(settings, broker, MemoryHistory(clock=loop.clock), SuspendingPresence(), call_soon=loop.call_soon)
+    alice, bob = await connected(hub, loop), await connected(hub, loop)
+    await alice.ok("subscribe", {"channel": "chat:a"})
+    await bob.ok("subscribe", {"channel": "chat:b"})
+    # Each in a task of its own, as the server runs them: the compiled coroutine is then what the
+    # task steps, and the thread's exception state is the one it changes.
+    with pytest.raises(OSError, match="the broker is gone"):
+        await asyncio.ensure_future(hub.unsubscribe(alice.session, "chat:a"))
+    await asyncio.ensure_future(hub.unsubscribe(bob.session, "chat:b"))  # raised the OSError again
+    assert sys.exc_info() == (None, None, None)
+    assert (await hub.presence("chat:a")).clients == {}  # the failed one still left presence
+    assert (await hub.presence("chat:b")).clients == {}
 
 
 async def test_recovery_returns_exactly_the_missed_publications(hub: Hub, loop: ManualLoop) -> None:

@@ -493,14 +493,22 @@ class Hub:
     async def unsubscribe(self, member: Member, channel: str) -> None:
         self.stop_delivery(member, channel)
         subscribers = self.channels.get(channel)
+        # Not `try`/`finally`: compiled by mypyc, an exception leaving a `finally` that awaits
+        # stays the thread's current exception and the next such block raises it again
+        # (mypyc/mypyc#1114; tests/test_compiled.py keeps `await` out of compiled `finally` blocks).
         try:
             if subscribers is not None and not subscribers:
                 del self.channels[channel]
                 await self.broker.unsubscribe(channel)
-        finally:  # a broker that failed must not leave the member present
-            await self.presence_tracker.leave(
-                channel, self.rules.resolve(channel), member.client_id, member.info_in(channel)
-            )
+        except BaseException:  # a broker that failed must not leave the member present
+            await self._leave_presence(member, channel)
+            raise
+        await self._leave_presence(member, channel)
+
+    async def _leave_presence(self, member: Member, channel: str) -> None:
+        await self.presence_tracker.leave(
+            channel, self.rules.resolve(channel), member.client_id, member.info_in(channel)
+        )
 
     async def mark_read(self, user: str, channel: str, offset: int) -> int:
         """Store `user`'s read position (clamped to the stream) and tell the user's other connections,
