@@ -51,8 +51,8 @@ $(COMPILED_STAMP): $(STAMP) $(COMPILED_SOURCES)
 serve-compiled: $(COMPILED_STAMP)  ## make serve, on the compiled build
 	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/hubbub serve
 
-test-compiled: $(COMPILED_STAMP)  ## the tests of the compiled modules, against the compiled wheel
-	EXPECT_COMPILED_HUBBUB=1 PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/pytest -q -p no:cacheprovider $(COMPILED_TESTS)
+test-compiled: $(COMPILED_STAMP)  ## the tests of the compiled modules, against the compiled wheel, on uvloop
+	PYTEST_HUBBUB_LOOP=uvloop EXPECT_COMPILED_HUBBUB=1 PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/pytest -q -p no:cacheprovider $(COMPILED_TESTS)
 
 bench: $(STAMP)  ## benchmark scenarios against a real server (docs/benchmarks.md)
 	$(BIN)/python -m bench suite --out bench-results

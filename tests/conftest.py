@@ -27,10 +27,10 @@ StartServer = Callable[..., Awaitable[Server]]
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
     """Tests in a module with `BOTH_LOOPS = True` run on asyncio's loop and on uvloop (the
     server's default, whose transports differ); the others on asyncio's, or on uvloop with
-    HUBBUB_TEST_LOOP=uvloop (the whole suite on the shipped loop)."""
+    PYTEST_HUBBUB_LOOP=uvloop (the whole suite on the shipped loop)."""
     if getattr(getattr(item, "module", None), "BOTH_LOOPS", False):
         return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
-    if os.environ.get("HUBBUB_TEST_LOOP") == "uvloop":
+    if os.environ.get("PYTEST_HUBBUB_LOOP") == "uvloop":
         return {"uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop}
 
