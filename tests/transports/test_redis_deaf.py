@@ -142,6 +142,36 @@ async def test_a_replay_from_a_stream_that_was_lost_meanwhile_is_no_continuation
         assert result["recovered"] is False and result["epoch"] != epoch
 
 
+async def test_a_stream_lost_under_a_node_that_hears_is_no_continuation_either(
+    start_server: StartServer, open_raw: OpenRaw, redis_url: str
+) -> None:
+    """The node hears every message, but the channel's history is lost (its keys and the salt
+    gone, as after an eviction) and a new stream starts at offset 1, below the subscriber's 3: a
+    client that drops repeats by offset would drop the new stream's first three as repeats. The
+    node sees history's new epoch for a whole check interval and asks its subscribers to
+    reconnect (3011); recovering, they are told `recovered: false`."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    node = await start_server(broker=redis_url, redis_prefix=prefix, broker_heartbeat_interval=0.1)
+    client = await open_raw(node)
+    epoch = (await client.ok("subscribe", {"channel": "news"}))["epoch"]
+    await publish(node, 0, 1, 2)
+    assert await numbers(client, 3) == [(0, 1), (1, 2), (2, 3)]
+    keys = RedisKeys(prefix)
+    redis = Redis.from_url(redis_url)
+    try:
+        assert await redis.delete(keys.channel("news", "meta"), keys.channel("news", "stream"), keys.salt) == 3
+    finally:
+        await redis.aclose()
+    await publish(node, 10)  # offset 1 of a new stream, heard live
+    newcomer = await open_raw(node)  # subscribed to the new stream: must not hide it from the node
+    assert (await newcomer.ok("subscribe", {"channel": "news"}))["epoch"] != epoch
+    assert await asyncio.wait_for(client.close_code(), 10) == 3011
+    assert node.hub is not None and node.hub.stats.broker_resubscribes["stream_restarted"] == 1
+    client = await open_raw(node)
+    result = await client.ok("subscribe", {"channel": "news", "since": {"offset": 3, "epoch": epoch}})
+    assert result["recovered"] is False and result["epoch"] != epoch and result["offset"] == 1
+
+
 async def test_the_broker_subscribes_the_node_to_its_heartbeat_only(redis_url: str) -> None:
     """Each node hears its own heartbeat, never another's (a fleet's heartbeats cost nothing)."""
     redis = Redis.from_url(redis_url)

@@ -333,8 +333,13 @@ class Hub:
     async def watch_delivery(self, interval: float) -> None:
         """Every `interval`, compare a slice of channels' history tops with what this node
         delivered: a publication in history for a whole interval that never arrived means the
-        broker went deaf for that channel (the heartbeat cannot see a lost subscription)."""
-        seen_tops: dict[str, int] = {}
+        broker went deaf for that channel (the heartbeat cannot see a lost subscription). A top
+        of another epoch for a whole interval means the stream was lost and started again under
+        live subscribers (its keys evicted or deleted): its offsets began again from 1, below
+        what the subscribers hold, so their clients would drop its publications as repeats. Both
+        resubscribe, and the replay (`on_resubscribed`) finds the gap it cannot fill and asks the
+        subscribers to reconnect and recover (3011, told `recovered: false`)."""
+        seen_tops: dict[str, StreamTop] = {}
         start = 0
         while True:
             await asyncio.sleep(interval)  # the check's own clock
@@ -342,25 +347,37 @@ class Hub:
             start = start if start < len(watched) else 0
             channels = watched[start : start + DELIVERY_CHECKS]
             start += DELIVERY_CHECKS
-            behind = False
+            reason = ""
             for channel in channels:
                 subscribers = self.channels.get(channel)
                 previous = seen_tops.get(channel)
                 if subscribers is None or subscribers.delivered is None:
                     continue
-                if previous is not None and subscribers.delivered < previous:
-                    behind = True
+                if previous is not None and subscribers.epoch is not None and previous.epoch != subscribers.epoch:
+                    reason = "stream_restarted"
                     log.warning(
-                        "%s: history has offset %d, this node delivered %d", channel, previous, subscribers.delivered
+                        "%s: history has epoch %s, this node delivered epoch %s",
+                        channel,
+                        previous.epoch,
+                        subscribers.epoch,
+                    )
+                    break
+                if previous is not None and subscribers.delivered < previous.offset:
+                    reason = "stream_ahead"
+                    log.warning(
+                        "%s: history has offset %d, this node delivered %d",
+                        channel,
+                        previous.offset,
+                        subscribers.delivered,
                     )
                     break
                 try:
-                    seen_tops[channel] = (await self.history_store.top(channel)).offset
+                    seen_tops[channel] = await self.history_store.top(channel)
                 except Exception as exc:  # history unavailable: the broker's own health says so
                     log.debug("delivery check of %s failed: %s", channel, exc)
-            if behind:
+            if reason:
                 seen_tops.clear()
-                self.broker.resubscribe("stream_ahead")
+                self.broker.resubscribe(reason)
             for channel in list(seen_tops):
                 if channel not in self.channels:
                     del seen_tops[channel]
@@ -440,7 +457,9 @@ class Hub:
             return
         if last_offset is not None and (subscribers.delivered is None or last_offset > subscribers.delivered):
             subscribers.delivered = last_offset
-        if result.epoch is not None:
+        if subscribers.epoch is None:
+            # The epoch the channel's live subscribers follow. A newcomer who reads another one
+            # found the stream started again under them: `watch_delivery` sees the difference.
             subscribers.epoch = result.epoch
         reply(result)
         outbox = member.outbox
