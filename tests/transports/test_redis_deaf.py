@@ -36,6 +36,16 @@ async def publish(node: Server, *values: int) -> None:
         await node.hub.publish("news", Raw(b"%d" % value))
 
 
+async def lose_the_stream(redis_url: str, prefix: str) -> None:
+    """Delete the history of `news` and the salt, as a Redis that came back empty would have."""
+    keys = RedisKeys(prefix)
+    redis = Redis.from_url(redis_url)
+    try:
+        assert await redis.delete(keys.channel("news", "meta"), keys.channel("news", "stream"), keys.salt) == 3
+    finally:
+        await redis.aclose()
+
+
 def watch_health(node: Server) -> list[bool]:
     """Every health change of the node's broker, in order (what /health/ready reports)."""
     assert node.hub is not None
@@ -128,12 +138,7 @@ async def test_a_replay_from_a_stream_that_was_lost_meanwhile_is_no_continuation
         await publish(other, 0)
         assert await numbers(client, 1) == [(0, 1)]
         proxy.deafen_subscribers()
-        keys = RedisKeys(prefix)
-        redis = Redis.from_url(redis_url)
-        try:
-            assert await redis.delete(keys.channel("news", "meta"), keys.channel("news", "stream"), keys.salt) == 3
-        finally:
-            await redis.aclose()
+        await lose_the_stream(redis_url, prefix)
         await publish(other, 1, 2, 3)  # offsets 1, 2, 3 of a new stream
         assert await client.close_code() == 3011
         assert node.hub is not None and node.hub.stats.broker_gaps_unfilled == 1
@@ -156,12 +161,7 @@ async def test_a_stream_lost_under_a_node_that_hears_is_no_continuation_either(
     epoch = (await client.ok("subscribe", {"channel": "news"}))["epoch"]
     await publish(node, 0, 1, 2)
     assert await numbers(client, 3) == [(0, 1), (1, 2), (2, 3)]
-    keys = RedisKeys(prefix)
-    redis = Redis.from_url(redis_url)
-    try:
-        assert await redis.delete(keys.channel("news", "meta"), keys.channel("news", "stream"), keys.salt) == 3
-    finally:
-        await redis.aclose()
+    await lose_the_stream(redis_url, prefix)
     await publish(node, 10)  # offset 1 of a new stream, heard live
     newcomer = await open_raw(node)  # subscribed to the new stream: must not hide it from the node
     assert (await newcomer.ok("subscribe", {"channel": "news"}))["epoch"] != epoch
