@@ -25,6 +25,8 @@ class DeafeningProxy:
         self.pipes: list[Pipe] = []
         self.port = 0
         self.silenced = False  # every pub/sub connection, open now or later, hears nothing
+        self.dropped = bytearray()  # what Redis sent that the silenced connections never got
+        self._dropping = asyncio.Event()
         self._closing = False
         self._server: asyncio.Server | None = None
 
@@ -54,6 +56,13 @@ class DeafeningProxy:
         self.silenced = False
         for pipe in self.pipes:
             pipe.deaf = False
+
+    async def wait_dropped(self, needle: bytes, timeout: float = 5) -> None:
+        """Until something dropped contains `needle` (what Redis sent is gone for sure)."""
+        async with asyncio.timeout(timeout):
+            while needle not in self.dropped:
+                self._dropping.clear()
+                await self._dropping.wait()
 
     def subscriber_addresses(self) -> list[str]:
         """As Redis sees the open pub/sub connections (`addr` in CLIENT LIST): for CLIENT KILL."""
@@ -90,6 +99,9 @@ class DeafeningProxy:
             while data := await reader.read(65536):
                 if not (pipe.deaf or (pipe.subscriber and self.silenced)):
                     pipe.client.write(data)
+                else:
+                    self.dropped += data
+                    self._dropping.set()
         pipe.client.close()  # Redis closed it (CLIENT KILL): the client sees that, deaf or not
 
     async def close(self) -> None:

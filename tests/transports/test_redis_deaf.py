@@ -210,6 +210,31 @@ async def test_history_ahead_of_what_the_node_delivered_makes_it_resubscribe(
         assert node.hub.stats.broker_resubscribes["heartbeat"] == 0
 
 
+async def test_a_gap_heard_before_anything_noticed_it_is_replayed_first(
+    start_server: StartServer, open_raw: OpenRaw, redis_url: str
+) -> None:
+    """Deaf for a moment and hearing again before the heartbeat or the delivery check noticed
+    (both far slower than this test): the next publication the node hears skips offsets. Clients
+    would take the jump (they drop only repeats); the node resubscribes and replays the missed
+    ones from history first, in order."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    async with deafening_proxy(redis_url) as proxy:
+        settings = {"broker_heartbeat_interval": 300.0, "broker_heartbeat_timeout": 600.0}
+        node = await start_server(broker=proxy.url, redis_prefix=prefix, **settings)
+        other = await start_server(broker=redis_url, redis_prefix=prefix)
+        client = await open_raw(node)
+        await client.ok("subscribe", {"channel": "news"})
+        await publish(other, 0)
+        assert await numbers(client, 1) == [(0, 1)]
+        proxy.deafen_subscribers()
+        await publish(other, 1, 2)
+        await proxy.wait_dropped(b'"offset":3')  # both gone, not merely late
+        proxy.hear_again()
+        await publish(other, 3)
+        assert await numbers(client, 3) == [(1, 2), (2, 3), (3, 4)]
+        assert node.hub is not None and node.hub.stats.broker_resubscribes["stream_gap"] == 1
+
+
 class SlowReplay:
     """A hub whose replay after a resubscribe lasts `seconds` (longer than the heartbeat's
     timeout), with the pub/sub connections silenced meanwhile when a `proxy` is given: what

@@ -166,9 +166,10 @@ class Broker(Lifecycle, Protocol):
 
     async def unsubscribe(self, channel: str) -> None: ...
 
-    def resubscribe(self, reason: str) -> None:
-        """The hub saw publications in history that never arrived: drop and restore the
-        subscriptions (then `on_resubscribed(reason)`). A broker that cannot lose any ignores it."""
+    def resubscribe(self, reason: str) -> bool:
+        """The hub saw publications that never arrived: drop and restore the subscriptions, then
+        `on_resubscribed(reason)` before any newer message. Returns whether that will happen (a
+        broker that cannot lose any ignores it and returns False)."""
         ...
 
     async def close(self) -> None: ...

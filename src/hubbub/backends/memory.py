@@ -44,8 +44,9 @@ class MemoryBroker:
     async def unsubscribe(self, channel: str) -> None:
         """See subscribe."""
 
-    def resubscribe(self, reason: str) -> None:
+    def resubscribe(self, reason: str) -> bool:
         """In-process delivery cannot go deaf; nothing to do."""
+        return False
 
     async def close(self) -> None:
         self._handler = None

@@ -692,9 +692,10 @@ class RedisBroker:
     async def _unsubscribe_one(self, channel: str) -> None:
         await self._pubsub.unsubscribe(self._keys.pubsub(channel))
 
-    def resubscribe(self, reason: str) -> None:
+    def resubscribe(self, reason: str) -> bool:
         if self._healthy and self._deaf is None:
             self._deaf = reason
+        return True  # now, or when the reader reconnects (it is not reading until then)
 
     async def _beat_forever(self, heartbeat: Heartbeat) -> None:
         """Publish a heartbeat every interval (on the command connection); past `timeout` without

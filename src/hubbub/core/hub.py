@@ -269,6 +269,12 @@ class Hub:
                 if offset <= skip:
                     return  # replayed from history while the broker was away
                 subscribers.skip_through = None
+            delivered = subscribers.delivered
+            if delivered is not None and offset > delivered + 1 and self.broker.resubscribe("stream_gap"):
+                # Offsets in between never arrived (a subscription deaf for a moment): clients
+                # would take the jump, as they drop only repeats. The replay after the resubscribe
+                # brings them from history, this one with them, before anything newer.
+                return
             subscribers.delivered = offset
         for waiting in subscribers.catching_up.values():
             waiting.append((offset, frame))
