@@ -191,18 +191,27 @@ async def test_the_broker_subscribes_the_node_to_its_heartbeat_only(redis_url: s
         await redis.aclose()
 
 
+async def behind_the_proxy(
+    start_server: StartServer, open_raw: OpenRaw, proxy: DeafeningProxy, redis_url: str, settings: dict[str, float]
+) -> tuple[Server, Server, RawClient]:
+    """A node reaching Redis through the proxy, another reaching it directly (they share a prefix),
+    and a client of the first subscribed to `news`."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    node = await start_server(broker=proxy.url, redis_prefix=prefix, **settings)
+    other = await start_server(broker=redis_url, redis_prefix=prefix)
+    client = await open_raw(node)
+    await client.ok("subscribe", {"channel": "news"})
+    return node, other, client
+
+
 async def test_history_ahead_of_what_the_node_delivered_makes_it_resubscribe(
     start_server: StartServer, open_raw: OpenRaw, redis_url: str
 ) -> None:
     """The heartbeat still heard (or too slow to tell): publications sitting in history for a
     whole check interval that never arrived are enough."""
-    prefix = f"test-{uuid.uuid4().hex}"
     async with deafening_proxy(redis_url) as proxy:
         settings = {"broker_heartbeat_interval": 0.2, "broker_heartbeat_timeout": 600.0}
-        node = await start_server(broker=proxy.url, redis_prefix=prefix, **settings)
-        other = await start_server(broker=redis_url, redis_prefix=prefix)
-        client = await open_raw(node)
-        await client.ok("subscribe", {"channel": "news"})
+        node, other, client = await behind_the_proxy(start_server, open_raw, proxy, redis_url, settings)
         proxy.deafen_subscribers()
         await publish(other, 1, 2)
         assert await numbers(client, 2) == [(1, 1), (2, 2)]
@@ -217,13 +226,9 @@ async def test_a_gap_heard_before_anything_noticed_it_is_replayed_first(
     (both far slower than this test): the next publication the node hears skips offsets. Clients
     would take the jump (they drop only repeats); the node resubscribes and replays the missed
     ones from history first, in order."""
-    prefix = f"test-{uuid.uuid4().hex}"
     async with deafening_proxy(redis_url) as proxy:
         settings = {"broker_heartbeat_interval": 300.0, "broker_heartbeat_timeout": 600.0}
-        node = await start_server(broker=proxy.url, redis_prefix=prefix, **settings)
-        other = await start_server(broker=redis_url, redis_prefix=prefix)
-        client = await open_raw(node)
-        await client.ok("subscribe", {"channel": "news"})
+        node, other, client = await behind_the_proxy(start_server, open_raw, proxy, redis_url, settings)
         await publish(other, 0)
         assert await numbers(client, 1) == [(0, 1)]
         proxy.deafen_subscribers()
