@@ -769,7 +769,7 @@ class RedisBroker:
                 async with self._pubsub_lock:
                     await self._stop_readers()
                     with contextlib.suppress(RedisError, OSError):
-                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                        await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # redis-py before 8.2 left it unannotated
                     self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                     await self._subscribe_all()
             except (RedisError, OSError) as exc:
@@ -813,7 +813,7 @@ class RedisBroker:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # redis-py before 8.2 left it unannotated
         await self._redis.aclose()
 
 
