@@ -75,6 +75,14 @@ ALLOWED = {
     "hubbub.core": {"hubbub.protocol", "hubbub.errors", "hubbub.config", "hubbub.backends.base", "hubbub.core"},
     # Backends see only the contracts and the helpers they share, never each other or the core.
     "hubbub.backends": {"hubbub.backends.base", "hubbub.backends.streams", "hubbub.errors", "hubbub.protocol"},
+    # The Redis backends' cluster pub/sub connections are theirs alone.
+    "hubbub.backends.redis": {
+        "hubbub.backends.base",
+        "hubbub.backends.streams",
+        "hubbub.backends.redis_shards",
+        "hubbub.errors",
+        "hubbub.protocol",
+    },
     "hubbub.transports": {
         "hubbub.protocol",
         "hubbub.errors",

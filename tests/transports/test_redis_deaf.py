@@ -13,6 +13,7 @@ import pytest
 from msgspec import Raw
 from redis.asyncio import Redis
 
+from hubbub.backends import redis_shards
 from hubbub.backends.redis import Heartbeat, RedisBroker, RedisClusterBroker, RedisKeys
 from hubbub.server import Server
 from tests.conftest import OpenRaw, RawClient, StartServer
@@ -347,13 +348,10 @@ async def test_subscriptions_changing_while_the_broker_resubscribes_fail_nothing
         await broker.close()
 
 
-async def test_a_cluster_resubscribe_ends_the_shard_readers_before_it_closes_their_pubsub(
-    redis_cluster_url: str,
-) -> None:
-    """Closing a cluster pub/sub hands each shard's connection back to that node's pool; a
-    reader still inside redis-py's read would reconnect it under its next user, two coroutines
-    reading one socket (CI saw a subscribe fail so: `readuntil() called while another coroutine
-    is already waiting`)."""
+async def test_a_cluster_resubscribe_ends_the_shard_readers_and_their_connections(redis_cluster_url: str) -> None:
+    """A resubscribe ends every shard's reader and closes its connection before it makes new
+    ones: no reader outlives its pub/sub (two coroutines reading one socket is what asyncio
+    refuses), and the new readers, one per master, carry the publications."""
     broker = RedisClusterBroker(redis_cluster_url, f"test-{uuid.uuid4().hex}")
     handler = SlowReplay(0)
     broker.set_handler(handler)
@@ -361,24 +359,18 @@ async def test_a_cluster_resubscribe_ends_the_shard_readers_before_it_closes_the
     try:
         for index in range(12):  # channels on every shard
             await broker.subscribe(f"room-{index}")
-        readers = [reader for _, reader in broker._shard_readers.values()]
-        old_pubsub: Any = broker._pubsub  # redis-py's cluster pub/sub
-        assert len(readers) == len(old_pubsub.node_pubsub_mapping) > 1
-        close = old_pubsub.aclose
-        still_reading: list[asyncio.Task[None]] = []
-
-        async def close_watched() -> None:
-            broker._sync_shard_readers()  # the shard watcher's tick, landing while it closes
-            started = [reader for _, reader in broker._shard_readers.values()]
-            still_reading.extend(reader for reader in [*readers, *started] if not reader.done())
-            await close()
-
-        old_pubsub.aclose = close_watched
+        old = broker._shards
+        assert old is not None
+        readers = old.readers
+        assert len(readers) == len({broker._home_of(f"room-{index}") for index in range(12)}) > 1
+        connections = [shard.pubsub.connection for shard in old._shards.values()]
         broker.resubscribe("test")
         await broker.publish_control(b"wake the reader")
         await asyncio.wait_for(handler.replayed.wait(), 10)
-        assert still_reading == []
-        assert broker._pubsub is not old_pubsub and len(broker._shard_readers) == len(readers)
+        assert all(reader.done() for reader in readers)
+        assert all(connection is not None and not connection.is_connected for connection in connections)
+        new = broker._shards
+        assert new is not None and new is not old and len(new.readers) == len(readers)
         handler.heard.clear()
         await broker.publish("room-0", None, b"{}")  # the new readers read
         await asyncio.wait_for(handler.heard.wait(), 10)
@@ -387,37 +379,60 @@ async def test_a_cluster_resubscribe_ends_the_shard_readers_before_it_closes_the
         await broker.close()
 
 
-async def test_a_shard_pubsub_still_connecting_is_not_taken_for_a_lost_connection(redis_cluster_url: str) -> None:
-    """The shard watcher syncs its readers every half second; one that lands while an SSUBSCRIBE
-    is connecting a new shard's pub/sub must leave it to that SSUBSCRIBE, not read a pub/sub with
-    no connection yet (redis-py raises), resubscribe everything and report the node not ready."""
+async def test_a_shard_subscribe_does_not_wait_for_the_shards_reader(
+    redis_cluster_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard's reader waits in its read for the next message; a subscribe or unsubscribe on
+    that shard goes out meanwhile. redis-py 8.2's cluster pub/sub made each wait for the read to
+    time out (up to a second each, one after another): a reconnect storm's subscribes queued
+    for minutes (forty of these took 21 s). Here a reader's wait is a minute, and forty commands
+    must not notice it."""
+    monkeypatch.setattr(redis_shards, "POLL", 60.0)
     broker = RedisClusterBroker(redis_cluster_url, f"test-{uuid.uuid4().hex}")
     handler = SlowReplay(0)
     broker.set_handler(handler)
     await broker.open()
     try:
-        await broker.subscribe("first")
-        cluster_pubsub: Any = broker._pubsub
-        mapping = cluster_pubsub.node_pubsub_mapping
-        channel = next(f"room-{index}" for index in range(1000) if broker._home_of(f"room-{index}") not in mapping)
-        home = broker._home_of(channel)
-        # Its pub/sub then dials the node, not an idle connection of the command pool.
-        cluster: Any = broker._redis
-        await cluster.get_node(node_name=home).disconnect_free_connections()
-        subscribing = asyncio.get_running_loop().create_task(broker.subscribe(channel))
-        for _ in range(100_000):  # loop turns, until the new shard's pub/sub exists, unconnected
-            connecting = mapping.get(home)
-            if connecting is not None and connecting.connection is None:
-                break
-            assert not subscribing.done(), "the SSUBSCRIBE connected without a turn of the loop"
-            await asyncio.sleep(0)
-        else:
-            pytest.fail("the new shard's pub/sub was never seen connecting")
-        broker._sync_shard_readers()  # the watcher's tick, in that window
-        await asyncio.wait_for(subscribing, 10)
-        await broker.publish(channel, None, b"{}")
+        await broker.subscribe("first")  # its shard's reader is now waiting
+
+        async def come_and_go() -> None:
+            for index in range(20):  # channels of every shard
+                await broker.subscribe(f"room-{index}")
+                await broker.unsubscribe(f"room-{index}")
+
+        await asyncio.wait_for(come_and_go(), 10)
+        await broker.publish("first", None, b"{}")  # and the reader still reads
         await asyncio.wait_for(handler.heard.wait(), 10)
         assert (broker.healthy, broker._deaf, handler.replays) == (True, None, [])
+    finally:
+        await broker.close()
+
+
+async def test_a_killed_shard_connection_resubscribes_and_replays(redis_cluster_url: str) -> None:
+    """CLIENT KILL of a shard's pub/sub connection on its master: the reader reports it and the
+    broker resubscribes and replays (reason connection_lost), rather than redis-py reconnecting
+    that connection quietly and losing what was published meanwhile."""
+    broker = RedisClusterBroker(redis_cluster_url, f"test-{uuid.uuid4().hex}")
+    handler = SlowReplay(0)
+    broker.set_handler(handler)
+    await broker.open()
+    try:
+        await broker.subscribe("news")
+        shards: Any = broker._shards
+        home = broker._home_of("news")
+        host, port = shards._shards[home].pubsub.connection._writer.get_extra_info("sockname")[:2]
+        master_host, _, master_port = home.rpartition(":")
+        master = Redis(host=master_host, port=int(master_port))
+        try:
+            assert await master.client_kill(f"{host}:{port}")
+        finally:
+            await master.aclose()
+        await asyncio.wait_for(handler.replayed.wait(), 10)
+        await asyncio.wait_for(broker.wait_health(True), 10)
+        assert handler.replays == ["connection_lost"]
+        handler.heard.clear()
+        await broker.publish("news", None, b"{}")  # heard on the new connection
+        await asyncio.wait_for(handler.heard.wait(), 10)
     finally:
         await broker.close()
 

@@ -27,6 +27,7 @@ import binascii
 import contextlib
 import functools
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -35,11 +36,14 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from hubbub.backends.base import Announcement, Append, BrokerHandler, HistoryPage, StoredPublication, StreamTop
+from hubbub.backends.redis_shards import ShardSubscriptions
 from hubbub.backends.streams import Clock, new_salt
 
 log = logging.getLogger("hubbub.redis")
@@ -820,12 +824,12 @@ class RedisBroker:
 class RedisClusterBroker(RedisBroker):
     """Fan-out over a Redis Cluster with sharded pub/sub (Redis 7): a channel's messages go
     through the shard that holds its keys (`{prefix}:{ch:CHANNEL}:pubsub`, SPUBLISH/SSUBSCRIBE),
-    so a publication touches one shard, not every node of the cluster. redis-py's cluster pub/sub
-    keeps one connection per shard; one reader task per shard hands messages over. When a slot
-    moves (resharding, failover) Redis drops its shard subscribers without a word, so the broker
-    compares its subscriptions with the slot map every few seconds and, when one moved,
-    resubscribes and lets the hub replay the gap. The control channel and the heartbeat stay on
-    classic pub/sub, which a cluster broadcasts to every node.
+    so a publication touches one shard, not every node of the cluster. The node keeps one pub/sub
+    connection per master it has subscribers on, each with its reader (`ShardSubscriptions`).
+    When a slot moves (resharding, failover) Redis drops its shard subscribers, sometimes without
+    a word, so the broker also compares its subscriptions with the slot map every few seconds and,
+    when one moved, resubscribes and lets the hub replay the gap. The control channel and the
+    heartbeat stay on classic pub/sub, which a cluster broadcasts to every node.
     """
 
     def __init__(
@@ -837,151 +841,93 @@ class RedisClusterBroker(RedisBroker):
         heartbeat: Heartbeat | None = None,
     ) -> None:
         super().__init__(url, prefix, on_health, options, heartbeat)
+        self._options = options
         self._shard_prefix = f"{prefix}:{{ch:".encode()
-        # shard -> (the pub/sub it reads, its reader): a resubscribe's new pub/sub gets new readers
-        self._shard_readers: dict[str, tuple[Any, asyncio.Task[None]]] = {}
+        self._shards: ShardSubscriptions | None = None  # a resubscribe replaces it
         self._watcher: asyncio.Task[None] | None = None
-        self._homes: dict[str, str] = {}  # channel -> the shard it is subscribed on
-        self._retired: object = None  # the pub/sub a resubscribe is closing
+
+    @property
+    def _cluster(self) -> RedisCluster:
+        assert isinstance(self._redis, RedisCluster)
+        return self._redis
 
     async def open(self) -> None:
-        assert isinstance(self._redis, RedisCluster)
-        await self._redis.initialize()  # the slot map, which pub/sub routing needs before any command
+        await self._cluster.initialize()  # the slot map, which routing needs before any command
         await super().open()
-        self._watcher = asyncio.get_running_loop().create_task(self._watch_shards())
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_slots())
 
     async def _subscribe_all(self) -> None:
-        assert isinstance(self._redis, RedisCluster)
-        self._retired = None  # a new pub/sub is in place: let the closed one go (and its listeners)
-        await self._redis.nodes_manager.initialize()  # the slot map now, not when it last changed
+        await self._cluster.nodes_manager.initialize()  # the slot map now, not when it last changed
         await self._pubsub.subscribe(self._keys.control, self._heartbeat_name)
-        self._homes.clear()
+        self._shards = ShardSubscriptions(self._cluster, self._shard_client, self._hand_over, self.resubscribe)
         for channel in list(self._channels):  # one at a time: a batch across slots would be CROSSSLOT
-            await self._pubsub.ssubscribe(self._keys.shard_pubsub(channel))
-            self._homes[channel] = self._home_of(channel)
-        self._sync_shard_readers()
+            await self._shards.subscribe(self._keys.shard_pubsub(channel))
+
+    def _shard_client(self, host: str, port: int) -> Redis:
+        """A master's pub/sub client: its own connection, and no retries, so a failure reaches
+        the reader (which resubscribes and replays) instead of a quiet reconnect losing messages."""
+        return Redis(
+            host=host,
+            port=port,
+            socket_connect_timeout=self._options.connect_timeout,
+            socket_timeout=self._options.socket_timeout,
+            health_check_interval=math.ceil(self._options.health_check_interval),  # redis-py takes whole seconds
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def _publish_on(self, client: Any, channel: str, message: bytes) -> Any:
         return client.spublish(self._keys.shard_pubsub(channel), message)
 
     async def _subscribe_one(self, channel: str) -> None:
-        await self._pubsub.ssubscribe(self._keys.shard_pubsub(channel))
-        self._homes[channel] = self._home_of(channel)
-        self._sync_shard_readers()
+        assert self._shards is not None
+        await self._shards.subscribe(self._keys.shard_pubsub(channel))
 
     async def _unsubscribe_one(self, channel: str) -> None:
-        self._homes.pop(channel, None)
-        await self._pubsub.sunsubscribe(self._keys.shard_pubsub(channel))
+        assert self._shards is not None
+        await self._shards.unsubscribe(self._keys.shard_pubsub(channel))
 
     def _channel_of(self, name: bytes) -> str | None:
         if name.startswith(self._shard_prefix) and name.endswith(b"}:pubsub"):
             return name[len(self._shard_prefix) : -len(b"}:pubsub")].decode()
         return None
 
-    def _sync_shard_readers(self) -> None:
-        """A reader per shard connection the cluster pub/sub holds now (they change with slot moves)."""
-        pubsub = self._pubsub
-        if pubsub is self._retired:
-            return  # a resubscribe is closing it: the new one gets the readers
-        mapping: dict[str, Any] = getattr(pubsub, "node_pubsub_mapping", {})
-        loop = asyncio.get_running_loop()
-        for name, node_pubsub in mapping.items():
-            if node_pubsub.connection is None:
-                continue  # an SSUBSCRIBE is still connecting it: its own sync starts the reader
-            read_by = self._shard_readers.get(name)
-            if read_by is None or read_by[0] is not pubsub or read_by[1].done():
-                if read_by is not None:
-                    read_by[1].cancel()  # still waiting on a pub/sub a resubscribe replaced
-                self._shard_readers[name] = (pubsub, loop.create_task(self._read_shard(name, pubsub)))
-        for name in list(self._shard_readers):
-            if name not in mapping:
-                self._shard_readers.pop(name)[1].cancel()
-
-    async def _watch_shards(self) -> None:
-        """Keep a reader per shard connection, and every few seconds compare where each channel
-        is subscribed with where the cluster says its slot lives now: a moved slot's subscription
-        is dropped by Redis without a word to us (Redis 7.0), so resubscribe and replay."""
-        ticks = 0
+    async def _watch_slots(self) -> None:
+        """Every few seconds, compare where each channel is subscribed with where the cluster
+        says its slot lives now: a moved slot's subscription may be dropped by Redis without a
+        word to us (Redis 7.0), so resubscribe and replay."""
         while True:
-            await asyncio.sleep(SHARD_CHECK)  # the shard map's check clock
-            self._sync_shard_readers()
-            ticks += 1
-            if ticks % SLOT_CHECK_TICKS or not self._healthy or self._deaf is not None:
+            await asyncio.sleep(SLOT_CHECK)  # the slot map's check clock
+            if not self._healthy or self._deaf is not None or self._shards is None:
                 continue
             try:
-                await self._redis.nodes_manager.initialize()  # type: ignore[union-attr]
+                await self._cluster.nodes_manager.initialize()
             except RedisError as exc:
                 log.warning("refreshing the cluster's slot map failed: %s", exc)
                 continue
-            if any(self._home_of(channel) != home for channel, home in self._homes.items()):
+            if self._shards.moved():
                 log.info("a subscribed channel's slot moved to another shard: resubscribing")
                 self.resubscribe("slot_moved")
 
     def _home_of(self, channel: str) -> str:
         """The shard (node name) the cluster says holds this channel's slot now."""
-        node = self._redis.get_node_from_key(self._keys.shard_pubsub(channel))  # type: ignore[union-attr]
+        node = self._cluster.get_node_from_key(self._keys.shard_pubsub(channel))
         return str(node.name) if node is not None else ""
 
-    def _is_current(self, pubsub: object) -> bool:
-        return pubsub is self._pubsub
-
-    async def _read_shard(self, name: str, pubsub: Any) -> None:
-        node = self._redis.get_node(node_name=name)  # type: ignore[union-attr]
-        # Ends when the shard holds no subscription of ours, or a resubscribe replaced the pub/sub,
-        # or the shard's pub/sub is a new one still connecting (its SSUBSCRIBE starts a reader).
-        while self._is_current(pubsub) and self._connected_on(pubsub, name):
-            try:
-                message = await pubsub.get_sharded_message(
-                    ignore_subscribe_messages=False, timeout=1.0, target_node=node
-                )
-            except RedisError as exc:  # the shard's connection is gone: resubscribe and replay the gap
-                if self._is_current(pubsub):
-                    log.warning("lost the pub/sub connection to shard %s: %s", name, exc)
-                    self.resubscribe("connection_lost")
-                return
-            except Exception:  # redis-py in a state we did not foresee: the same, not a dead reader
-                if self._is_current(pubsub):
-                    log.exception("reading shard %s failed: resubscribing", name)
-                    self.resubscribe("connection_lost")
-                return
-            if message is None:
-                continue
-            kind = message.get("type")
-            if kind in ("smessage", b"smessage"):
-                self._hand_over(message)
-            elif kind in ("sunsubscribe", b"sunsubscribe") and self._channel_of(message["channel"]) in self._channels:
-                # Redis ended it, not us: the slot moved (resharding, failover). Follow it.
-                log.info("shard %s dropped a subscription (its slot moved): resubscribing", name)
-                self.resubscribe("slot_moved")
-
-    @staticmethod
-    def _connected_on(pubsub: Any, name: str) -> bool:
-        node_pubsub = pubsub.node_pubsub_mapping.get(name)
-        return node_pubsub is not None and node_pubsub.connection is not None
-
     async def _stop_readers(self) -> None:
-        """Cancel the shard readers before their pub/sub closes: closing hands each shard's
-        connection back to that node's pool, and a reader still in redis-py's read would retry on
-        it by reconnecting it under whoever took it next (the new pub/sub, a command): two
-        coroutines reading one socket, which asyncio refuses mid-subscribe."""
-        self._retired = self._pubsub  # and no reader starts on it meanwhile (the shard watcher)
-        readers = [reader for _, reader in self._shard_readers.values()]
-        self._shard_readers.clear()
-        for reader in readers:
-            reader.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
+        """End the shard readers and close their connections before the resubscribe makes new ones."""
+        if self._shards is not None:
+            await self._shards.close()
 
     async def close(self) -> None:
-        for task in (self._watcher, *(reader for _, reader in self._shard_readers.values())):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self._stop_readers()
         await super().close()
 
 
-SHARD_CHECK = 0.5  # seconds between checks of the shard connections a cluster broker reads
-SLOT_CHECK_TICKS = 4  # of those, every this many also compares subscriptions with the slot map
+SLOT_CHECK = 2.0  # seconds between comparisons of a cluster broker's subscriptions with the slot map
 
 
 def backends_from_url(
