@@ -157,6 +157,33 @@ async def test_reading_unknown_channels_leaves_no_record(store: HistoryStore) ->
     assert top.epoch == epochs[7]  # a subscriber that saw the empty stream can recover its first publication
 
 
+@pytest.mark.parametrize("url_fixture", ["redis_url", "redis_cluster_url"])
+async def test_a_redis_stream_that_is_read_keeps_its_epoch_and_top(
+    request: pytest.FixtureRequest, url_fixture: str, clock: FakeClock
+) -> None:
+    """A stream's meta hash (its epoch and top) outlives the last publication by META_TTL, and a
+    read renews it: subscribes, recoveries and the delivery check of every live subscription
+    read the top. Without that, a channel quiet for longer under a live subscriber started again
+    at offset 1 under its same derived epoch, and its clients dropped every publication as a
+    repeat. A read of a channel with no stream still stores nothing."""
+    from hubbub.backends.redis import META_TTL, RedisHistory
+
+    store = RedisHistory(request.getfixturevalue(url_fixture), prefix=f"test-{uuid.uuid4().hex}", clock=clock)
+    await store.open()
+    try:
+        await append(store, "quiet", 3)
+        meta = store._keys.channel("quiet", "meta")
+        assert await store._redis.expire(meta, 5)  # as if nearly META_TTL had passed without a publication
+        assert (await store.top("quiet")).offset == 3
+        assert META_TTL - 60 < await store._redis.ttl(meta) <= META_TTL
+        await store.read("quiet", after=1)
+        assert (await store.append("quiet", b"4", None, size=10, ttl=60)).offset == 4
+        await store.top("never")
+        assert await store._redis.exists(store._keys.channel("never", "meta")) == 0
+    finally:
+        await store.close()
+
+
 async def test_reads_see_every_append_before_them(store: HistoryStore) -> None:
     """No await between appends and the read: the read still sees them all (write-behind is invisible)."""
     for i in range(20):

@@ -48,7 +48,7 @@ from hubbub.backends.streams import Clock, new_salt
 
 log = logging.getLogger("hubbub.redis")
 
-META_TTL = 30 * 86400  # seconds a stream's epoch and top outlive its last publication
+META_TTL = 30 * 86400  # seconds a stream's epoch and top outlive its last publication or read
 
 # A new stream's epoch derives from the salt (KEYS[3]: the dataset's, on a cluster its slot's), made
 # here if missing: a Redis that lost its data loses its salt too, and every epoch changes. There is
@@ -93,12 +93,17 @@ return {epoch, redis.call('XLEN', KEYS[2]), tops}
 """
 )
 
+# One channel's top, epoch and a page of entries. ARGV: start, count, reverse ('1'), a new salt, the
+# channel, meta TTL. KEYS: meta, stream, salt. A read renews the meta hash it finds (never makes one):
+# the delivery check reads every live subscription's top, so a quiet channel keeps its offsets.
 _READ = (
     _SALTED_EPOCH
     + """
 local meta = redis.call('HMGET', KEYS[1], 'top', 'epoch')
 if not meta[2] then
   meta[2] = salted_epoch(KEYS[3], ARGV[4], ARGV[5])
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
 end
 local entries
 if ARGV[3] == '1' then
@@ -451,7 +456,7 @@ class RedisHistory:
         else:
             start = f"({after}-0" if after is not None else "-"
         count = limit if limit is not None else 2**31
-        args: list[str | int] = [start, max(count, 1), "1" if reverse else "0", new_salt(), channel]
+        args: list[str | int] = [start, max(count, 1), "1" if reverse else "0", new_salt(), channel, META_TTL]
         top_offset, epoch, entries = await self._read_script(keys=self._script_keys(channel), args=args)
         if count == 0:
             entries = []
