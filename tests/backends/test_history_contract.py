@@ -176,10 +176,41 @@ async def test_a_redis_stream_that_is_read_keeps_its_epoch_and_top(
         assert await store._redis.expire(meta, 5)  # as if nearly META_TTL had passed without a publication
         assert (await store.top("quiet")).offset == 3
         assert META_TTL - 60 < await store._redis.ttl(meta) <= META_TTL
+        assert await store._redis.expire(meta, 2 * META_TTL)  # as an append of a longer history_ttl left it
         await store.read("quiet", after=1)
+        assert await store._redis.ttl(meta) > META_TTL  # a read never shortens it
         assert (await store.append("quiet", b"4", None, size=10, ttl=60)).offset == 4
         await store.top("never")
         assert await store._redis.exists(store._keys.channel("never", "meta")) == 0
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("url_fixture", ["redis_url", "redis_cluster_url"])
+async def test_a_redis_stream_without_its_meta_hash_goes_on_from_its_newest_entry(
+    request: pytest.FixtureRequest, url_fixture: str, clock: FakeClock
+) -> None:
+    """The meta hash outlasts its stream (a `history_ttl` above META_TTL included), and a stream
+    whose meta hash is gone all the same (evicted) goes on from its newest entry under its same
+    epoch. Before, a `history_ttl` above 30 days let the meta hash expire first; the channel then
+    restarted at offset 1, which XADD refuses below the stream's newest ID: every publication to
+    it failed until the stream expired too."""
+    from hubbub.backends.redis import META_TTL, RedisHistory
+
+    store = RedisHistory(request.getfixturevalue(url_fixture), prefix=f"test-{uuid.uuid4().hex}", clock=clock)
+    await store.open()
+    try:
+        long = 2 * META_TTL
+        await append(store, "long", 3, ttl=long)
+        meta, stream = store._keys.channel("long", "meta"), store._keys.channel("long", "stream")
+        assert await store._redis.ttl(meta) > await store._redis.ttl(stream) > META_TTL
+        epoch = (await store.top("long")).epoch
+        assert await store._redis.delete(meta) == 1
+        assert await store.top("long") == StreamTop(3, epoch)
+        assert await store._redis.exists(meta) == 0  # a read makes none
+        top = await store.append("long", b"4", None, size=10, ttl=long)
+        assert (top.offset, top.epoch) == (4, epoch)
+        assert [p.offset for p in (await store.read("long", after=2)).publications] == [3, 4]
     finally:
         await store.close()
 

@@ -62,10 +62,22 @@ local function salted_epoch(salt_key, new_salt, channel)
   end
   return string.sub(redis.sha1hex(salt .. '\\n' .. channel), 1, 12)
 end
+
+-- The offset of a stream's newest entry (its IDs are OFFSET-0), 0 with no stream: where a stream
+-- whose meta hash is gone (evicted, or expired before it) goes on, under its same derived epoch.
+local function stream_top(stream)
+  local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+  if newest then
+    return tonumber(string.match(newest[1], '^%d+'))
+  end
+  return 0
+end
 """
 
 # One channel's appends, in order; each is published as it is appended when ARGV[2] names the
-# publish command. ARGV: time, command, pub/sub name, meta TTL, a new salt, the channel, then per
+# publish command. The meta TTL outlasts the stream's (a stream without its meta hash would
+# restart at offset 1, and XADD refuses IDs below its newest). ARGV: time, command, pub/sub name,
+# meta TTL, a new salt, the channel, then per
 # publication size, data, info, expires, stream TTL, frame head, frame tail (around its offset).
 # KEYS: meta, stream, salt.
 _APPEND = (
@@ -74,7 +86,7 @@ _APPEND = (
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = salted_epoch(KEYS[3], ARGV[5], ARGV[6])
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', stream_top(KEYS[2]))
 end
 local now, command, name = ARGV[1], ARGV[2], ARGV[3]
 local tops = {}
@@ -94,16 +106,18 @@ return {epoch, redis.call('XLEN', KEYS[2]), tops}
 )
 
 # One channel's top, epoch and a page of entries. ARGV: start, count, reverse ('1'), a new salt, the
-# channel, meta TTL. KEYS: meta, stream, salt. A read renews the meta hash it finds (never makes one):
-# the delivery check reads every live subscription's top, so a quiet channel keeps its offsets.
+# channel, meta TTL. KEYS: meta, stream, salt. A read renews the meta hash it finds (never makes one,
+# never shortens it): the delivery check reads every live subscription's top, so a quiet channel
+# keeps its offsets.
 _READ = (
     _SALTED_EPOCH
     + """
 local meta = redis.call('HMGET', KEYS[1], 'top', 'epoch')
 if not meta[2] then
+  meta[1] = stream_top(KEYS[2])
   meta[2] = salted_epoch(KEYS[3], ARGV[4], ARGV[5])
 else
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
+  redis.call('EXPIRE', KEYS[1], ARGV[6], 'GT')
 end
 local entries
 if ARGV[3] == '1' then
@@ -367,7 +381,8 @@ class RedisHistory:
             command, name = "SPUBLISH", self._keys.shard_pubsub(channel)
         else:
             command, name = "PUBLISH", self._keys.pubsub(channel)
-        args: list[bytes | str | int] = [repr(now), command, name, META_TTL, new_salt(), channel]
+        meta_ttl = max(META_TTL, max(int(item.ttl) for item in items) + 1)  # the stream's TTL, and a second
+        args: list[bytes | str | int] = [repr(now), command, name, meta_ttl, new_salt(), channel]
         for item in items:
             announcement = item.announcement
             args += [
